@@ -1,0 +1,103 @@
+"""`redleaf bench calls`: RedLeaf's cross-domain call microbenchmark, with peers.
+
+Cases: null, int, rref (move a 64-byte RRef and get it back), borrow, move-64B,
+move-4KiB, move-1MiB, move-64MiB; hot (back-to-back) and cold (the callee has gone
+to sleep between calls).  Peers on the same cases in the same run: inprocess,
+pyzmq-reqrep-ipc, mp-pipe, socketpair (for the move cases they send the bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+
+from bench import row, summarize
+from bench.peers import PipePeer, SocketpairPeer, ZmqPeer, time_calls
+
+B = "calls"
+SIZES = {"move-64B": 64, "move-4KiB": 4096, "move-1MiB": 1 << 20, "move-64MiB": 64 << 20}
+MANIFEST = """
+[heap]
+size = "320MiB"
+records = 65536
+[[domain]]
+name = "echo"
+target = "domains.builtin.echo:EchoDomain"
+"""
+
+
+def _iters(size: int, n: int) -> int:
+    return n if size <= 4096 else max(20, n // 50) if size <= (1 << 20) else max(10, n // 500)
+
+
+def run(argv: list[str]) -> list[dict]:
+    ap = argparse.ArgumentParser(prog="redleaf bench calls")
+    ap.add_argument("-n", type=int, default=20000, help="calls per small case")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args(argv)
+    n = 2000 if a.quick else a.n
+    rows: list[dict] = []
+    med: dict[tuple[str, str], float] = {}
+
+    def add(case, system, samples):
+        rs = summarize(B, case, system, samples, "us")
+        med[(case, system)] = rs[0]["value"]
+        rows.extend(rs)
+
+    from domains.builtin.echo import Echo, EchoDomain
+    from supervisor.instance import Instance
+
+    # in-process Python method call
+    obj = EchoDomain(None)
+    add("null", "inprocess", time_calls(obj.null, n))
+    add("int", "inprocess", time_calls(lambda: obj.inc(1), n))
+
+    with Instance(MANIFEST) as inst:
+        with inst.attach() as d:
+            e = d.lookup("echo", Echo)
+            for _ in range(1000):
+                e.null()
+            add("null", "redleaf", time_calls(e.null, n))
+            add("int", "redleaf", time_calls(lambda: e.inc(1), n))
+            box = [d.heap.alloc_vec(np.uint8, 64)]
+
+            def rref():
+                box[0] = e.roundtrip(box[0])
+
+            add("rref", "redleaf", time_calls(rref, n))
+            add("borrow", "redleaf", time_calls(lambda: e.peek(box[0]), n))
+            box[0].drop()
+            for case, size in SIZES.items():
+                box[0] = d.heap.alloc_vec(np.uint8, size)
+                box[0].np[:1] = 1
+                add(case, "redleaf", time_calls(rref, _iters(size, n)))
+                box[0].drop()
+            add("null-cold", "redleaf", time_calls(e.null, max(200, n // 20), gap_s=0.002))
+
+    for peer_cls in (ZmqPeer, PipePeer, SocketpairPeer):
+        peer = peer_cls()
+        try:
+            for _ in range(200):
+                peer.call(b"")
+            add("null", peer.name, time_calls(lambda: peer.call(b""), n))
+            add("int", peer.name, time_calls(lambda: peer.call(b"\x01"), n))
+            for case, size in SIZES.items():
+                payload = bytes(size)
+                add(case, peer.name, time_calls(lambda: peer.call(payload), _iters(size, n)))
+            if peer.name == "socketpair":
+                add("null-cold", peer.name, time_calls(lambda: peer.call(b""), max(200, n // 20), gap_s=0.002))
+        finally:
+            peer.close()
+
+    def ratio(case, name, a_key, b_key):
+        if a_key in med and b_key in med and med[b_key] > 0:
+            rows.append(row(B, case, name, "ratio", med[a_key] / med[b_key], "x"))
+
+    ratio("null", "pyzmq-reqrep-ipc/redleaf", ("null", "pyzmq-reqrep-ipc"), ("null", "redleaf"))
+    ratio("rref", "redleaf-rref/redleaf-null", ("rref", "redleaf"), ("null", "redleaf"))
+    ratio("move-64MiB", "redleaf-64MiB/redleaf-64B", ("move-64MiB", "redleaf"), ("move-64B", "redleaf"))
+    ratio("move-64MiB", "mp-pipe/redleaf", ("move-64MiB", "mp-pipe"), ("move-64MiB", "redleaf"))
+    ratio("null-cold", "redleaf/socketpair", ("null-cold", "redleaf"), ("null-cold", "socketpair"))
+    return rows

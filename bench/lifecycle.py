@@ -1,0 +1,101 @@
+"""`redleaf bench lifecycle`: how fast a domain starts and comes back.
+
+load -> serving: from the `load` request to the first answered call on the new
+domain.  kill -9 -> serving: from SIGKILL of a running domain to the first answered
+call on its restarted incarnation.  Peers in the same run: multiprocessing spawn to
+the first message over a Pipe, and a plain `python -c` subprocess start to its first
+line of output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from bench import row, summarize
+
+B = "lifecycle"
+MANIFEST = """
+[heap]
+size = "32MiB"
+records = 16384
+[[domain]]
+name = "echo"
+target = "domains.builtin.echo:EchoDomain"
+max_restarts = 1000
+period_s = 1.0
+"""
+
+
+def _child(conn):
+    conn.send(b"hi")
+
+
+def run(argv: list[str]) -> list[dict]:
+    ap = argparse.ArgumentParser(prog="redleaf bench lifecycle")
+    ap.add_argument("-n", type=int, default=50)
+    a = ap.parse_args(argv)
+    n = a.n
+    rows: list[dict] = []
+    from domains.builtin.echo import Echo
+    from domains.errors import RpcError
+    from supervisor.instance import Instance
+
+    load_s, restart_s = [], []
+    with Instance(MANIFEST) as inst:
+        with inst.attach() as d:
+            for i in range(n):
+                name = f"x{i}"
+                t0 = time.perf_counter()
+                inst.request("load", name=name, target="domains.builtin.echo:EchoDomain", restart="temporary",
+                             config={}, uses=[], shadow=False)
+                p = d.lookup(name, Echo)
+                p.null()
+                load_s.append(time.perf_counter() - t0)
+                inst.request("unload", name=name)
+            e = d.lookup("echo", Echo)
+            e.null()
+            for i in range(n):
+                pid = inst.status()["echo"]["pid"]
+                t0 = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                while True:
+                    try:
+                        e.null()
+                        break
+                    except RpcError:
+                        time.sleep(0.0005)
+                restart_s.append(time.perf_counter() - t0)
+                time.sleep(0.02)  # let the restart window stay well under the intensity
+    rows += summarize(B, "load-to-serving", "redleaf", load_s, "ms")
+    rows += summarize(B, "kill9-to-serving", "redleaf", restart_s, "ms")
+
+    ctx = mp.get_context("spawn")
+    spawn_s = []
+    for _ in range(max(10, n // 2)):
+        t0 = time.perf_counter()
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_child, args=(w,))
+        p.start()
+        r.recv_bytes()
+        spawn_s.append(time.perf_counter() - t0)
+        p.join()
+    rows += summarize(B, "start-to-first-message", "mp-spawn", spawn_s, "ms")
+    sub_s = []
+    for _ in range(max(10, n // 2)):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-c", "print(1)"], stdout=subprocess.PIPE)
+        p.stdout.readline()
+        sub_s.append(time.perf_counter() - t0)
+        p.wait()
+    rows += summarize(B, "start-to-first-message", "python-c", sub_s, "ms")
+    med = {(r["case"], r["system"]): r["value"] for r in rows if r["metric"] == "median"}
+    rows.append(row(B, "load-to-serving", "mp-spawn/redleaf", med[("start-to-first-message", "mp-spawn")]
+                    / med[("load-to-serving", "redleaf")], "x"))
+    rows[-1]["metric"] = "ratio"
+    return rows

@@ -1,0 +1,88 @@
+"""attach(): turn any Python process into a client domain of a running instance.
+
+    from domains import attach
+    with attach("default") as d:
+        echo = d.lookup("echo", Echo)
+        echo.ping()
+
+The process gets a domain id, maps the exchange heap, and is listed in `redleaf
+status`.  When it exits, detaches, or is killed, the supervisor reclaims everything
+it owned, like any domain (it watches the client's pidfd).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .control import ControlClient
+from .runtime import Runtime
+
+
+class Client:
+    """A process attached as a client domain."""
+
+    def __init__(self, instance: str = "default", timeout_s: float = 10.0):
+        from shared_heap import Heap
+
+        self.instance = instance
+        self.ctl = ControlClient(instance, timeout_s=timeout_s, identity=f"c{os.getpid()}".encode())
+        try:
+            r = self.ctl.request("attach", pid=os.getpid())
+        except BaseException:
+            self.ctl.close()
+            raise
+        self.domain_id = r["domain_id"]
+        did, ctl = self.domain_id, self.ctl
+
+        def lease(kind, count):
+            return ctl.request("lease", domain_id=did, kind=kind, count=count)["items"]
+
+        def register_type(type_id, name, descr):
+            ctl.request("register_type", domain_id=did, type_id=type_id, type_name=name, descr=descr)
+
+        self.heap = Heap.open(r["heap"], did, lease_fn=lease, register_type_fn=register_type)
+        self.rt = Runtime(instance, did, ctl, self.heap)
+        self._closed = False
+
+    def lookup(self, name: str, iface: type):
+        """A proxy to the object exported under `name`, checked against `iface`."""
+        return self.rt.lookup(name, iface)
+
+    def export(self, name: str, obj, iface: type | None = None) -> None:
+        """Export an object from this client; it is served while this client waits in
+        a call or runs `serve_forever()`."""
+        self.rt.export(name, obj, iface)
+        self.ctl.request("ready", domain_id=self.domain_id, exports=self.rt.export_list())
+
+    def serve_forever(self) -> None:
+        self.rt.run_forever()
+
+    def request(self, cmd: str, **fields) -> dict:
+        """A raw control request (status, load, kill, ...) as this client."""
+        return self.ctl.request(cmd, **fields)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.ctl.request("detach", domain_id=self.domain_id, timeout_s=5.0)
+        except Exception:
+            pass  # the supervisor will notice the exit through the pidfd anyway
+        finally:
+            self.rt.close()
+            try:
+                self.heap.close()
+            except Exception:
+                pass
+            self.ctl.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def attach(instance: str = "default", timeout_s: float = 10.0) -> Client:
+    return Client(instance, timeout_s)

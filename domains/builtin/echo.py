@@ -1,0 +1,80 @@
+"""Echo: a small domain the tests, the benchmarks and the default manifest use."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from domains import Borrow, interface, raises
+from shared_heap import RRefVec
+
+
+class NotFound(Exception):
+    pass
+
+
+@interface
+class Echo:
+    def null(self) -> None: ...
+    def inc(self, x: int) -> int: ...
+    def echo(self, data: bytes) -> bytes: ...
+    def roundtrip(self, buf: RRefVec) -> RRefVec: ...
+    def checksum(self, buf: Borrow[RRefVec]) -> int: ...
+    def peek(self, buf: Borrow[RRefVec]) -> int: ...
+    def peek(self, buf) -> int:
+        return int(buf.buf[0])
+
+    def fill(self, n: int, byte: int) -> RRefVec: ...
+    @raises(NotFound)
+    def get(self, key: str) -> str: ...
+    def crash(self) -> None: ...
+    def sleep(self, seconds: float) -> None: ...
+    def call_back(self, target: str, x: int) -> int: ...
+
+
+class EchoDomain(Echo):
+    """Implements Echo.  `crash` raises an undeclared exception: a panic."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.data = {"hello": "world"}
+
+    def null(self) -> None:
+        return None
+
+    def inc(self, x: int) -> int:
+        return x + 1
+
+    def echo(self, data: bytes) -> bytes:
+        return data
+
+    def roundtrip(self, buf: RRefVec) -> RRefVec:
+        return buf
+
+    def checksum(self, buf) -> int:
+        return int(np.asarray(buf.np, dtype=np.uint8).sum(dtype=np.uint64))
+
+    def peek(self, buf) -> int:
+        return int(buf.buf[0])
+
+    def fill(self, n: int, byte: int) -> RRefVec:
+        v = self.ctx.heap.alloc_vec(np.uint8, n)
+        v.np[:] = byte
+        return v
+
+    def get(self, key: str) -> str:
+        try:
+            return self.data[key]
+        except KeyError:
+            raise NotFound(key) from None
+
+    def crash(self) -> None:
+        raise RuntimeError("Echo.crash() was called")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def call_back(self, target: str, x: int) -> int:
+        """Re-entrancy: call `inc` on the Echo exported as `target` (possibly our caller)."""
+        return self.ctx.lookup(target, Echo).inc(x) + 1

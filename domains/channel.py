@@ -1,0 +1,141 @@
+"""A shared-memory channel for one caller/callee pair: a request and a response mailbox.
+
+A caller has at most one call in flight on a channel (calls are synchronous; batching
+happens inside a call through RRefDeques), so each direction needs a single slot,
+not a ring.  Every field has one writer:
+
+    caller : req_len, req_seq, the request payload
+    callee : resp_len, resp_kind, resp_seq, the response payload
+    supervisor : state, and resp_* once the callee is dead
+
+A writer publishes the payload, then the length, then the sequence number; x86 keeps
+stores in order and loads in order, so a reader that sees the new sequence number
+sees the payload.  The channel memory is an object in the exchange heap owned by the
+supervisor, released when either end dies.  Nothing here trusts the peer: lengths
+and kinds are bounds-checked before use.
+"""
+
+from __future__ import annotations
+
+import struct
+
+REQ_LEN = 0  # u32 (+4 pad), caller
+REQ_SEQ = 8  # u64, caller
+RESP_LEN = 64  # u32, callee
+RESP_KIND = 68  # u32, callee
+RESP_SEQ = 72  # u64, callee
+STATE = 128  # u32, supervisor
+CALLER = 132  # u32, supervisor (at creation)
+CALLEE = 136  # u32, supervisor (at creation)
+PAYLOAD = 140  # u32 payload area size, supervisor (at creation)
+HEADER = 192
+
+# response kinds
+OK = 1
+DECLARED = 2  # a declared exception; payload = (index, args)
+REJECTED = 3  # callee refused the request; payload = (error kind, message)
+CRASHED = 4  # written by the supervisor: the callee died with this call in flight
+
+# channel states
+OPEN = 0
+CALLEE_DEAD = 1
+CALLER_DEAD = 2
+CLOSED = 3
+
+DEFAULT_PAYLOAD = 64 * 1024 + 1024
+
+_LEN_SEQ = struct.Struct("<I4xQ")  # req_len, req_seq in one store sequence
+_RESP = struct.Struct("<IIQ")  # resp_len, resp_kind, resp_seq
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_HDR_INIT = struct.Struct("<IIII")
+
+
+def channel_size(payload: int = DEFAULT_PAYLOAD) -> int:
+    return HEADER + 2 * payload
+
+
+def init_channel(buf: memoryview, caller: int, callee: int, payload: int = DEFAULT_PAYLOAD) -> None:
+    """Supervisor side: zero a fresh channel and stamp its ends."""
+    buf[:HEADER] = bytes(HEADER)
+    _HDR_INIT.pack_into(buf, STATE, OPEN, caller, callee, payload)
+
+
+def set_state(buf: memoryview, state: int) -> None:
+    _U32.pack_into(buf, STATE, state)
+
+
+def fail_inflight(buf: memoryview) -> bool:
+    """Supervisor side, callee dead: complete any in-flight call with CRASHED.
+
+    Returns True when a call was in flight (its caller must be woken)."""
+    req_seq = _U64.unpack_from(buf, REQ_SEQ)[0]
+    resp_seq = _U64.unpack_from(buf, RESP_SEQ)[0]
+    _U32.pack_into(buf, STATE, CALLEE_DEAD)
+    if req_seq != resp_seq:
+        _RESP.pack_into(buf, RESP_LEN, 0, CRASHED, req_seq)
+        return True
+    return False
+
+
+class Channel:
+    """One end's view of a channel.  `seq` is the caller's (or callee's) cursor."""
+
+    __slots__ = ("buf", "chan_id", "caller", "callee", "payload", "req_off", "resp_off", "seq")
+
+    def __init__(self, buf: memoryview, chan_id: int):
+        self.buf = buf
+        self.chan_id = chan_id
+        _state, self.caller, self.callee, self.payload = _HDR_INIT.unpack_from(buf, STATE)
+        if self.payload <= 0 or HEADER + 2 * self.payload > len(buf):
+            raise ValueError(f"channel {chan_id}: corrupt header (payload {self.payload}, size {len(buf)})")
+        self.req_off = HEADER
+        self.resp_off = HEADER + self.payload
+        # Both ends start from what is already there: the callee from the last
+        # request it answered, the caller from the last response it got.
+        self.seq = _U64.unpack_from(buf, RESP_SEQ)[0]
+
+    @property
+    def state(self) -> int:
+        return _U32.unpack_from(self.buf, STATE)[0]
+
+    # -- caller side -------------------------------------------------------------
+    def post_request(self, payload: bytes) -> int:
+        n = len(payload)
+        if n > self.payload:
+            raise OverflowError(f"request of {n} bytes exceeds the channel's {self.payload}-byte payload")
+        off = self.req_off
+        self.buf[off:off + n] = payload
+        seq = self.seq + 1
+        self.seq = seq
+        _LEN_SEQ.pack_into(self.buf, REQ_LEN, n, seq)
+        return seq
+
+    def response_ready(self, seq: int) -> bool:
+        return _U64.unpack_from(self.buf, RESP_SEQ)[0] == seq
+
+    def read_response(self) -> tuple[int, memoryview]:
+        n, kind, _seq = _RESP.unpack_from(self.buf, RESP_LEN)
+        if n > self.payload:
+            return REJECTED, memoryview(b"")
+        return kind, self.buf[self.resp_off:self.resp_off + n]
+
+    # -- callee side -------------------------------------------------------------
+    def pending_request(self) -> memoryview | None:
+        n, seq = _LEN_SEQ.unpack_from(self.buf, REQ_LEN)
+        if seq == self.seq:
+            return None
+        self.seq = seq
+        if n > self.payload:
+            n = self.payload + 1  # caller wrote garbage; the decoder will reject it
+            return memoryview(b"\xc1")  # 0xc1 is never valid msgpack
+        return self.buf[self.req_off:self.req_off + n]
+
+    def post_response(self, kind: int, payload: bytes) -> None:
+        n = len(payload)
+        if n > self.payload:
+            payload = b""
+            kind, n = REJECTED, 0
+        off = self.resp_off
+        self.buf[off:off + n] = payload
+        _RESP.pack_into(self.buf, RESP_LEN, n, kind, self.seq)

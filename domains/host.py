@@ -1,0 +1,147 @@
+"""The process a domain runs in: connect, map the heap, build the domain, serve.
+
+Run in a child forked by the zygote.  Crash injection arrives as signals (the
+supervisor's `redleaf kill --how ...`): SIGUSR1 raises an exception inside whatever
+the domain is doing (it escapes, so the domain panics), SIGUSR2 makes it exit
+cleanly with status 0, SIGRTMIN+1 makes it hang in a busy loop (the watchdog's job).
+SIGTERM asks for a clean stop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import traceback
+
+from .control import ControlClient
+from .runtime import Runtime
+
+SIG_HANG = signal.SIGRTMIN + 1
+
+
+class InjectedFault(Exception):
+    """Raised inside a domain by `redleaf kill --how exception`."""
+
+
+class DomainContext:
+    """What a domain's constructor receives: its identity, config and capabilities."""
+
+    def __init__(self, rt: Runtime, name: str, config: dict, uses: dict):
+        self.rt = rt
+        self.name = name
+        self.domain_id = rt.domain_id
+        self.config = config
+        self.heap = rt.heap
+        self._uses = uses
+        self._granted: dict = {}
+
+    def use(self, role: str, iface: type):
+        """The proxy for a capability granted by the manifest's `uses`."""
+        if role not in self._uses:
+            raise KeyError(f"domain {self.name!r} was not granted {role!r}; add it to `uses` in the manifest")
+        p = self._granted.get(role)
+        if p is None:
+            p = self._granted[role] = self.rt.lookup(self._uses[role], iface)
+        return p
+
+    def lookup(self, name: str, iface: type):
+        return self.rt.lookup(name, iface)
+
+    def export(self, name: str, obj, iface: type | None = None) -> None:
+        self.rt.export(name, obj, iface)
+
+
+def import_target(target: str):
+    modname, _, clsname = target.partition(":")
+    mod = importlib.import_module(modname)
+    try:
+        return getattr(mod, clsname)
+    except AttributeError:
+        raise ImportError(f"module {modname!r} has no attribute {clsname!r}") from None
+
+
+def _install_fault_signals(rt_box: list) -> None:
+    def exc(*_):
+        raise InjectedFault("fault injected by `redleaf kill --how exception`")
+
+    def ex(*_):
+        os._exit(0)
+
+    def hang(*_):
+        while True:
+            pass
+
+    def term(*_):
+        if rt_box:
+            rt_box[0].stop = True
+        else:
+            os._exit(0)
+
+    signal.signal(signal.SIGUSR1, exc)
+    signal.signal(signal.SIGUSR2, ex)
+    signal.signal(SIG_HANG, hang)
+    signal.signal(signal.SIGTERM, term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def connect_runtime(spec: dict) -> Runtime:
+    """Control connection + heap view + runtime for a spawned domain or device."""
+    from shared_heap import Heap
+
+    domain_id = spec["domain_id"]
+    ctl = ControlClient(spec["instance"], token=spec["token"], identity=f"d{domain_id}".encode())
+
+    def lease(kind: str, count: int):
+        return ctl.request("lease", domain_id=domain_id, kind=kind, count=count)["items"]
+
+    def register_type(type_id: int, name: str, descr: str):
+        ctl.request("register_type", domain_id=domain_id, type_id=type_id, type_name=name, descr=descr)
+
+    heap = Heap.open(spec["heap"], domain_id, lease_fn=lease, register_type_fn=register_type)
+    ctl.request("hello", domain_id=domain_id, pid=os.getpid())
+    return Runtime(spec["instance"], domain_id, ctl, heap)
+
+
+def main(spec: dict) -> int:
+    rt_box: list = []
+    _install_fault_signals(rt_box)
+    name = spec["name"]
+    print(f"redleaf: domain {name} (id {spec['domain_id']}, pid {os.getpid()}) starting {spec['target']}", flush=True)
+    rt = connect_runtime(spec)
+    rt_box.append(rt)
+    try:
+        cls = import_target(spec["target"])
+        ctx = DomainContext(rt, name, spec.get("config") or {}, spec.get("uses") or {})
+        obj = cls(ctx)
+    except BaseException as e:
+        traceback.print_exc()
+        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        try:
+            rt.ctl.request("init_failed", domain_id=rt.domain_id, error=msg, timeout_s=2.0)
+        finally:
+            return 78
+    if not rt.exports:
+        try:
+            rt.export(name, obj)
+        except Exception:
+            pass  # a domain that exports nothing (a pure client of others) is fine
+    rt.ctl.request("ready", domain_id=rt.domain_id, exports=rt.export_list())
+    print(f"redleaf: domain {name} serving {', '.join(rt.exports) or 'nothing'}", flush=True)
+    runner = getattr(obj, "run", None)
+    try:
+        if callable(runner):
+            runner()  # a domain with its own loop (it should call ctx.rt.serve_pending())
+        else:
+            rt.run_forever()
+    except BaseException:
+        from .proxy import panic
+
+        panic(f"domain {name} main loop raised")
+    stop = getattr(obj, "shutdown", None)
+    if callable(stop):
+        stop()
+    rt.close()
+    print(f"redleaf: domain {name} stopped", flush=True)
+    return 0

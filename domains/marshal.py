@@ -1,0 +1,252 @@
+"""Turning arguments into channel payloads and back, checked against the interface.
+
+Each `TypeDesc` compiles into three small functions, built once per method:
+`check` (caller side, before anything is moved: so a bad third argument cannot leave
+the first one moved), `encode` (moves or lends heap handles and produces msgpack-able
+values) and `decode` (the receiving side: re-validates everything, never trusting
+the sender, and adopts heap handles only after the heap confirms ownership).
+
+Wire form: msgpack with tuples as arrays, and ext types for what is not a plain value.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable
+
+import msgpack
+
+from .errors import BadArgument
+from .interface import MAX_INLINE, TypeDesc
+
+EXT_MOVE = 1
+EXT_BORROW = 2
+EXT_IFACE = 3
+EXT_RECORD = 4
+
+_WIRE = struct.Struct("<III")  # slot, generation, type id
+_TID = struct.Struct("<I")
+
+
+class CallCtx:
+    """Per-call bookkeeping: the peer, and the handles to settle after the call."""
+
+    __slots__ = ("rt", "peer", "lent", "adopted", "borrowed_in")
+
+    def __init__(self, rt, peer: int):
+        self.rt = rt
+        self.peer = peer
+        self.lent: list = []  # caller: handles lent for this call, returned afterwards
+        self.adopted: list = []  # receiver: handles adopted while decoding
+        self.borrowed_in: list = []  # callee: read-only handles to invalidate after the call
+
+
+def _bad(where: str, desc: TypeDesc, v) -> BadArgument:
+    return BadArgument(f"{where}: expected {desc.name}, got {type(v).__name__}")
+
+
+def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
+    k = desc.kind
+    if k == "scalar":
+        py = desc.py
+        if py is float:
+            def check(v):
+                if type(v) is not float and (type(v) is not int):
+                    raise _bad(where, desc, v)
+        elif py is int:
+            def check(v):
+                if type(v) is not int:
+                    raise _bad(where, desc, v)
+                if not -(1 << 63) <= v < (1 << 64):
+                    raise BadArgument(f"{where}: int {v} does not fit in 64 bits")
+        else:
+            def check(v):
+                if type(v) is not bool:
+                    raise _bad(where, desc, v)
+        return check
+    if k in ("str", "bytes"):
+        py = desc.py
+
+        def check(v):
+            if type(v) is not py:
+                if not (py is bytes and isinstance(v, (bytearray, memoryview))):
+                    raise _bad(where, desc, v)
+            if len(v) > MAX_INLINE:
+                raise BadArgument(f"{where}: {desc.name} of {len(v)} bytes exceeds the {MAX_INLINE}-byte "
+                                  f"inline limit; put large data in an RRefVec")
+        return check
+    if k == "none":
+        def check(v):
+            if v is not None:
+                raise _bad(where, desc, v)
+        return check
+    if k == "optional":
+        inner = compile_check(desc.args[0], where)
+
+        def check(v):
+            if v is not None:
+                inner(v)
+        return check
+    if k == "tuple":
+        inners = [compile_check(a, f"{where}[{i}]") for i, a in enumerate(desc.args)]
+
+        def check(v):
+            if not isinstance(v, tuple) or len(v) != len(inners):
+                raise _bad(where, desc, v)
+            for c, x in zip(inners, v):
+                c(x)
+        return check
+    if k == "vartuple":
+        inner = compile_check(desc.args[0], f"{where}[]")
+
+        def check(v):
+            if not isinstance(v, tuple):
+                raise _bad(where, desc, v)
+            if len(v) > MAX_INLINE // 8:
+                raise BadArgument(f"{where}: tuple of {len(v)} items is too long to copy; use an RRefArray")
+            for x in v:
+                inner(x)
+        return check
+    if k == "record":
+        py = desc.py
+
+        def check(v):
+            if not py.accepts(v):
+                raise _bad(where, desc, v)
+        return check
+    if k == "rref":
+        from shared_heap import OwnershipError
+        cls = desc.py
+        elem = desc.args[0] if desc.args else None
+
+        def check(v):
+            if not isinstance(v, cls):
+                raise _bad(where, desc, v)
+            if elem is not None and getattr(v, "elem_type", elem) is not elem:
+                raise BadArgument(f"{where}: expected {desc.name}, got a handle of {getattr(v, 'elem_type', '?')}")
+            if not v.alive:
+                raise OwnershipError(f"{where}: this {cls.__name__} handle is dead (moved, dropped, or lent out)")
+        return check
+    if k == "iface":
+        from .proxy import is_capability
+
+        def check(v):
+            if not is_capability(v, desc.py):
+                raise _bad(where, desc, v)
+        return check
+    raise AssertionError(k)
+
+
+def compile_encode(desc: TypeDesc) -> Callable[[Any, CallCtx], Any] | None:
+    """None means: the value goes on the wire as it is."""
+    k = desc.kind
+    if k in ("scalar", "str", "none"):
+        return None
+    if k == "bytes":
+        return lambda v, ctx: v if type(v) is bytes else bytes(v)
+    if k == "optional":
+        inner = compile_encode(desc.args[0])
+        if inner is None:
+            return None
+        return lambda v, ctx: None if v is None else inner(v, ctx)
+    if k in ("tuple", "vartuple"):
+        inners = [compile_encode(a) for a in desc.args]
+        if all(i is None for i in inners):
+            return None
+        if k == "vartuple":
+            inner = inners[0]
+            return lambda v, ctx: [inner(x, ctx) for x in v]
+        return lambda v, ctx: [x if e is None else e(x, ctx) for e, x in zip(inners, v)]
+    if k == "record":
+        return lambda v, ctx: msgpack.ExtType(EXT_RECORD, _TID.pack(desc.py.type_id) + desc.py.to_bytes(v))
+    if k == "rref":
+        if desc.borrowed:
+            def enc(v, ctx):
+                v.lend_to(ctx.peer)
+                ctx.lent.append(v)
+                return msgpack.ExtType(EXT_BORROW, _WIRE.pack(*v.wire()))
+        else:
+            def enc(v, ctx):
+                return msgpack.ExtType(EXT_MOVE, _WIRE.pack(*v.move_to(ctx.peer)))
+        return enc
+    if k == "iface":
+        from .proxy import capability_wire
+        return lambda v, ctx: msgpack.ExtType(EXT_IFACE, msgpack.packb(capability_wire(v, ctx.rt)))
+    raise AssertionError(k)
+
+
+def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
+    """Validate a received value (never trust the sender) and turn wire forms into objects."""
+    k = desc.kind
+    if k in ("scalar", "str", "bytes", "none"):
+        check = compile_check(desc, where)
+
+        def dec(w, ctx):
+            check(w)
+            return w
+        return dec
+    if k == "optional":
+        inner = compile_decode(desc.args[0], where)
+        return lambda w, ctx: None if w is None else inner(w, ctx)
+    if k in ("tuple", "vartuple"):
+        if k == "tuple":
+            inners = [compile_decode(a, f"{where}[{i}]") for i, a in enumerate(desc.args)]
+
+            def dec(w, ctx):
+                if not isinstance(w, (tuple, list)) or len(w) != len(inners):
+                    raise _bad(where, desc, w)
+                return tuple(d(x, ctx) for d, x in zip(inners, w))
+        else:
+            inner = compile_decode(desc.args[0], f"{where}[]")
+
+            def dec(w, ctx):
+                if not isinstance(w, (tuple, list)):
+                    raise _bad(where, desc, w)
+                return tuple(inner(x, ctx) for x in w)
+        return dec
+    if k == "record":
+        py = desc.py
+
+        def dec(w, ctx):
+            if not isinstance(w, msgpack.ExtType) or w.code != EXT_RECORD or len(w.data) < 4:
+                raise _bad(where, desc, w)
+            if _TID.unpack_from(w.data)[0] != py.type_id:
+                raise BadArgument(f"{where}: record of another type sent as {desc.name}")
+            return py.from_bytes(w.data[4:])
+        return dec
+    if k == "rref":
+        want_code = EXT_BORROW if desc.borrowed else EXT_MOVE
+        cls = desc.py
+        elem = desc.args[0] if desc.args else None
+
+        def dec(w, ctx):
+            if not isinstance(w, msgpack.ExtType) or w.code != want_code or len(w.data) != _WIRE.size:
+                raise _bad(where, desc, w)
+            slot, gen, tid = _WIRE.unpack(w.data)
+            heap = ctx.rt.heap
+            if want_code == EXT_BORROW:
+                h = heap.adopt_borrowed(slot, gen, tid, ctx.peer, expect=cls, elem=elem)
+                ctx.borrowed_in.append(h)
+            else:
+                h = heap.adopt(slot, gen, tid, expect=cls, elem=elem)
+                ctx.adopted.append(h)
+            return h
+        return dec
+    if k == "iface":
+        from .proxy import capability_from_wire
+        iface = desc.py
+
+        def dec(w, ctx):
+            if not isinstance(w, msgpack.ExtType) or w.code != EXT_IFACE:
+                raise _bad(where, desc, w)
+            return capability_from_wire(msgpack.unpackb(w.data, raw=False), iface, ctx.rt)
+        return dec
+    raise AssertionError(k)
+
+
+def packb(obj) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpackb(buf):
+    return msgpack.unpackb(buf, raw=False, use_list=False, strict_map_key=True)

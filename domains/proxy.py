@@ -1,0 +1,210 @@
+"""Proxies (caller side) and dispatchers (callee side), generated from an InterfaceSpec.
+
+The proxy class for interface `I` subclasses `I`, so `isinstance(proxy, I)` holds and a
+proxy can be passed wherever the interface is expected (capability passing).  Each
+method is a closure over its precompiled checks and encoders; the common case of
+plain-value arguments goes straight to msgpack.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+from . import channel as chan
+from .errors import BadArgument, CallRejected, DomainCrashed, RpcError
+from .interface import InterfaceSpec, spec_of
+from .marshal import CallCtx, compile_check, compile_decode, compile_encode, packb, unpackb
+
+_PROXY_CLASSES: dict[type, type] = {}
+
+
+def _rejected(payload) -> RpcError:
+    try:
+        kind, message = unpackb(payload)
+    except Exception:
+        return CallRejected("the callee sent a malformed rejection")
+    if kind == "OwnershipError":
+        from shared_heap import OwnershipError
+        return OwnershipError(message)
+    if kind == "BadArgument":
+        return BadArgument(message)
+    return CallRejected(f"{kind}: {message}")
+
+
+def _make_method(spec: InterfaceSpec, m):
+    where = f"{spec.cls.__qualname__}.{m.name}"
+    checks = tuple(compile_check(d, f"{where}, argument {n!r}") for n, d in m.params)
+    encs = tuple(compile_encode(d) for _n, d in m.params)
+    nargs = len(checks)
+    simple = all(e is None for e in encs)
+    has_borrow = any(d.borrowed for _n, d in m.params)
+    dec_ret = compile_decode(m.returns, f"{where}, return value")
+    ret_plain = m.returns.kind in ("scalar", "str", "bytes", "none")
+    idx = m.index
+    raises = m.raises
+    timeout = m.timeout_s or spec.timeout_s
+
+    def call(self, *args):
+        if len(args) != nargs:
+            raise BadArgument(f"{where}() takes {nargs} argument(s), got {len(args)}")
+        for c, a in zip(checks, args):
+            c(a)
+        link = self._rl_link
+        if simple:
+            payload = packb((idx, args))
+            ctx = None
+        else:
+            peer = link.peer_for_call()
+            ctx = CallCtx(link.rt, peer)
+            payload = packb((idx, [a if e is None else e(a, ctx) for e, a in zip(encs, args)]))
+        try:
+            kind, resp = link.invoke(payload, timeout, ctx)
+        finally:
+            if has_borrow and ctx is not None:
+                for h in ctx.lent:
+                    h.end_lend()
+        if kind == chan.OK:
+            value = unpackb(resp)
+            if ret_plain:
+                return dec_ret(value, None)
+            rctx = CallCtx(link.rt, link.peer)
+            return dec_ret(value, rctx)
+        if kind == chan.DECLARED:
+            try:
+                i, eargs = unpackb(resp)
+                exc = raises[i](*eargs)
+            except Exception:
+                raise CallRejected(f"{where}: the callee sent a malformed exception") from None
+            raise exc
+        if kind == chan.REJECTED:
+            raise _rejected(resp)
+        raise DomainCrashed(f"{link.name} crashed during {where}()")
+
+    call.__name__ = m.name
+    call.__qualname__ = f"Proxy[{spec.cls.__qualname__}].{m.name}"
+    return call
+
+
+def proxy_class(iface: type) -> type:
+    cls = _PROXY_CLASSES.get(iface)
+    if cls is not None:
+        return cls
+    spec = spec_of(iface)
+    ns: dict[str, Any] = {"__slots__": ("_rl_link",), "_rl_spec": spec}
+    for m in spec.by_index:
+        ns[m.name] = _make_method(spec, m)
+    ns["__repr__"] = lambda self: f"<proxy {spec.cls.__qualname__} -> {self._rl_link.name}>"
+    cls = type(f"Proxy[{iface.__qualname__}]", (iface,), ns)
+    _PROXY_CLASSES[iface] = cls
+    return cls
+
+
+def make_proxy(iface: type, link) -> Any:
+    obj = object.__new__(proxy_class(iface))
+    obj._rl_link = link
+    return obj
+
+
+def is_capability(v, iface: type) -> bool:
+    return isinstance(v, iface)
+
+
+def capability_wire(v, rt) -> list:
+    """A capability travels as the export name it can be looked up by."""
+    link = getattr(v, "_rl_link", None)
+    if link is not None:
+        return [link.name, spec_of(v).name]
+    return [rt.export_object(v), spec_of(v).name]
+
+
+def capability_from_wire(w, iface: type, rt):
+    if not (isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(x, str) for x in w)):
+        raise BadArgument("malformed interface reference")
+    name, iname = w
+    if iname != spec_of(iface).name:
+        raise BadArgument(f"capability {name!r} implements {iname}, expected {spec_of(iface).name}")
+    return rt.lookup(name, iface)
+
+
+# ---------------------------------------------------------------------------------
+# Callee side
+
+
+class Dispatcher:
+    """Serves calls for one exported object: decode, re-check, call, encode."""
+
+    def __init__(self, name: str, iface_spec: InterfaceSpec, obj):
+        self.name = name
+        self.spec = iface_spec
+        self.table = []
+        for m in iface_spec.by_index:
+            where = f"{iface_spec.cls.__qualname__}.{m.name}"
+            decs = tuple(compile_decode(d, f"{where}, argument {n!r}") for n, d in m.params)
+            plain_args = all(d.kind in ("scalar", "str", "bytes", "none") for _n, d in m.params)
+            ret_check = compile_check(m.returns, f"{where}, return value")
+            ret_enc = compile_encode(m.returns)
+            self.table.append((getattr(obj, m.name), decs, plain_args, ret_check, ret_enc, m.raises, m))
+
+    def serve(self, rt, ch: chan.Channel, req) -> tuple[int, bytes]:
+        try:
+            msg = unpackb(req)
+            idx, wargs = msg
+            entry = self.table[idx]
+        except Exception:
+            return chan.REJECTED, packb(("CallRejected", f"malformed request to {self.name}"))
+        fn, decs, plain, ret_check, ret_enc, raises, m = entry
+        if not isinstance(wargs, (tuple, list)) or len(wargs) != len(decs):
+            return chan.REJECTED, packb(("BadArgument", f"{m.name}() takes {len(decs)} argument(s)"))
+        ctx = CallCtx(rt, ch.caller)
+        try:
+            args = [d(w, ctx) for d, w in zip(decs, wargs)]
+        except Exception as e:
+            for h in ctx.adopted:
+                h.drop()
+            kind = type(e).__name__ if type(e).__name__ in ("OwnershipError", "BadArgument") else "CallRejected"
+            return chan.REJECTED, packb((kind, str(e)))
+        try:
+            result = fn(*args)
+        except raises as e:
+            return chan.DECLARED, packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
+                                         _exc_args(e)))
+        except BaseException:
+            panic(f"undeclared exception escaped {self.name}.{m.name}()")
+        finally:
+            for h in ctx.borrowed_in:
+                h.invalidate()
+        try:
+            ret_check(result)
+            rctx = CallCtx(rt, ch.caller)
+            return chan.OK, packb(result if ret_enc is None else ret_enc(result, rctx))
+        except BaseException:
+            panic(f"{self.name}.{m.name}() returned a value that does not match its interface")
+
+
+def _declared_index(raises, e) -> int:
+    for i, t in enumerate(raises):
+        if isinstance(e, t):
+            return i
+    return 0
+
+
+def _exc_args(e: BaseException) -> tuple:
+    out = []
+    for a in e.args:
+        out.append(a if isinstance(a, (int, float, str, bytes, bool, type(None))) else repr(a))
+    return tuple(out)
+
+
+def panic(reason: str) -> None:
+    """An undeclared exception is a fault, like a Rust panic: log it and die now.
+
+    The supervisor sees the death, fails in-flight calls with DomainCrashed,
+    reclaims the domain's heap objects and restarts it by policy."""
+    sys.stderr.write(f"redleaf: domain panic: {reason}\n")
+    traceback.print_exc()
+    sys.stderr.flush()
+    import os
+
+    os._exit(70)

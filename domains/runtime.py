@@ -1,0 +1,317 @@
+"""The per-process runtime: one per domain host or attached client.
+
+It owns the process's control connection, its view of the exchange heap, its
+doorbell, the channels it serves (inbound) and the links it calls through
+(outbound).  Waiting for a reply is a loop that spins on the response word, serves
+inbound calls meanwhile (so A->B->A re-entrancy cannot deadlock), and after a short
+spin budget goes to sleep on the doorbell.  The same loop is the idle loop of a
+domain host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import threading
+import time
+
+import zmq
+
+from . import channel as chan
+from .control import ControlClient
+from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_SLEEPING, Bell, PeerWaker, fence
+from .errors import DomainCrashed, DomainUnavailable, ControlError, RpcTimeout
+from .interface import spec_of
+from .paths import InstancePaths
+from .proxy import Dispatcher, make_proxy
+
+_U64 = struct.Struct("<Q")
+SPIN_NS = 60_000  # spin this long before sleeping on the doorbell
+IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
+
+
+class Link:
+    """The caller's end of a connection to one exported name.
+
+    After the callee dies, the next call looks the name up again and so reaches the
+    restarted incarnation (or raises DomainUnavailable if there is none)."""
+
+    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken")
+
+    def __init__(self, rt: "Runtime", name: str, iface: type):
+        self.rt = rt
+        self.name = name
+        self.iface = iface
+        self.ch = None
+        self.waker = None
+        self.peer = 0
+        self.lock = threading.Lock()
+        self.broken = True
+
+    def connect(self) -> None:
+        if self.ch is not None:
+            self.rt.close_channel(self.ch)
+            self.ch = None
+        spec = spec_of(self.iface)
+        try:
+            r = self.rt.ctl.request("lookup", domain_id=self.rt.domain_id, name=self.name,
+                                    interface=spec.name, fingerprint=spec.fingerprint)
+        except ControlError as e:
+            if e.kind in ("DomainUnavailable", "DomainCrashed"):
+                raise DomainUnavailable(str(e)) from None
+            raise
+        self.ch = self.rt.open_channel(r["channel"], r["offset"], r["size"])
+        self.peer = r["callee"]
+        self.waker = self.rt.waker_for(self.peer)
+        self.broken = False
+
+    def peer_for_call(self) -> int:
+        if self.broken or self.ch.state != chan.OPEN:
+            self.connect()
+        return self.peer
+
+    def invoke(self, payload: bytes, timeout: float, ctx) -> tuple[int, memoryview]:
+        with self.lock:
+            if self.broken or self.ch.state != chan.OPEN:
+                if ctx is not None:
+                    # arguments were encoded for a peer that is gone
+                    raise DomainCrashed(f"{self.name} died before the call was sent")
+                self.connect()
+            ch = self.ch
+            seq = ch.post_request(payload)
+            self.waker.wake()
+            rt = self.rt
+            rt.calls_made += 1
+            if not rt.wait_response(ch, seq, timeout):
+                self.broken = True
+                rt.report_hang(self.peer)
+                raise RpcTimeout(f"{self.name} did not answer within {timeout:.3g}s; it is treated as hung and killed")
+            kind, resp = ch.read_response()
+            if kind == chan.CRASHED:
+                self.broken = True
+            return kind, resp
+
+
+class Export:
+    __slots__ = ("name", "spec", "obj", "dispatcher")
+
+    def __init__(self, name, spec, obj):
+        self.name = name
+        self.spec = spec
+        self.obj = obj
+        self.dispatcher = Dispatcher(name, spec, obj)
+
+
+class Runtime:
+    def __init__(self, instance: str, domain_id: int, ctl: ControlClient, heap):
+        self.instance = instance
+        self.paths = InstancePaths(instance)
+        self.domain_id = domain_id
+        self.ctl = ctl
+        self.heap = heap
+        self.mem = heap.mem  # memoryview of the whole mapping (channels live in it)
+        self.area = heap.runtime_area(domain_id)
+        self.bell = Bell(self.paths.bell(domain_id))
+        self.exports: dict[str, Export] = {}
+        self.inbound: list[tuple[chan.Channel, Dispatcher]] = []
+        self.inbound_by_id: dict[int, tuple[chan.Channel, Dispatcher]] = {}
+        self.channels: dict[int, chan.Channel] = {}
+        self.wakers: dict[int, PeerWaker] = {}
+        self.links: dict[tuple[str, type], Link] = {}
+        self.calls_served = 0
+        self.calls_made = 0
+        self.heartbeat = 0
+        self.stop = False
+        self._auto_names = itertools.count(1)
+        self.poller = zmq.Poller()
+        self.poller.register(self.bell.fd, zmq.POLLIN)
+        self.poller.register(ctl.sock, zmq.POLLIN)
+
+    # -- naming ----------------------------------------------------------------
+    def lookup(self, name: str, iface: type):
+        key = (name, iface)
+        link = self.links.get(key)
+        if link is None:
+            link = Link(self, name, iface)
+            link.connect()
+            self.links[key] = link
+        return make_proxy(iface, link)
+
+    def export(self, name: str, obj, iface: type | None = None) -> None:
+        spec = spec_of(iface or obj)
+        if not isinstance(obj, spec.cls):
+            raise TypeError(f"{type(obj).__qualname__} does not implement {spec.name}")
+        self.exports[name] = Export(name, spec, obj)
+
+    def export_object(self, obj) -> str:
+        for e in self.exports.values():
+            if e.obj is obj:
+                return e.name
+        spec = spec_of(obj)
+        name = f"{self.domain_id}.cap{next(self._auto_names)}"
+        self.export(name, obj)
+        self.ctl.request("ready", domain_id=self.domain_id, exports=self.export_list())
+        return name
+
+    def export_list(self) -> list:
+        return [{"name": e.name, "interface": e.spec.name, "fingerprint": e.spec.fingerprint}
+                for e in self.exports.values()]
+
+    # -- channels --------------------------------------------------------------
+    def open_channel(self, chan_id: int, offset: int, size: int) -> chan.Channel:
+        if offset < 0 or size <= 0 or offset + size > len(self.mem):
+            raise ValueError(f"channel {chan_id} lies outside the heap")
+        ch = chan.Channel(self.mem[offset:offset + size], chan_id)
+        self.channels[chan_id] = ch
+        return ch
+
+    def close_channel(self, ch: chan.Channel) -> None:
+        self.channels.pop(ch.chan_id, None)
+        entry = self.inbound_by_id.pop(ch.chan_id, None)
+        if entry is not None:
+            self.inbound = [e for e in self.inbound if e[0].chan_id != ch.chan_id]
+        try:
+            self.ctl.request("close_channel", domain_id=self.domain_id, channel=ch.chan_id)
+        except ControlError:
+            pass
+
+    def waker_for(self, peer: int) -> PeerWaker:
+        w = self.wakers.get(peer)
+        if w is None or w.bell.fd < 0:
+            w = PeerWaker(Bell(self.paths.bell(peer)), self.heap.runtime_area(peer))
+            self.wakers[peer] = w
+        return w
+
+    def handle_pushes(self) -> None:
+        self.ctl.poll_pushes()
+        while self.ctl.pushes:
+            msg = self.ctl.pushes.popleft()
+            kind = msg.get("push")
+            if kind == "channel_open":
+                exp = self.exports.get(msg["export"])
+                if exp is None:
+                    continue
+                ch = self.open_channel(msg["channel"], msg["offset"], msg["size"])
+                entry = (ch, exp.dispatcher)
+                self.inbound.append(entry)
+                self.inbound_by_id[ch.chan_id] = entry
+            elif kind == "channel_closed":
+                ch = self.channels.get(msg["channel"])
+                if ch is not None:
+                    self.wakers.pop(msg.get("peer", -1), None)
+                    self.close_channel(ch)
+            elif kind == "stop":
+                self.stop = True
+
+    # -- serving -----------------------------------------------------------------
+    def serve_pending(self) -> int:
+        n = 0
+        for ch, disp in self.inbound:
+            req = ch.pending_request()
+            if req is None:
+                continue
+            self.area[RA_BUSY] = 1
+            kind, payload = disp.serve(self, ch, req)
+            self.area[RA_BUSY] = 0
+            ch.post_response(kind, payload)
+            self.waker_for(ch.caller).wake()
+            n += 1
+        if n:
+            self.calls_served += n
+        return n
+
+    def _flush_counters(self) -> None:
+        self.heartbeat += 1
+        a = self.area
+        _U64.pack_into(a, RA_HEARTBEAT, self.heartbeat)
+        _U64.pack_into(a, RA_CALLS_SERVED, self.calls_served)
+        _U64.pack_into(a, RA_CALLS_MADE, self.calls_made)
+
+    def _sleep(self, timeout_ms: int, ready) -> None:
+        """Block on the doorbell unless `ready()` turns true after announcing sleep."""
+        a = self.area
+        a[RA_SLEEPING] = 1
+        fence()
+        try:
+            if ready():
+                return
+            self._flush_counters()
+            self.ctl.poll_pushes()
+            if self.ctl.pushes:
+                return
+            self.poller.poll(timeout_ms)
+        finally:
+            a[RA_SLEEPING] = 0
+        self.bell.drain()
+        self.handle_pushes()
+
+    def wait_response(self, ch: chan.Channel, seq: int, timeout: float) -> bool:
+        buf = ch.buf
+        unpack = _U64.unpack_from
+        off = chan.RESP_SEQ
+        if unpack(buf, off)[0] == seq:
+            return True
+        now = time.monotonic_ns
+        start = now()
+        deadline = start + int(timeout * 1e9)
+        spin_end = start + SPIN_NS
+        serving = bool(self.inbound)
+        spins = 0
+        while True:
+            if unpack(buf, off)[0] == seq:
+                return True
+            spins += 1
+            if spins & 31:
+                continue
+            if serving:
+                self.serve_pending()
+            t = now()
+            if t > deadline:
+                return unpack(buf, off)[0] == seq
+            if t > spin_end:
+                if spins & 0x3FF == 0:
+                    self._flush_counters()
+                wait_ms = max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000))
+                self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())
+                serving = bool(self.inbound)
+
+    def _has_inbound(self) -> bool:
+        for ch, _d in self.inbound:
+            if chan._LEN_SEQ.unpack_from(ch.buf, chan.REQ_LEN)[1] != ch.seq:
+                return True
+        return False
+
+    def run_forever(self) -> None:
+        """The host's main loop: serve, spin a little, then sleep on the doorbell."""
+        now = time.monotonic_ns
+        idle_since = now()
+        spins = 0
+        self.handle_pushes()
+        while not self.stop:
+            if self.serve_pending():
+                idle_since = now()
+                spins += 1
+                if spins & 0xFFF == 0:
+                    self._flush_counters()
+                    self.handle_pushes()
+                continue
+            spins += 1
+            if spins & 0x3FF == 0:
+                self._flush_counters()
+                self.handle_pushes()
+            if now() - idle_since > SPIN_NS:
+                self._sleep(IDLE_POLL_MS, self._has_inbound)
+                idle_since = now()
+
+    def report_hang(self, peer: int) -> None:
+        try:
+            self.ctl.request("report_hang", domain_id=self.domain_id, callee=peer, timeout_s=2.0)
+        except ControlError:
+            pass
+
+    def close(self) -> None:
+        self._flush_counters()
+        self.bell.close()
+        for w in self.wakers.values():
+            w.bell.close()

@@ -1,0 +1,86 @@
+"""A software Net device: packets sent are at once received, in order, in the
+same buffers (no copy, no device).  Use it to measure the cost of crossing
+into a driver domain without any device work.
+
+Same batched API as :class:`drivers.ixgbe.driver_core.IxgbeDriver`.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Sequence
+
+import numpy as np
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+class NullNet:
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._q: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque()
+        self._n = 0
+        self.pool: list[int] = []
+        self.tx_packets = self.rx_packets = self.tx_bytes = self.rx_bytes = 0
+
+    def init(self, rx_buffers=()) -> None:
+        self.give_rx_buffers(list(rx_buffers))
+
+    def link_up(self) -> bool:
+        return True
+
+    def give_rx_buffers(self, offsets) -> None:
+        self.pool.extend(np.asarray(offsets, dtype=np.int64).tolist())
+
+    def tx_batch_arrays(self, offsets, lengths) -> int:
+        n = min(len(offsets), self.capacity - self._n)
+        if n <= 0:
+            return 0
+        offs = np.array(offsets[:n], dtype=np.int64)
+        lens = np.array(lengths[:n], dtype=np.int64)
+        self._q.append((offs, lens))
+        self._n += n
+        self.tx_packets += n
+        self.tx_bytes += int(lens.sum())
+        return n
+
+    def tx_batch(self, packets: Sequence[tuple[int, int]]) -> int:
+        if not packets:
+            return 0
+        a = np.array(packets, dtype=np.int64).reshape(-1, 2)
+        return self.tx_batch_arrays(a[:, 0], a[:, 1])
+
+    def rx_batch_arrays(self, max_packets: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self._q or max_packets <= 0:
+            return _EMPTY, _EMPTY
+        outs, lens, got = [], [], 0
+        while self._q and got < max_packets:
+            o, l = self._q[0]
+            take = min(max_packets - got, o.size)
+            if take == o.size:
+                self._q.popleft()
+            else:
+                self._q[0] = (o[take:], l[take:])
+            outs.append(o[:take])
+            lens.append(l[:take])
+            got += take
+        self._n -= got
+        o = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        l = lens[0] if len(lens) == 1 else np.concatenate(lens)
+        self.rx_packets += got
+        self.rx_bytes += int(l.sum())
+        return o, l
+
+    def rx_batch(self, max_packets: int) -> list[tuple[int, int]]:
+        o, l = self.rx_batch_arrays(max_packets)
+        return list(zip(o.tolist(), l.tolist()))
+
+    def tx_reclaim_arrays(self) -> np.ndarray:
+        return _EMPTY            # sent buffers come back through rx_batch
+
+    def tx_reclaim(self) -> list[int]:
+        return []
+
+    def stats(self) -> dict:
+        return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets,
+                "rx_bytes": self.rx_bytes, "tx_bytes": self.tx_bytes, "rx_missed": 0,
+                "rx_oversize": 0}

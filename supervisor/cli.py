@@ -1,0 +1,363 @@
+"""`redleaf`: the one command that drives an instance.
+
+Conventional and scriptable: `--json` wherever a table is printed, exit status 0 on
+success, non-zero with a one-line reason on stderr otherwise.  Every command takes
+`--name` (default: `default`) to pick the instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from domains.errors import ControlError, InstanceNotRunning, RedleafError
+from domains.paths import InstancePaths, check_instance_name
+
+
+class CliError(Exception):
+    pass
+
+
+def _client(args, timeout_s: float = 10.0):
+    from domains.control import ControlClient
+
+    return ControlClient(args.name, timeout_s=timeout_s)
+
+
+def _request(args, cmd: str, timeout_s: float = 30.0, **fields) -> dict:
+    c = _client(args, timeout_s)
+    try:
+        return c.request(cmd, **fields)
+    finally:
+        c.close()
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
+    cells = [[h for _k, h in cols]] + [[_fmt(r.get(k)) for k, _h in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(cols))).rstrip() for c in cells)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    if isinstance(v, list):
+        return ",".join(map(str, v)) or "-"
+    return str(v)
+
+
+def _bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+# ----------------------------------------------------------------------- commands
+def cmd_up(args) -> int:
+    from .manifest import load_manifest
+    from . import daemon, stale
+
+    manifest = load_manifest(args.manifest)
+    try:
+        pid = stale.supervisor_alive(InstancePaths(args.name))
+    except Exception:
+        pid = 0
+    if pid:
+        raise CliError(f"instance {args.name!r} is already running (supervisor pid {pid}); "
+                       f"stop it with `redleaf down --name {args.name}`")
+    if not args.detach:
+        print(f"redleaf: starting instance {args.name!r} (Ctrl-C or `redleaf down` to stop)", file=sys.stderr)
+        try:
+            return daemon.run(args.name, manifest, foreground=True)
+        except stale.InstanceRunning as e:
+            raise CliError(str(e)) from None
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        code = 0
+        try:
+            daemon.run(args.name, manifest, foreground=False, ready_fd=w)
+        except BaseException as e:
+            try:
+                os.write(w, b"E" + f"{type(e).__name__}: {e}".encode()[:500])
+            except OSError:
+                pass
+            code = 1
+        os._exit(code)
+    os.close(w)
+    os.waitpid(pid, 0)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+        if data == b"1":
+            break
+    os.close(r)
+    if data != b"1":
+        raise CliError(data[1:].decode() if data.startswith(b"E") else "the supervisor exited during start-up; "
+                       f"see {InstancePaths(args.name).log('supervisor')}")
+    # wait until the manifest has booted (every domain left `starting`)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        st = _request(args, "status")
+        if all(d["state"] != "starting" for d in st["domains"]) and st["domains"] or not _has_domains(args):
+            break
+        time.sleep(0.02)
+    print(f"redleaf: instance {args.name!r} up (supervisor pid {st['pid']})")
+    return 0
+
+
+def _has_domains(args) -> bool:
+    from .manifest import load_manifest
+
+    m = load_manifest(args.manifest)
+    return bool(m.domains or m.devices)
+
+
+def cmd_down(args) -> int:
+    from . import stale
+
+    paths = InstancePaths(args.name)
+    pid = stale.supervisor_alive(paths)
+    if not pid:
+        if stale.clean_stale(args.name):
+            print(f"redleaf: instance {args.name!r} was not running; removed its leftovers")
+            return 0
+        raise CliError(f"no instance {args.name!r} is running")
+    try:
+        _request(args, "shutdown", timeout_s=5.0)
+    except ControlError:
+        os.kill(pid, 15)
+    if not stale.wait_gone(pid, args.timeout):
+        os.kill(pid, 9)
+        stale.wait_gone(pid, 2.0)
+    stale.clean_stale(args.name)
+    print(f"redleaf: instance {args.name!r} down")
+    return 0
+
+
+def cmd_status(args) -> int:
+    st = _request(args, "status")
+    if args.json:
+        print(json.dumps(st["domains"]))
+        return 0
+    rows = []
+    for d in st["domains"]:
+        d = dict(d)
+        d["rss"] = _bytes(d["rss"]) if d["rss"] else None
+        d["heap"] = _bytes(d["heap_bytes"])
+        d["uptime"] = f"{d['uptime_s']:.1f}s" if d["state"] == "running" else None
+        rows.append(d)
+    print(_table(rows, [("name", "NAME"), ("kind", "KIND"), ("id", "ID"), ("pid", "PID"), ("state", "STATE"),
+                        ("restarts", "RESTARTS"), ("uptime", "UPTIME"), ("cpu_s", "CPU(s)"), ("rss", "RSS"),
+                        ("heap", "HEAP"), ("heap_objects", "OBJS"), ("calls_served", "CALLS"),
+                        ("reason", "LAST EVENT")]))
+    return 0
+
+
+def _parse_sets(sets: list[str]) -> dict:
+    import tomllib
+
+    cfg = {}
+    for s in sets or []:
+        key, eq, val = s.partition("=")
+        if not eq or not key:
+            raise CliError(f"--set takes KEY=VALUE, got {s!r}")
+        try:
+            cfg[key] = tomllib.loads(f"v = {val}")["v"]
+        except tomllib.TOMLDecodeError:
+            cfg[key] = val
+    return cfg
+
+
+def cmd_load(args) -> int:
+    r = _request(args, "load", timeout_s=60.0, name=args.domain, target=args.target, restart=args.restart,
+                 config=_parse_sets(args.set), uses=args.uses or [], shadow=args.shadow)
+    print(f"redleaf: {args.domain} running (id {r['id']}, pid {r['pid']})")
+    return 0
+
+
+def cmd_unload(args) -> int:
+    _request(args, "unload", timeout_s=30.0, name=args.domain)
+    print(f"redleaf: {args.domain} unloaded")
+    return 0
+
+
+def cmd_restart(args) -> int:
+    r = _request(args, "restart", timeout_s=60.0, name=args.domain)
+    print(f"redleaf: {args.domain} restarted (pid {r.get('pid')})")
+    return 0
+
+
+def cmd_kill(args) -> int:
+    r = _request(args, "kill", name=args.domain, how=args.how)
+    print(f"redleaf: injected {args.how} into {args.domain} (pid {r['pid']})")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    paths = InstancePaths(args.name)
+    path = paths.log(args.domain)
+    if not paths.root.exists():
+        raise CliError(f"no instance {args.name!r} is running")
+    if not path.exists():
+        raise CliError(f"no log for {args.domain!r} in instance {args.name!r} (see `redleaf status`)")
+    with open(path, "rb") as f:
+        sys.stdout.buffer.write(f.read())
+        sys.stdout.flush()
+        while args.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            elif not paths.root.exists():
+                return 0
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+def cmd_heap(args) -> int:
+    r = _request(args, "heap", check=bool(args.check))
+    stats = r["stats"]
+    violations = r.get("violations", [])
+    if args.json:
+        out = dict(stats)
+        if args.check:
+            out["violations"] = violations
+        print(json.dumps(out, default=str))
+    else:
+        print(f"arena {_bytes(stats.get('arena_bytes'))}: live {_bytes(stats.get('live_bytes'))}, "
+              f"free {_bytes(stats.get('free_bytes'))}, cached {_bytes(stats.get('cached_free_bytes'))}, "
+              f"fragmentation {stats.get('fragmentation', 0):.2f}")
+        rows = [dict(domain=k, **v) for k, v in stats.get("domains", {}).items()]
+        if rows:
+            print(_table(rows, [("domain", "DOMAIN"), ("objects", "OBJECTS"), ("bytes", "BYTES"),
+                                ("leased_bytes", "LEASED")]))
+        trows = [dict(type=k, **v) for k, v in stats.get("types", {}).items()]
+        if trows:
+            print(_table(trows, [("type", "TYPE"), ("objects", "OBJECTS"), ("bytes", "BYTES")]))
+        if args.check:
+            print("check: OK" if not violations else f"check: {len(violations)} violation(s)")
+    if args.check and violations:
+        print(f"redleaf: heap check failed: {violations[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args) -> int:
+    from domains.interface import check_module
+
+    sys.path.insert(0, os.getcwd())
+    lines, errors = check_module(args.module)
+    for line in lines:
+        print(line)
+    for e in errors:
+        for line in e.splitlines():
+            print(f"error: {line}", file=sys.stderr)
+    if errors:
+        print(f"redleaf: {args.module}: {sum(len(e.splitlines()) for e in errors)} error(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_attach(args) -> int:
+    import code
+
+    from domains import attach
+
+    with attach(args.name) as d:
+        banner = (f"redleaf: attached to {args.name!r} as domain {d.domain_id}.\n"
+                  f"`d` is the client: d.lookup(name, Interface), d.heap, d.request('status')")
+        code.interact(banner=banner, local={"d": d})
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from bench import run_cli
+
+    return run_cli(args.bench, args.rest, as_json=args.json, instance=args.name)
+
+
+# ----------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="redleaf", description="RedLeaf-style isolated domains as processes.")
+    p.add_argument("--name", default=os.environ.get("REDLEAF_INSTANCE", "default"), help="instance name")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name, fn, help):
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--name", default=argparse.SUPPRESS, help="instance name")
+        return sp
+
+    sp = add("up", cmd_up, "start an instance (supervisor + manifest)")
+    sp.add_argument("--manifest", help="TOML manifest (default: the packaged one)")
+    sp.add_argument("--detach", action="store_true", help="run in the background")
+    sp = add("down", cmd_down, "stop an instance; nothing left behind")
+    sp.add_argument("--timeout", type=float, default=15.0)
+    sp = add("status", cmd_status, "domains: state, pid, restarts, cpu, rss, heap, calls")
+    sp.add_argument("--json", action="store_true")
+    sp = add("load", cmd_load, "load a domain")
+    sp.add_argument("domain", metavar="NAME")
+    sp.add_argument("target", metavar="TARGET", help="package.module:Class")
+    sp.add_argument("--restart", default="permanent", choices=["permanent", "transient", "temporary"])
+    sp.add_argument("--shadow", action="store_true")
+    sp.add_argument("--uses", action="append", metavar="NAME")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config value (TOML syntax)")
+    sp = add("unload", cmd_unload, "stop and remove a domain")
+    sp.add_argument("domain", metavar="NAME")
+    sp = add("restart", cmd_restart, "restart a domain")
+    sp.add_argument("domain", metavar="NAME")
+    sp = add("kill", cmd_kill, "crash injection")
+    sp.add_argument("domain", metavar="NAME")
+    sp.add_argument("--how", default="sigkill", choices=["sigkill", "sigsegv", "exception", "exit", "hang"])
+    sp = add("logs", cmd_logs, "a domain's log")
+    sp.add_argument("domain", metavar="NAME")
+    sp.add_argument("-f", "--follow", action="store_true")
+    sp = add("heap", cmd_heap, "ownership table by domain and type; invariants")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--check", action="store_true")
+    sp = add("check", cmd_check, "interface validation (the IDL check)")
+    sp.add_argument("module")
+    add("attach", cmd_attach, "a Python REPL attached as a client domain")
+    sp = add("bench", cmd_bench, "benchmarks with peers in the same run")
+    sp.add_argument("bench", metavar="NAME")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_instance_name(args.name)
+        return args.fn(args) or 0
+    except (CliError, RedleafError, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"redleaf: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

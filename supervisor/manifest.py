@@ -1,0 +1,209 @@
+"""The TOML manifest: which domains and devices an instance boots, and how.
+
+```toml
+[heap]
+size = "256MiB"          # exchange heap arena
+records = 262144          # ownership-table records
+
+[supervisor]
+watchdog_s = 5.0          # a domain whose heartbeat stalls this long is killed
+
+[[device]]                # emulated hardware: a process that is not a domain
+name = "nvme0-dev"
+target = "drivers.nvme.device:NvmeDevice"
+config = { image = "nvme0.img", size = "64MiB" }
+
+[[domain]]
+name = "echo"
+target = "domains.builtin.echo:EchoDomain"
+restart = "permanent"     # permanent | transient | temporary
+max_restarts = 5          # restart intensity: at most this many ...
+period_s = 10.0           # ... within this period, else the domain is `failed`
+backoff_s = 0.05          # first delay of the exponential backoff
+config = { }
+uses = ["other"]          # names this domain calls; booted before it
+shadow = false
+```
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+RESTART_POLICIES = ("permanent", "transient", "temporary")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.I)
+_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
+
+
+class ManifestError(ValueError):
+    """The manifest is not valid; the message names the entry and the field."""
+
+
+def parse_size(v, where: str) -> int:
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v
+    if isinstance(v, str):
+        m = _SIZE_RE.match(v)
+        if m:
+            n = int(m.group(1))
+            unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+            return n * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+    raise ManifestError(f"{where}: {v!r} is not a size (write e.g. 268435456 or \"256MiB\")")
+
+
+def check_target(target, where: str) -> str:
+    if not isinstance(target, str) or not _TARGET_RE.match(target):
+        raise ManifestError(f"{where}: target {target!r} must look like 'package.module:Class'")
+    return target
+
+
+def check_name(name, where: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ManifestError(f"{where}: name {name!r} must start with a letter and use letters, digits, '_', '.', '-'")
+    return name
+
+
+@dataclass
+class DomainSpec:
+    name: str
+    target: str
+    restart: str = "permanent"
+    max_restarts: int = 5
+    period_s: float = 10.0
+    backoff_s: float = 0.05
+    backoff_max_s: float = 5.0
+    config: dict = field(default_factory=dict)
+    uses: dict = field(default_factory=dict)  # role -> exported name
+    shadow: bool = False
+    watchdog_s: float | None = None
+    kind: str = "domain"  # or "device"
+
+    def to_wire(self) -> dict:
+        return {"name": self.name, "target": self.target, "restart": self.restart, "config": self.config,
+                "uses": self.uses, "shadow": self.shadow, "kind": self.kind}
+
+
+@dataclass
+class Manifest:
+    heap_size: int = 256 << 20
+    heap_records: int = 1 << 18
+    watchdog_s: float = 5.0
+    devices: list[DomainSpec] = field(default_factory=list)
+    domains: list[DomainSpec] = field(default_factory=list)
+    source: str = "<default>"
+
+    def boot_order(self) -> list[DomainSpec]:
+        """Devices first, then domains so that every domain starts after what it uses."""
+        by_name = {d.name: d for d in self.domains}
+        order, state = [], {}
+
+        def visit(d: DomainSpec, path: list[str]):
+            st = state.get(d.name)
+            if st == "done":
+                return
+            if st == "visiting":
+                raise ManifestError(f"dependency cycle: {' -> '.join(path + [d.name])}")
+            state[d.name] = "visiting"
+            for dep in d.uses.values():
+                if dep in by_name:
+                    visit(by_name[dep], path + [d.name])
+            state[d.name] = "done"
+            order.append(d)
+
+        for d in self.domains:
+            visit(d, [])
+        return list(self.devices) + order
+
+
+def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: must be a table")
+    known = {"name", "target", "restart", "max_restarts", "period_s", "backoff_s", "backoff_max_s",
+             "config", "uses", "shadow", "watchdog_s"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ManifestError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if "name" not in raw or "target" not in raw:
+        raise ManifestError(f"{where}: needs `name` and `target`")
+    name = check_name(raw["name"], where)
+    where = f"{where} ({name})"
+    spec = DomainSpec(name=name, target=check_target(raw["target"], where), kind=kind)
+    restart = raw.get("restart", "permanent" if kind == "domain" else "permanent")
+    if restart not in RESTART_POLICIES:
+        raise ManifestError(f"{where}: restart {restart!r} must be one of {', '.join(RESTART_POLICIES)}")
+    spec.restart = restart
+    for f in ("max_restarts",):
+        if f in raw:
+            v = raw[f]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ManifestError(f"{where}: {f} must be a non-negative integer")
+            setattr(spec, f, v)
+    for f in ("period_s", "backoff_s", "backoff_max_s", "watchdog_s"):
+        if f in raw:
+            v = raw[f]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ManifestError(f"{where}: {f} must be a non-negative number")
+            setattr(spec, f, float(v))
+    cfg = raw.get("config", {})
+    if not isinstance(cfg, dict):
+        raise ManifestError(f"{where}: config must be a table")
+    spec.config = cfg
+    uses = raw.get("uses", [])
+    if isinstance(uses, list):
+        uses = {u: u for u in uses}
+    if not isinstance(uses, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in uses.items()):
+        raise ManifestError(f"{where}: uses must be a list of names or a table role = \"name\"")
+    spec.uses = dict(uses)
+    shadow = raw.get("shadow", False)
+    if not isinstance(shadow, bool):
+        raise ManifestError(f"{where}: shadow must be true or false")
+    spec.shadow = shadow
+    return spec
+
+
+def parse_manifest(text: str, source: str = "<string>") -> Manifest:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{source}: not valid TOML: {e}") from None
+    m = Manifest(source=source)
+    unknown = set(raw) - {"heap", "supervisor", "domain", "device"}
+    if unknown:
+        raise ManifestError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
+    heap = raw.get("heap", {})
+    if "size" in heap:
+        m.heap_size = parse_size(heap["size"], f"{source} [heap] size")
+    if "records" in heap:
+        m.heap_records = int(parse_size(heap["records"], f"{source} [heap] records"))
+    sup = raw.get("supervisor", {})
+    if "watchdog_s" in sup:
+        m.watchdog_s = float(sup["watchdog_s"])
+    names = set()
+    for i, d in enumerate(raw.get("device", [])):
+        spec = domain_spec(d, f"{source} [[device]] #{i + 1}", kind="device")
+        m.devices.append(spec)
+    for i, d in enumerate(raw.get("domain", [])):
+        m.domains.append(domain_spec(d, f"{source} [[domain]] #{i + 1}"))
+    for spec in m.devices + m.domains:
+        if spec.name in names:
+            raise ManifestError(f"{source}: the name {spec.name!r} is used twice")
+        names.add(spec.name)
+    m.boot_order()  # rejects cycles now, not at boot
+    return m
+
+
+def load_manifest(path: str | Path | None) -> Manifest:
+    if path is None:
+        text = resources.files("supervisor").joinpath("default.toml").read_text()
+        return parse_manifest(text, "default.toml")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest {p}: {e.strerror}") from None
+    return parse_manifest(text, str(p))

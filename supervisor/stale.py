@@ -1,0 +1,106 @@
+"""Finding and removing what a dead instance left behind.
+
+If a supervisor is killed, its zygote and domains die with it (PDEATHSIG), but its
+runtime directory and heap file remain.  The next `redleaf up` of that name, or
+`redleaf down`, calls `clean_stale`: it kills any recorded process still alive (the
+pid *and* its start time must match, so a recycled pid is never hit) and removes the
+files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+import psutil
+
+from domains.paths import InstancePaths
+
+
+class InstanceRunning(RuntimeError):
+    pass
+
+
+def create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def _recorded(line: str) -> tuple[int, float] | None:
+    parts = line.split()
+    if len(parts) != 2:
+        return None
+    try:
+        return int(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+
+
+def _same_process(pid: int, ctime: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - ctime) < 0.01
+    except psutil.Error:
+        return False
+
+
+def supervisor_alive(paths: InstancePaths) -> int:
+    """The pid of the live supervisor of this instance, or 0."""
+    try:
+        rec = _recorded(paths.supervisor_pid.read_text().strip())
+    except OSError:
+        return 0
+    if rec and _same_process(*rec):
+        return rec[0]
+    return 0
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            p = psutil.Process(pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def clean_stale(name: str) -> bool:
+    """Remove a dead instance's leftovers.  Raises InstanceRunning if it is alive."""
+    paths = InstancePaths(name)
+    pid = supervisor_alive(paths)
+    if pid:
+        raise InstanceRunning(f"instance {name!r} is already running (supervisor pid {pid}); "
+                              f"stop it with `redleaf down --name {name}`")
+    found = paths.root.exists() or paths.heap.exists()
+    try:
+        lines = paths.pids.read_text().splitlines()
+    except OSError:
+        lines = []
+    victims = []
+    for line in lines:
+        rec = _recorded(line)
+        if rec and _same_process(*rec):
+            try:
+                os.kill(rec[0], signal.SIGKILL)
+                victims.append(rec[0])
+            except ProcessLookupError:
+                pass
+    for v in victims:
+        wait_gone(v, 2.0)
+    remove_instance_files(paths)
+    return found
+
+
+def remove_instance_files(paths: InstancePaths) -> None:
+    try:
+        os.unlink(paths.heap)
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(paths.root, ignore_errors=True)

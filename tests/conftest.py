@@ -1,0 +1,64 @@
+import os
+import glob
+
+import pytest
+
+from supervisor.instance import Instance
+
+
+def _shm_files():
+    return set(glob.glob(f"/dev/shm/redleaf-{os.getuid()}-t*")) | set(glob.glob("/dev/shm/redleaf-test-*"))
+
+
+@pytest.fixture
+def make_instance():
+    """Start instances that are always stopped and checked for leftovers, even on failure."""
+    started = []
+
+    def make(manifest: str | None = None, **kw) -> Instance:
+        inst = Instance(manifest, **kw)
+        started.append(inst)
+        return inst.start()
+
+    yield make
+    problems = []
+    for inst in started:
+        inst.stop()
+        left = inst.leftovers()
+        if left:
+            problems.append(f"{inst.name}: {left}")
+        inst.cleanup_log()
+    assert not problems, f"instances left things behind: {problems}"
+
+
+ECHO_MANIFEST = """
+[heap]
+size = "32MiB"
+records = 65536
+
+[supervisor]
+watchdog_s = 2.0
+
+[[domain]]
+name = "echo"
+target = "domains.builtin.echo:EchoDomain"
+restart = "permanent"
+max_restarts = 20
+period_s = 5.0
+backoff_s = 0.01
+"""
+
+
+@pytest.fixture
+def echo_instance(make_instance):
+    return make_instance(ECHO_MANIFEST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shm_leaks():
+    before = _shm_files()
+    yield
+    leaked = _shm_files() - before
+    for f in leaked:
+        os.unlink(f)
+    assert not leaked, f"tests leaked /dev/shm files: {sorted(leaked)}"

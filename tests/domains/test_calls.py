@@ -1,0 +1,171 @@
+"""Cross-domain calls through real processes: values, RRefs, errors, faults."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from domains import BadArgument, DomainCrashed, RpcTimeout, interface
+from domains.builtin.echo import Echo, NotFound
+
+
+def test_plain_calls(echo_instance):
+    with echo_instance.attach() as d:
+        e = d.lookup("echo", Echo)
+        assert e.null() is None
+        assert e.inc(41) == 42
+        assert e.echo(b"abc") == b"abc"
+        with pytest.raises(NotFound):
+            e.get("missing")
+        assert e.get("hello") == "world"
+
+
+def test_wrong_argument_types_are_rejected_before_sending(echo_instance):
+    with echo_instance.attach() as d:
+        e = d.lookup("echo", Echo)
+        with pytest.raises(BadArgument, match="expected int"):
+            e.inc("nope")
+        with pytest.raises(BadArgument, match="takes 1 argument"):
+            e.inc(1, 2)
+        with pytest.raises(BadArgument, match="inline limit"):
+            e.echo(b"x" * (1 << 20))
+        assert e.inc(1) == 2
+
+
+def test_rref_moves_and_comes_back(echo_instance):
+    with echo_instance.attach() as d:
+        e = d.lookup("echo", Echo)
+        v = d.heap.alloc_vec(np.uint8, 4096)
+        v.np[:] = 7
+        back = e.roundtrip(v)
+        from shared_heap import OwnershipError
+
+        with pytest.raises(OwnershipError):
+            v.np  # moved away: the old handle is dead
+        assert int(back.np.sum()) == 7 * 4096
+        assert e.checksum(back) == 7 * 4096  # lent, still ours
+        assert int(back.np[0]) == 7
+        f = e.fill(100, 3)
+        assert bytes(f.buf) == b"\x03" * 100
+        back.drop()
+        f.drop()
+
+
+def test_undeclared_exception_is_a_panic_and_caller_gets_domaincrashed(echo_instance):
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo)
+        with pytest.raises(DomainCrashed):
+            e.crash()
+        inst.wait_state("echo", "running", pid_not=pid)
+        assert e.inc(1) == 2  # the proxy reaches the restarted incarnation
+
+
+def test_callee_killed_mid_call_wakes_caller_at_once(echo_instance):
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo)
+        killer = threading.Timer(0.3, lambda: os.kill(pid, 9))
+        killer.start()
+        t0 = time.monotonic()
+        with pytest.raises(DomainCrashed):
+            e.sleep(30.0)
+        assert time.monotonic() - t0 < 10  # woken by the death, not the deadline
+        killer.join()
+
+
+def test_hung_callee_times_out_and_is_killed(echo_instance):
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo)
+        from domains.interface import spec_of
+
+        spec_of(Echo).methods["sleep"].timeout_s = 0.5
+        try:
+            with pytest.raises(RpcTimeout):
+                e.sleep(60.0)
+        finally:
+            spec_of(Echo).methods["sleep"].timeout_s = None
+        inst.wait_state("echo", "running", pid_not=pid)
+
+
+def test_reentrant_call_back_into_the_caller(echo_instance):
+    inst = echo_instance
+    inst.request("load", name="echo2", target="domains.builtin.echo:EchoDomain", restart="permanent",
+                 config={}, uses=[], shadow=False)
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo)
+        # the attached client also exports an Echo, and echo calls back into it
+        from domains.builtin.echo import EchoDomain
+
+        d.export("client-echo", EchoDomain(None))
+        assert e.call_back("client-echo", 10) == 12
+        # nested: client -> echo -> echo2
+        assert e.call_back("echo2", 5) == 7
+
+
+def test_many_clients_one_server(echo_instance):
+    import multiprocessing as mp
+
+    inst = echo_instance
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_client_worker, args=(inst.name, i, q)) for i in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert all(r == "ok" for r in results), results
+
+
+def _client_worker(name, i, q):
+    try:
+        from domains import attach
+
+        with attach(name) as d:
+            e = d.lookup("echo", Echo)
+            for k in range(500):
+                assert e.inc(k) == k + 1
+        q.put("ok")
+    except Exception as ex:
+        q.put(repr(ex))
+
+
+def test_killed_client_is_reclaimed(echo_instance):
+    import multiprocessing as mp
+
+    inst = echo_instance
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_hoarder, args=(inst.name, ready))
+    p.start()
+    assert ready.wait(30)
+    st = inst.status()
+    client = [r for n, r in st.items() if n.startswith("client-")]
+    assert client and client[0]["heap_objects"] >= 100
+    os.kill(p.pid, 9)
+    p.join()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(n.startswith("client-") for n in inst.status()):
+        time.sleep(0.02)
+    assert not any(n.startswith("client-") for n in inst.status())
+    r = inst.request("heap", check=True)
+    assert r["violations"] == []
+
+
+def _hoarder(name, ready):
+    from domains import attach
+
+    d = attach(name)
+    keep = [d.heap.alloc_vec(np.uint8, 64) for _ in range(100)]
+    e = d.lookup("echo", Echo)
+    e.null()
+    ready.set()
+    time.sleep(60)

@@ -1,0 +1,55 @@
+from domains import channel as chan
+
+
+def make():
+    buf = memoryview(bytearray(chan.channel_size(1024)))
+    chan.init_channel(buf, caller=5, callee=7, payload=1024)
+    return buf, chan.Channel(buf, 1), chan.Channel(buf, 1)
+
+
+def test_request_response_roundtrip():
+    buf, caller, callee = make()
+    assert callee.pending_request() is None
+    seq = caller.post_request(b"hello")
+    assert bytes(callee.pending_request()) == b"hello"
+    assert callee.pending_request() is None
+    assert not caller.response_ready(seq)
+    callee.post_response(chan.OK, b"world")
+    assert caller.response_ready(seq)
+    kind, data = caller.read_response()
+    assert kind == chan.OK and bytes(data) == b"world"
+    assert (caller.caller, caller.callee) == (5, 7)
+
+
+def test_crash_completes_the_inflight_call():
+    buf, caller, callee = make()
+    seq = caller.post_request(b"x")
+    assert chan.fail_inflight(buf)
+    assert caller.response_ready(seq)
+    assert caller.read_response()[0] == chan.CRASHED
+    assert caller.state == chan.CALLEE_DEAD
+
+
+def test_no_inflight_call_means_nothing_to_fail():
+    buf, caller, callee = make()
+    assert not chan.fail_inflight(buf)
+
+
+def test_garbage_lengths_are_bounded():
+    buf, caller, callee = make()
+    # a misbehaving caller writes an absurd length
+    chan._LEN_SEQ.pack_into(buf, chan.REQ_LEN, 1 << 30, 1)
+    req = callee.pending_request()
+    assert len(req) <= 1024
+    chan._RESP.pack_into(buf, chan.RESP_LEN, 1 << 30, chan.OK, 1)
+    kind, data = caller.read_response()
+    assert kind == chan.REJECTED and len(data) == 0
+
+
+def test_oversized_request_is_refused_before_writing():
+    buf, caller, callee = make()
+    import pytest
+
+    with pytest.raises(OverflowError):
+        caller.post_request(b"x" * 2000)
+    assert callee.pending_request() is None

@@ -1,0 +1,50 @@
+import pytest
+
+from supervisor.manifest import ManifestError, load_manifest, parse_manifest, parse_size
+
+
+def test_default_manifest_loads():
+    m = load_manifest(None)
+    assert m.heap_size == 256 << 20
+    assert [d.name for d in m.boot_order()]
+
+
+def test_sizes():
+    assert parse_size("256MiB", "x") == 256 << 20
+    assert parse_size("4k", "x") == 4096
+    assert parse_size(123, "x") == 123
+    with pytest.raises(ManifestError, match="not a size"):
+        parse_size("lots", "x")
+
+
+def test_boot_order_respects_uses():
+    m = parse_manifest("""
+[[domain]]
+name = "app"
+target = "a.b:C"
+uses = ["fs"]
+[[domain]]
+name = "fs"
+target = "a.b:D"
+uses = { disk = "nvme" }
+[[domain]]
+name = "nvme"
+target = "a.b:E"
+""")
+    assert [d.name for d in m.boot_order()] == ["nvme", "fs", "app"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[domain]]\nname = "x"\n', "needs `name` and `target`"),
+    ('[[domain]]\nname = "x"\ntarget = "nocolon"\n', "package.module:Class"),
+    ('[[domain]]\nname = "x"\ntarget = "a:B"\nrestart = "sometimes"\n', "restart"),
+    ('[[domain]]\nname = "x"\ntarget = "a:B"\nbogus = 1\n', "unknown field"),
+    ('[[domain]]\nname = "x"\ntarget = "a:B"\n[[domain]]\nname = "x"\ntarget = "a:C"\n', "used twice"),
+    ('[[domain]]\nname = "x"\ntarget = "a:B"\nuses = ["y"]\n[[domain]]\nname = "y"\ntarget = "a:C"\nuses = ["x"]\n',
+     "cycle"),
+    ("this is = not toml [", "not valid TOML"),
+    ('[wat]\n', "unknown section"),
+])
+def test_bad_manifests_are_rejected_with_a_reason(text, message):
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(text)
