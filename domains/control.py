@@ -44,6 +44,7 @@ COMMANDS: dict[str, dict[str, Any]] = {
     "lease": {"domain_id": int, "kind": str, "count": int},
     "register_type": {"domain_id": int, "type_id": int, "type_name": str, "descr": str},
     "report_hang": {"domain_id": int, "callee": int},
+    "bind_device": {"domain_id": int, "device": str},
     "heap": {"check": bool},
     "logs": {"name": str},
     "shutdown": {},

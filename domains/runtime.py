@@ -276,6 +276,27 @@ class Runtime:
                 self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())
                 serving = bool(self.inbound)
 
+    def wait_until(self, ready, timeout: float, spin_ns: int = SPIN_NS) -> bool:
+        """Spin on `ready()`, then sleep on the doorbell until it holds or `timeout` passes.
+
+        Drivers wait for their device this way: the device rings the doorbell (the
+        interrupt) when it completes work.  Inbound calls are served meanwhile."""
+        if ready():
+            return True
+        now = time.monotonic_ns
+        start = now()
+        deadline = start + int(timeout * 1e9)
+        spin_end = start + spin_ns
+        while True:
+            for _ in range(16):
+                if ready():
+                    return True
+            t = now()
+            if t > deadline:
+                return ready()
+            if t > spin_end:
+                self._sleep(max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000)), ready)
+
     def _has_inbound(self) -> bool:
         for ch, _d in self.inbound:
             if chan._LEN_SEQ.unpack_from(ch.buf, chan.REQ_LEN)[1] != ch.seq:

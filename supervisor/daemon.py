@@ -123,6 +123,7 @@ class Supervisor:
         self.heap = HeapManager.create(str(self.paths.heap), self.manifest.heap_size,
                                        records=self.manifest.heap_records, max_domains=MAX_DOMAINS)
         self.heap.register_domain(SUPERVISOR_ID)
+        self.heap_mem = self.heap.mem
         self.sheap = Heap.open(str(self.paths.heap), SUPERVISOR_ID,
                                lease_fn=lambda kind, count: self.heap.lease(SUPERVISOR_ID, kind, count),
                                register_type_fn=self.heap.register_type)
@@ -281,6 +282,12 @@ class Supervisor:
             exports.append(x)
         e.exports = exports
         e.ident = ident
+        dev = msg.get("device")
+        if e.kind == "device":
+            if not (isinstance(dev, dict) and all(isinstance(dev.get(k), int) for k in ("bar", "bar_size", "shell"))
+                    and isinstance(dev.get("quiesce"), str)):
+                raise Refusal("BadRequest", "a device's ready message must describe its BAR")
+            e.device = dev
         if e.state == STARTING:
             e.ready_at = time.monotonic()
             self._set_state(e, RUNNING, f"serving {', '.join(x['name'] for x in exports) or 'nothing'}")
@@ -429,6 +436,51 @@ class Supervisor:
             e.hang_reported = True
             os.kill(e.pid, signal.SIGKILL)
         return {}
+
+    def cmd_bind_device(self, ident, msg):
+        """A driver claims a device: it learns where the BAR is; the device learns whom
+        to interrupt; the supervisor learns what to quiesce if the driver dies."""
+        drv = self._caller(msg)
+        dev = self.entries.get(msg["device"])
+        if dev is None or dev.kind != "device":
+            raise Refusal("NotFound", f"no device named {msg['device']!r} (devices are [[device]] entries in the manifest)")
+        if dev.state != RUNNING or dev.device is None:
+            raise Refusal("DomainUnavailable", f"device {dev.name} is {dev.state}")
+        for other in self.by_id.values():
+            if other is not drv and dev.name in other.bound_devices:
+                raise Refusal("Conflict", f"device {dev.name} is already driven by {other.name}")
+        if dev.name not in drv.bound_devices:
+            drv.bound_devices.append(dev.name)
+        shell = self.heap_mem[dev.device["shell"]:dev.device["shell"] + 4]
+        struct.pack_into("<I", shell, 0, drv.id)
+        return dict(dev.device, device_id=dev.id)
+
+    def _quiesce_devices(self, e: Entry) -> None:
+        """Before a dead driver's memory is reclaimed, stop its devices' DMA into it
+        (the PCI bus-master-enable bit, as a kernel would on a function reset)."""
+        import importlib
+
+        for name in e.bound_devices:
+            dev = self.entries.get(name)
+            if dev is None or dev.device is None or not dev.alive:
+                continue
+            info = dev.device
+            bar = self.heap_mem[info["bar"]:info["bar"] + info["bar_size"]]
+            struct.pack_into("<I", self.heap_mem, info["shell"], 0)
+            try:
+                mod = importlib.import_module(info["quiesce"])
+                token = mod.quiesce_request(bar)
+                self._ring(dev.id)
+                deadline = time.monotonic() + 0.5
+                while not mod.quiesce_acked(bar, token):
+                    if time.monotonic() > deadline:
+                        log.error("device %s did not acknowledge quiesce; reclaiming anyway", name)
+                        break
+                    time.sleep(0.0002)
+                    self._ring(dev.id)
+            except Exception as ex:
+                log.error("quiesce of %s failed: %s", name, ex)
+        e.bound_devices = []
 
     def cmd_lookup(self, ident, msg):
         caller = self._caller(msg)
@@ -627,7 +679,9 @@ class Supervisor:
                 callee = self.by_id.get(rec.callee)
                 if callee is not None and callee.ident is not None and rec.callee in rec.ends:
                     self._send(callee.ident, {"push": "channel_closed", "channel": rec.id, "peer": did})
-        # 3. reclaim every heap object it owned
+        # 3. reclaim every heap object it owned (after stopping any device's DMA into it)
+        if e.bound_devices:
+            self._quiesce_devices(e)
         t0 = time.perf_counter()
         report = self.heap.reclaim(did, borrow_active=self._borrow_active)
         for slot, borrower in getattr(report, "deferred", []):

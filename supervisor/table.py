@@ -41,6 +41,10 @@ class Entry:
     init_error: str = ""
     exit_code: int | None = None
     psutil_proc: object = None
+    restart_requested: bool = False
+    hang_reported: bool = False
+    device: dict | None = None  # for devices: BAR location and quiesce module
+    bound_devices: list = field(default_factory=list)  # for drivers: devices they program
 
     @property
     def alive(self) -> bool:

@@ -1,0 +1,124 @@
+"""The process an emulated device runs in: hardware, not a domain.
+
+A device is spawned by the supervisor from the manifest's `[[device]]` entries and is
+not restarted when its driver crashes; a restarted driver must reset and
+re-initialise it, as with a real card.  The host maps the exchange heap (DMA
+addresses are heap offsets), allocates the device's BAR in it, and runs the pure
+device model: `process()` whenever there may be work, spinning briefly after
+activity and then sleeping on its doorbell (rung by the driver after a doorbell
+register write) or on its wire's file descriptor.  When the model reports that it
+posted completions, the host wakes the bound driver: that is the interrupt.
+
+A device class looks like:
+
+    class SomeDevice:
+        BAR_SIZE: int
+        QUIESCE = "drivers.x.regs"        # module with quiesce_request / quiesce_acked
+        def __init__(self, config, bar, dma, dma_base, dma_limit): ...
+        def process(self) -> bool: ...    # True if it completed something
+        def fileno(self) -> int | None: ...
+        def status(self) -> dict: ...
+        def close(self): ...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import time
+
+import numpy as np
+
+SHELL_SIZE = 64
+SHELL_DRIVER = 0  # u32: domain id of the bound driver, written by the supervisor
+SPIN_NS = 200_000
+IDLE_SLEEP_MS = 20
+_U32 = struct.Struct("<I")
+
+
+def main(spec: dict) -> int:
+    from domains.host import connect_runtime, import_target
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rt = connect_runtime(spec)
+    name = spec["name"]
+    try:
+        cls = import_target(spec["target"])
+        shell_ref = rt.heap.alloc_vec(np.uint8, SHELL_SIZE)
+        bar_ref = rt.heap.alloc_vec(np.uint8, cls.BAR_SIZE)
+        shell = shell_ref.buf
+        shell[:] = bytes(SHELL_SIZE)
+        bar = bar_ref.buf
+        bar[:] = bytes(len(bar))
+        base, limit = rt.heap.dma_window()
+        dev = cls(spec.get("config") or {}, bar, rt.mem, base, limit)
+    except BaseException as e:
+        import traceback
+
+        traceback.print_exc()
+        rt.ctl.request("init_failed", domain_id=rt.domain_id, error=f"{type(e).__name__}: {e}"[:500], timeout_s=2.0)
+        return 78
+    info = {"bar": bar_ref.offset, "bar_size": len(bar), "shell": shell_ref.offset, "quiesce": cls.QUIESCE,
+            "device_id": rt.domain_id}
+    rt.ctl.request("ready", domain_id=rt.domain_id, exports=[], device=info)
+    print(f"redleaf: device {name} ({spec['target']}) ready, BAR at heap offset {bar_ref.offset:#x}", flush=True)
+    wakers = {}
+    fd = dev.fileno()
+    import select
+
+    area = rt.area
+    from domains.doorbell import RA_SLEEPING, fence
+
+    now = time.monotonic_ns
+    last_work = now()
+    beat = 0
+    while not stop:
+        worked = False
+        try:
+            worked = dev.process()
+        except Exception:  # a device model bug must be visible, but hardware does not crash
+            import traceback
+
+            traceback.print_exc()
+            time.sleep(0.01)
+        if worked:
+            last_work = now()
+            drv = _U32.unpack_from(shell, SHELL_DRIVER)[0]
+            if drv:
+                w = wakers.get(drv)
+                if w is None:
+                    try:
+                        w = wakers[drv] = rt.waker_for(drv)
+                    except OSError:
+                        w = None
+                if w is not None:
+                    try:
+                        w.wake()
+                    except OSError:
+                        wakers.pop(drv, None)
+            continue
+        beat += 1
+        if beat & 0xFF == 0:
+            rt._flush_counters()
+            rt.handle_pushes()
+        if now() - last_work < SPIN_NS:
+            continue
+        area[RA_SLEEPING] = 1
+        fence()
+        try:
+            if dev.process():
+                last_work = now()
+                continue
+            fds = [rt.bell.fd] + ([fd] if fd is not None else [])
+            select.select(fds, [], [], IDLE_SLEEP_MS / 1000)
+        finally:
+            area[RA_SLEEPING] = 0
+        rt.bell.drain()
+        rt.handle_pushes()
+        last_work = now()
+    dev.close()
+    rt.close()
+    return 0

@@ -1,0 +1,168 @@
+"""Backing stores for the emulated NVMe namespace.
+
+``FileBlockStore`` is a real disk-image file: reads and writes go straight between
+the file and DMA memory with ``os.preadv``/``os.pwritev`` on memoryview slices of
+the heap mapping (the emulated "hardware" copy, the only copy on the data path).
+A completed write is in the file (the OS page cache, so it survives the death of
+any process); ``flush()`` makes it durable with ``fdatasync``.
+
+``MemoryBlockStore`` keeps the image in a bytearray, for fast tests.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+
+class BlockStore:
+    """Byte-addressed backing store.  Offsets and sizes are in bytes."""
+
+    size: int
+    #: file descriptor for the controller's inlined preadv/pwritev fast path, or -1
+    fd: int = -1
+
+    def readinto(self, offset: int, views: Sequence[memoryview]) -> None:
+        """Fill ``views`` (in order) from ``offset``.  Raises OSError on media errors."""
+        raise NotImplementedError
+
+    def writefrom(self, offset: int, views: Sequence[memoryview]) -> None:
+        """Write ``views`` (in order) at ``offset``.  Raises OSError on media errors."""
+        raise NotImplementedError
+
+    def write_zeroes(self, offset: int, nbytes: int) -> None:
+        z = memoryview(bytes(min(nbytes, 1 << 20)))
+        while nbytes > 0:
+            n = min(nbytes, len(z))
+            self.writefrom(offset, [z[:n]])
+            offset += n
+            nbytes -= n
+
+    def flush(self) -> None:
+        """Make every completed write durable."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FileBlockStore(BlockStore):
+    """A disk image file.  Created (sparse) at ``size`` bytes if absent.
+
+    If the file exists and ``size`` is given and larger, the file is extended; an
+    existing file is never truncated.  ``sync`` picks the flush primitive:
+    ``"fdatasync"`` (default), ``"fsync"`` or ``"none"`` (tests/benchmarks only).
+    """
+
+    def __init__(self, path: str | os.PathLike, size: int | None = None, *,
+                 sync: str = "fdatasync", create: bool = True) -> None:
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self.path = os.fspath(path)
+        self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            cur = os.fstat(self.fd).st_size
+            if size is not None and size > cur:
+                os.ftruncate(self.fd, size)
+                cur = size
+            if cur == 0:
+                raise ValueError(f"{self.path}: empty disk image and no size given")
+            self.size = cur
+        except BaseException:
+            os.close(self.fd)
+            raise
+        if sync == "fdatasync":
+            self._sync = getattr(os, "fdatasync", os.fsync)
+        elif sync == "fsync":
+            self._sync = os.fsync
+        elif sync == "none":
+            self._sync = None
+        else:
+            raise ValueError(f"unknown sync mode {sync!r}")
+
+    def readinto(self, offset, views):
+        n = os.preadv(self.fd, views, offset)
+        want = sum(len(v) for v in views) if len(views) != 1 else len(views[0])
+        if n != want:
+            self._finish_short(offset, views, n, want, read=True)
+
+    def writefrom(self, offset, views):
+        n = os.pwritev(self.fd, views, offset)
+        want = sum(len(v) for v in views) if len(views) != 1 else len(views[0])
+        if n != want:
+            self._finish_short(offset, views, n, want, read=False)
+
+    def _finish_short(self, offset, views, done, want, *, read):
+        # short transfer: continue piecewise (reads past EOF return zeroes)
+        pos = 0
+        for v in views:
+            end = pos + len(v)
+            if end > done:
+                start = max(0, done - pos)
+                part = v[start:]
+                off = offset + pos + start
+                while len(part):
+                    if read:
+                        k = os.preadv(self.fd, [part], off)
+                        if k == 0:
+                            part[:] = bytes(len(part))
+                            break
+                    else:
+                        k = os.pwritev(self.fd, [part], off)
+                        if k == 0:
+                            raise OSError("pwritev wrote nothing")
+                    part = part[k:]
+                    off += k
+            pos = end
+
+    def flush(self):
+        if self._sync is not None:
+            self._sync(self.fd)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class MemoryBlockStore(BlockStore):
+    """An in-memory image (``bytearray``), for tests."""
+
+    def __init__(self, size: int, data: bytes | None = None) -> None:
+        self.buf = bytearray(size)
+        if data is not None:
+            self.buf[:len(data)] = data
+        self.mv = memoryview(self.buf)
+        self.size = size
+        self.flushes = 0
+        self.fail_reads = False     # fault injection: raise EIO
+        self.fail_writes = False
+
+    def readinto(self, offset, views):
+        if self.fail_reads:
+            raise OSError(5, "injected read error")
+        mv = self.mv
+        for v in views:
+            n = len(v)
+            v[:] = mv[offset:offset + n]
+            offset += n
+
+    def writefrom(self, offset, views):
+        if self.fail_writes:
+            raise OSError(5, "injected write error")
+        mv = self.mv
+        for v in views:
+            n = len(v)
+            mv[offset:offset + n] = v
+            offset += n
+
+    def write_zeroes(self, offset, nbytes):
+        if self.fail_writes:
+            raise OSError(5, "injected write error")
+        self.mv[offset:offset + nbytes] = bytes(nbytes)
+
+    def flush(self):
+        self.flushes += 1
