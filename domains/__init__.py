@@ -11,6 +11,6 @@ __all__ = ["attach", "interface", "raises", "Borrow", "RedleafError", "RpcError"
 
 
 def attach(instance: str = "default", timeout_s: float = 10.0):
-    from .attach import attach as _attach
+    from .client import attach as _attach
 
     return _attach(instance, timeout_s)

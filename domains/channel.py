@@ -122,13 +122,15 @@ class Channel:
 
     # -- callee side -------------------------------------------------------------
     def pending_request(self) -> memoryview | None:
-        n, seq = _LEN_SEQ.unpack_from(self.buf, REQ_LEN)
-        if seq == self.seq:
-            return None
+        # The sequence number first, then the length: a reader that loaded the length
+        # first could pair a stale length with a new request.
+        seq = _U64.unpack_from(self.buf, REQ_SEQ)[0]
+        if seq <= self.seq:
+            return None  # nothing new (a caller never moves its sequence number backwards)
         self.seq = seq
+        n = _U32.unpack_from(self.buf, REQ_LEN)[0]
         if n > self.payload:
-            n = self.payload + 1  # caller wrote garbage; the decoder will reject it
-            return memoryview(b"\xc1")  # 0xc1 is never valid msgpack
+            return memoryview(b"\xc1")  # the caller wrote garbage; 0xc1 is never valid msgpack
         return self.buf[self.req_off:self.req_off + n]
 
     def post_response(self, kind: int, payload: bytes) -> None:

@@ -128,7 +128,7 @@ def main(spec: dict) -> int:
         except Exception:
             pass  # a domain that exports nothing (a pure client of others) is fine
     rt.ctl.request("ready", domain_id=rt.domain_id, exports=rt.export_list())
-    print(f"redleaf: domain {name} serving {', '.join(rt.exports) or 'nothing'}", flush=True)
+    print(f"redleaf: domain {name} serving {', '.join(sorted({n for n, _i in rt.exports})) or 'nothing'}", flush=True)
     runner = getattr(obj, "run", None)
     try:
         if callable(runner):

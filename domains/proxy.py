@@ -44,8 +44,6 @@ def _make_method(spec: InterfaceSpec, m):
     ret_plain = m.returns.kind in ("scalar", "str", "bytes", "none")
     idx = m.index
     raises = m.raises
-    timeout = m.timeout_s or spec.timeout_s
-
     def call(self, *args):
         if len(args) != nargs:
             raise BadArgument(f"{where}() takes {nargs} argument(s), got {len(args)}")
@@ -60,7 +58,7 @@ def _make_method(spec: InterfaceSpec, m):
             ctx = CallCtx(link.rt, peer)
             payload = packb((idx, [a if e is None else e(a, ctx) for e, a in zip(encs, args)]))
         try:
-            kind, resp = link.invoke(payload, timeout, ctx)
+            kind, resp = link.invoke(payload, m.timeout_s or spec.timeout_s, ctx)
         finally:
             if has_borrow and ctx is not None:
                 for h in ctx.lent:

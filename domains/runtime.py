@@ -27,7 +27,8 @@ from .paths import InstancePaths
 from .proxy import Dispatcher, make_proxy
 
 _U64 = struct.Struct("<Q")
-SPIN_NS = 60_000  # spin this long before sleeping on the doorbell
+SPIN_NS = 60_000
+  # spin this long before sleeping on the doorbell
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
 
 
@@ -142,7 +143,7 @@ class Runtime:
         spec = spec_of(iface or obj)
         if not isinstance(obj, spec.cls):
             raise TypeError(f"{type(obj).__qualname__} does not implement {spec.name}")
-        self.exports[name] = Export(name, spec, obj)
+        self.exports[(name, spec.name)] = Export(name, spec, obj)
 
     def export_object(self, obj) -> str:
         for e in self.exports.values():
@@ -189,7 +190,7 @@ class Runtime:
             msg = self.ctl.pushes.popleft()
             kind = msg.get("push")
             if kind == "channel_open":
-                exp = self.exports.get(msg["export"])
+                exp = self.exports.get((msg["export"], msg.get("interface")))
                 if exp is None:
                     continue
                 ch = self.open_channel(msg["channel"], msg["offset"], msg["size"])
@@ -234,13 +235,11 @@ class Runtime:
         a[RA_SLEEPING] = 1
         fence()
         try:
-            if ready():
-                return
-            self._flush_counters()
-            self.ctl.poll_pushes()
-            if self.ctl.pushes:
-                return
-            self.poller.poll(timeout_ms)
+            if not ready():
+                self._flush_counters()
+                self.ctl.poll_pushes()
+                if not self.ctl.pushes:
+                    self.poller.poll(timeout_ms)
         finally:
             a[RA_SLEEPING] = 0
         self.bell.drain()
@@ -299,7 +298,7 @@ class Runtime:
 
     def _has_inbound(self) -> bool:
         for ch, _d in self.inbound:
-            if chan._LEN_SEQ.unpack_from(ch.buf, chan.REQ_LEN)[1] != ch.seq:
+            if _U64.unpack_from(ch.buf, chan.REQ_SEQ)[0] != ch.seq:
                 return True
         return False
 

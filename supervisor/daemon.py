@@ -276,9 +276,9 @@ class Supervisor:
         for x in msg["exports"]:
             if not (isinstance(x, dict) and all(isinstance(x.get(k), str) for k in ("name", "interface", "fingerprint"))):
                 raise Refusal("BadRequest", "exports must be maps with name, interface and fingerprint")
-            owner = self._export_owner(x["name"])
+            owner = self._export_owner(x["name"], x["interface"])
             if owner is not None and owner is not e:
-                raise Refusal("Conflict", f"export name {x['name']!r} is already exported by {owner.name!r}")
+                raise Refusal("Conflict", f"{x['name']!r} ({x['interface']}) is already exported by {owner.name!r}")
             exports.append(x)
         e.exports = exports
         e.ident = ident
@@ -487,7 +487,7 @@ class Supervisor:
         owner, exp = None, None
         for e in self.entries.values():
             for x in e.exports:
-                if x["name"] == msg["name"]:
+                if x["name"] == msg["name"] and (exp is None or x["interface"] == msg["interface"]):
                     owner, exp = e, x
         if owner is None:
             named = self.entries.get(msg["name"])
@@ -504,7 +504,8 @@ class Supervisor:
                           f"(fingerprints {msg['fingerprint']} vs {exp['fingerprint']}); load the same code on both sides")
         rec = self._open_channel(caller, owner)
         self._send(owner.ident, {"push": "channel_open", "channel": rec.id, "offset": rec.offset,
-                                 "size": rec.size, "caller": caller.id, "export": exp["name"]})
+                                 "size": rec.size, "caller": caller.id, "export": exp["name"],
+                                 "interface": exp["interface"]})
         self._ring(owner.id)
         return {"channel": rec.id, "offset": rec.offset, "size": rec.size, "callee": owner.id}
 
@@ -880,9 +881,9 @@ class Supervisor:
         live = set(self.by_id) | {SUPERVISOR_ID}
         return [i for i in range(2, MAX_DOMAINS) if i not in live]
 
-    def _export_owner(self, name: str) -> Entry | None:
+    def _export_owner(self, name: str, iface: str) -> Entry | None:
         for e in self.entries.values():
-            if any(x["name"] == name for x in e.exports):
+            if any(x["name"] == name and x["interface"] == iface for x in e.exports):
                 return e
         return None
 

@@ -287,3 +287,13 @@ class Bar:
 
     def quiesce_acked(self, n: int) -> bool:
         return self.read32(EMU_QACK) == n and bool(self.read32(EMU_DEVSTAT) & DEVSTAT_DMA_STOPPED)
+
+
+# The supervisor's device protocol (see drivers/device_host.py): before a dead driver's
+# memory is reclaimed, it clears bus mastering and waits for the device to confirm.
+def quiesce_request(bar) -> int:
+    return Bar(bar).request_quiesce()
+
+
+def quiesce_acked(bar, token: int) -> bool:
+    return Bar(bar).quiesce_acked(token)

@@ -189,4 +189,4 @@ def test_cli_status_json_and_errors(echo_instance):
     assert out.stderr.startswith("redleaf: ") and len(out.stderr.strip().splitlines()) == 1
     out = subprocess.run([sys.executable, "-m", "supervisor.cli", "--name", "nonexistent-inst", "status"],
                          capture_output=True, text=True, timeout=30)
-    assert out.returncode == 1 and "not running" in out.stderr
+    assert out.returncode == 1 and "no redleaf instance" in out.stderr

@@ -1,0 +1,256 @@
+"""The domain side of the heap: allocation without locks or supervisor round trips.
+
+A domain holds leases: chunks (carved into one size class each) and free record
+slots, refilled in bulk through `lease_fn` (an RPC to the supervisor).  Its free
+lists are private Python lists: the shared state is only the records and the maps,
+each with a single writer at a time (see manager.py for the crash-consistency
+argument).  Objects freed by another domain (after a move) are rediscovered by
+rescanning this domain's chunks' maps before asking for more memory.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .arena import HeapFile
+from .errors import HeapExhausted, OwnershipError
+from .layout import (C_LARGE, CHUNK, DOMAIN_ENTRY, F_BORROWER, F_GEN, F_OWNER, F_PARENT, F_STATE, J_FREE, JOURNAL,
+                     JOURNAL_OFF, K_ARRAY, K_DEQUE, K_RECORD, K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC,
+                     REC_SIZE, UNIT, UNITS)
+from . import types as T
+
+_U32 = struct.Struct("<I")
+_TAIL = struct.Struct("<HIIIQQII")  # a record without its state byte (written first)
+_make_vec = None
+RECORD_BATCH = 256
+_MAX_SMALL = 1 << MAX_CLASS
+assert CHUNK == 1 << 16 and UNIT == 1 << 6
+
+
+class Heap:
+    """One domain's view of the exchange heap."""
+
+    def __init__(self, hf: HeapFile, domain_id: int, lease_fn, register_type_fn=None):
+        self.hf = hf
+        self.mem = hf.mem
+        self.domain_id = domain_id
+        self.lease_fn = lease_fn
+        self.register_type_fn = register_type_fn
+        lay = hf.layout
+        self.rec_base = lay.records
+        self.n_records = lay.n_records
+        self.map_base = lay.maps
+        self.arena = hf.arena_off
+        self.arena_end = hf.arena_end
+        self.journal_off = lay.domains + domain_id * DOMAIN_ENTRY + JOURNAL_OFF
+        self.free_slots: list[int] = []
+        self.free_lists = {k: [] for k in range(MIN_CLASS, MAX_CLASS + 1)}
+        self.class_chunks = {k: [] for k in range(MIN_CLASS, MAX_CLASS + 1)}
+        self.my_chunks: set[int] = set()
+        self.runs: dict[int, list[int]] = {}  # run length -> first chunks of runs I lease
+        self.registered: set[int] = set()
+        self._vec_types: dict = {}
+
+    @classmethod
+    def open(cls, path: str, domain_id: int, lease_fn, register_type_fn=None) -> "Heap":
+        return cls(HeapFile.open(path), domain_id, lease_fn, register_type_fn)
+
+    def runtime_area(self, domain_id: int) -> memoryview:
+        return self.hf.runtime_area(domain_id)
+
+    def dma_window(self):
+        return self.hf.dma_window()
+
+    def close(self) -> None:
+        self.hf.close()
+
+    # -- raw allocation -----------------------------------------------------------
+    def _slot(self) -> int:
+        if not self.free_slots:
+            self.free_slots = list(self.lease_fn("records", RECORD_BATCH))
+            if not self.free_slots:
+                raise HeapExhausted("no ownership records left; raise `records` in the manifest's [heap] section")
+        return self.free_slots.pop()
+
+    def _take_small(self, k: int) -> int:
+        fl = self.free_lists[k]
+        if fl:
+            return fl.pop()
+        if self._rescan(k):
+            return fl.pop()
+        c = self.lease_fn("chunks", 1)[0]
+        self.hf.chunks["klass"][c] = k
+        self.my_chunks.add(c)
+        self.class_chunks[k].append(c)
+        base = self.arena + c * CHUNK
+        fl.extend(range(base + CHUNK - (1 << k), base - 1, -(1 << k)))
+        return fl.pop()
+
+    def _rescan(self, k: int) -> bool:
+        """Find slots in my chunks of class k freed by other domains."""
+        fl = self.free_lists[k]
+        step = (1 << k) // UNIT
+        known = set(fl)
+        maps = self.hf.maps
+        for c in self.class_chunks[k]:
+            free_units = np.flatnonzero(maps[c, ::step] == 0) * step
+            base = self.arena + c * CHUNK
+            for u in free_units:
+                off = base + int(u) * UNIT
+                if off not in known:
+                    fl.append(off)
+        return bool(fl)
+
+    def _take_large(self, size: int) -> int:
+        n = -(-size // CHUNK)
+        maps = self.hf.maps
+        for c in self.runs.get(n, ()):
+            if maps[c, 0] == 0:
+                return self.arena + c * CHUNK
+        c = self.lease_fn(f"run:{n}", 1)[0]
+        self.runs.setdefault(n, []).append(c)
+        return self.arena + c * CHUNK
+
+    def _alloc_raw(self, size: int, kind: int, type_id: int) -> tuple[int, int, int]:
+        if size <= 0:
+            raise ValueError("object size must be positive")
+        if size <= _MAX_SMALL:
+            k = (size - 1).bit_length() if size > 64 else MIN_CLASS
+            fl = self.free_lists[k]
+            off = fl.pop() if fl else self._take_small(k)
+        else:
+            off = self._take_large(size)
+        fs = self.free_slots
+        if fs:
+            slot = fs.pop()
+        else:
+            try:
+                slot = self._slot()
+            except BaseException:
+                self._give_back(off, size)
+                raise
+        ro = self.rec_base + slot * REC_SIZE
+        mem = self.mem
+        gen = _U32.unpack_from(mem, ro + F_GEN)[0]
+        _TAIL.pack_into(mem, ro + 2, kind, self.domain_id, gen, type_id, off, size, 0, 0)
+        mem[ro] = R_LIVE
+        _U32.pack_into(mem, self.map_base + ((off - self.arena) >> 6) * 4, slot)
+        return slot, gen, off
+
+    def _give_back(self, off: int, size: int) -> None:
+        """Return an arena slot taken for an allocation that then failed."""
+        if size <= _MAX_SMALL:
+            self.free_lists[(size - 1).bit_length() if size > 64 else MIN_CLASS].append(off)
+
+    def _free_raw(self, slot: int) -> None:
+        """Free a record this domain owns (checked by the caller: top-level, not lent).
+
+        Order (crash argument in manager.py): journal -> state FREE -> gen+1 -> map 0.
+        owner stays this domain (the slot joins its cache); borrower and parent are
+        already 0 for an owned, top-level, unlent object.
+        """
+        mem = self.mem
+        ro = self.rec_base + slot * REC_SIZE
+        _st, _f, _k, _o, gen, _t, off, size, _b, _p = REC.unpack_from(mem, ro)
+        mapidx = (off - self.arena) >> 6
+        JOURNAL.pack_into(mem, self.journal_off, J_FREE, slot, mapidx)
+        mem[ro] = R_FREE
+        _U32.pack_into(mem, ro + F_GEN, (gen + 1) & 0xFFFFFFFF)
+        _U32.pack_into(mem, self.map_base + mapidx * 4, 0)
+        self.free_slots.append(slot)
+        if size <= _MAX_SMALL:
+            if (off - self.arena) >> 16 in self.my_chunks:
+                self.free_lists[(size - 1).bit_length() if size > 64 else MIN_CLASS].append(off)
+
+    # -- record access for handles ----------------------------------------------------
+    def record(self, slot: int) -> tuple:
+        if not 0 < slot < self.n_records:
+            raise OwnershipError(f"heap slot {slot} is out of range (1..{self.n_records - 1}): a forged handle")
+        return REC.unpack_from(self.mem, self.rec_base + slot * REC_SIZE)
+
+    def set_field(self, slot: int, field_off: int, value: int) -> None:
+        _U32.pack_into(self.mem, self.rec_base + slot * REC_SIZE + field_off, value)
+
+    def _register(self, tid: int, name: str, descr: str) -> None:
+        if tid not in self.registered:
+            self.registered.add(tid)
+            if self.register_type_fn is not None:
+                self.register_type_fn(tid, name, descr)
+
+    # -- public allocation ---------------------------------------------------------------
+    def alloc(self, rtype, **values):
+        """A new zeroed object of @record type `rtype`, owned by this domain."""
+        from .rref import RRef
+
+        if not T.is_record_type(rtype):
+            raise TypeError(f"{rtype!r} is not a @record type")
+        self._register(rtype.type_id, rtype.type_name, str(rtype.dtype.descr))
+        slot, gen, off = self._alloc_raw(rtype.size, K_RECORD, rtype.type_id)
+        self.mem[off:off + rtype.size] = bytes(rtype.size)
+        h = RRef._make(self, slot, gen, rtype.type_id, off, rtype.size, rtype)
+        if values:
+            v = h.np
+            for k, x in values.items():
+                v[k] = x
+        return h
+
+    def alloc_vec(self, dtype, n: int):
+        """A runtime-sized array of a primitive numpy type (contents not zeroed)."""
+        vt = self._vec_types.get(dtype)
+        if vt is None:
+            vt = self._vec_type(dtype)
+        dt, tid, itemsize = vt
+        size = n * itemsize if n > 0 else itemsize
+        slot, gen, off = self._alloc_raw(size, K_VEC, tid)
+        return _make_vec(self, slot, gen, tid, off, size, dt)
+
+    def _vec_type(self, dtype):
+        global _make_vec
+        from .rref import RRefVec
+
+        _make_vec = RRefVec._make
+        dt = np.dtype(dtype)
+        if dt.fields is not None or dt.hasobject or dt.subdtype is not None:
+            raise TypeError("RRefVec holds a primitive numpy type; use alloc() for records")
+        tid = T.vec_type_id(dt)
+        self._register(tid, f"vec[{dt.str}]", dt.str)
+        vt = self._vec_types[dtype] = (dt, tid, dt.itemsize)
+        return vt
+
+    def alloc_deque(self, elem, capacity: int):
+        from .rref import RRefDeque
+
+        return RRefDeque._new(self, elem, capacity)
+
+    def alloc_array(self, elem, length: int):
+        from .rref import RRefArray
+
+        return RRefArray._new(self, elem, length)
+
+    # -- receiving handles ----------------------------------------------------------------
+    def adopt(self, slot: int, gen: int, type_id: int, expect=None, elem=None):
+        """A handle to an object moved to this domain; validated before any memory is touched."""
+        from .rref import handle_from_record
+
+        st, _f, kind, owner, rgen, tid, off, size, _b, parent = self.record(slot)
+        if st != R_LIVE or rgen != gen:
+            raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live (now {rgen})")
+        if tid != type_id:
+            raise OwnershipError(f"handle type {type_id:#x} does not match the object's type {tid:#x}")
+        if owner != self.domain_id or parent != 0:
+            raise OwnershipError(f"slot {slot} is owned by domain {owner}, not by this domain ({self.domain_id})")
+        return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=False)
+
+    def adopt_borrowed(self, slot: int, gen: int, type_id: int, lender: int, expect=None, elem=None):
+        from .rref import handle_from_record
+
+        st, _f, kind, owner, rgen, tid, off, size, borrower, parent = self.record(slot)
+        if st != R_LIVE or rgen != gen:
+            raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live")
+        if tid != type_id:
+            raise OwnershipError(f"handle type {type_id:#x} does not match the object's type {tid:#x}")
+        if owner != lender or borrower != self.domain_id or parent != 0:
+            raise OwnershipError(f"slot {slot} was not lent to this domain by domain {lender}")
+        return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=True)

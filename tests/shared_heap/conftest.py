@@ -1,0 +1,49 @@
+import os
+import uuid
+
+import pytest
+
+from shared_heap import Heap, HeapManager
+
+
+def heap_path() -> str:
+    return f"/dev/shm/redleaf-test-{uuid.uuid4().hex}.heap"
+
+
+class World:
+    """A manager plus in-process domains whose lease_fn calls the manager directly."""
+
+    def __init__(self, size=8 << 20, records=4096, max_domains=16):
+        self.path = heap_path()
+        self.m = HeapManager.create(self.path, size, records=records, max_domains=max_domains)
+        self.heaps = {}
+
+    def domain(self, did: int) -> Heap:
+        self.m.register_domain(did)
+        h = Heap.open(self.path, did, lambda kind, count, d=did: self.m.lease(d, kind, count),
+                      self.m.register_type)
+        self.heaps[did] = h
+        return h
+
+    def close(self):
+        for h in self.heaps.values():
+            try:
+                h.close()
+            except Exception:
+                pass
+        try:
+            self.m.close()
+        finally:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+@pytest.fixture
+def world():
+    w = World()
+    try:
+        yield w
+    finally:
+        w.close()
