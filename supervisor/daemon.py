@@ -38,7 +38,7 @@ from domains.doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBE
 from domains.host import SIG_HANG
 from domains.paths import InstancePaths
 
-from .manifest import DomainSpec, Manifest, ManifestError, domain_spec
+from .manifest import DomainSpec, Manifest, ManifestError, domain_spec, expand_shadow
 from .policy import RestartTracker
 from .table import BACKOFF, CRASHED, FAILED, LIVE_STATES, RUNNING, STARTING, STOPPED, STOPPING, Entry
 from . import stale
@@ -98,6 +98,7 @@ class Supervisor:
         self.next_channel = 1
         self.timers: list = []
         self.boot_queue: collections.deque = collections.deque()
+        self.boot_waiters: dict[str, list] = {}  # queued name -> load requests to answer
         self.running = True
         self.shutdown_waiters: list = []
         self.zygote_pid = 0
@@ -379,10 +380,20 @@ class Supervisor:
         for k in ("max_restarts", "period_s", "backoff_s", "watchdog_s"):
             if k in msg:
                 raw[k] = msg[k]
-        spec = domain_spec(raw, "load")
-        if spec.name in self.entries:
-            raise Refusal("Conflict", f"a domain named {spec.name!r} already exists; unload it first")
-        e = self._new_entry(spec)
+        try:
+            specs = expand_shadow(domain_spec(raw, "load"))
+        except ManifestError as ex:
+            raise Refusal("BadRequest", str(ex)) from None
+        for spec in specs:
+            if spec.name in self.entries or any(s.name == spec.name for s in self.boot_queue):
+                raise Refusal("Conflict", f"a domain named {spec.name!r} already exists; unload it first")
+        public = specs[-1]
+        if len(specs) == 2:  # shadowed: the driver now, the shadow once the driver is up
+            self._spawn(self._new_entry(specs[0]))
+            self.boot_queue.append(public)
+            self.boot_waiters[public.name] = [(ident, msg["rid"])]
+            return None
+        e = self._new_entry(public)
         self._spawn(e)
         e.waiters.append((ident, msg["rid"]))
         return None
@@ -391,10 +402,17 @@ class Supervisor:
         e = self._entry(msg["name"])
         if e.kind == "client":
             raise Refusal("BadRequest", f"{e.name} is an attached client; it detaches itself")
+        companion = self.entries.get(e.spec.companion) if e.spec and e.spec.companion else None
+        if companion is not None:  # a shadow takes its driver with it
+            self._unload(companion, None)
+        return self._unload(e, (ident, msg["rid"]))
+
+    def _unload(self, e: Entry, waiter) -> dict | None:
         e.stop_requested = True
         e.spec.restart = "temporary"
         if e.alive:
-            e.waiters.append((ident, msg["rid"]))
+            if waiter is not None:
+                e.waiters.append(waiter)
             self._stop(e, "unloaded on request")
             return None
         self._forget(e)
@@ -765,11 +783,17 @@ class Supervisor:
             if any(x.state == STARTING for x in self.entries.values() if x.kind != "client"):
                 return
             spec = self.boot_queue.popleft()
+            waiters = self.boot_waiters.pop(spec.name, [])
             try:
+                if spec.name in self.entries:
+                    raise Refusal("Conflict", f"a domain named {spec.name!r} appeared while it waited to boot")
                 e = self._new_entry(spec)
+                e.waiters.extend(waiters)
                 self._spawn(e)
             except Refusal as r:
                 log.error("cannot boot %s: %s", spec.name, r)
+                for ident, rid in waiters:
+                    self._send(ident, {"ok": False, "kind": r.kind, "error": str(r), "rid": rid})
             return
 
     def _answer_waiters(self, e: Entry, reply: dict | None) -> None:

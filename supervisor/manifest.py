@@ -22,7 +22,8 @@ period_s = 10.0           # ... within this period, else the domain is `failed`
 backoff_s = 0.05          # first delay of the exponential backoff
 config = { }
 uses = ["other"]          # names this domain calls; booted before it
-shadow = false
+shadow = false            # true: boot the driver as `<name>.driver` behind the shadow
+                          # its class names in SHADOW, which clients reach as `<name>`
 ```
 """
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class DomainSpec:
     shadow: bool = False
     watchdog_s: float | None = None
     kind: str = "domain"  # or "device"
+    companion: str | None = None  # a shadow's driver (unloaded together with it)
 
     def to_wire(self) -> dict:
         return {"name": self.name, "target": self.target, "restart": self.restart, "config": self.config,
@@ -166,6 +168,34 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     return spec
 
 
+def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
+    """`shadow = true` turns one driver entry into two domains, as in RedLeaf: the
+    real driver under `<name>.driver`, and under the public `<name>` the shadow class
+    the driver names in its `SHADOW` attribute.  The shadow forwards every call,
+    remembers what is in flight, and re-issues it to the restarted driver, so that
+    a driver crash never reaches the clients.  Returns [driver, shadow] or [spec]."""
+    if not spec.shadow:
+        return [spec]
+    where = f"domain {spec.name}"
+    try:
+        from domains.host import import_target
+
+        cls = import_target(spec.target)
+    except Exception as e:
+        raise ManifestError(f"{where}: shadow = true needs the driver class to import: {type(e).__name__}: {e}") from None
+    shadow_target = getattr(cls, "SHADOW", None)
+    if not isinstance(shadow_target, str):
+        raise ManifestError(f"{where}: shadow = true, but {spec.target} declares no shadow; "
+                            f"give the class SHADOW = \"package.module:ShadowClass\" or drop `shadow`")
+    driver_name = f"{spec.name}.driver"
+    check_name(driver_name, where)
+    driver = replace(spec, name=driver_name, shadow=False)
+    shadow = replace(spec, target=check_target(shadow_target, f"{where} SHADOW"), shadow=True,
+                     config=dict(spec.config, driver=driver_name), uses=dict(spec.uses, driver=driver_name),
+                     companion=driver_name)
+    return [driver, shadow]
+
+
 def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     try:
         raw = tomllib.loads(text)
@@ -188,7 +218,7 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
         spec = domain_spec(d, f"{source} [[device]] #{i + 1}", kind="device")
         m.devices.append(spec)
     for i, d in enumerate(raw.get("domain", [])):
-        m.domains.append(domain_spec(d, f"{source} [[domain]] #{i + 1}"))
+        m.domains.extend(expand_shadow(domain_spec(d, f"{source} [[domain]] #{i + 1}")))
     for spec in m.devices + m.domains:
         if spec.name in names:
             raise ManifestError(f"{source}: the name {spec.name!r} is used twice")

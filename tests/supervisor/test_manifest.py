@@ -48,3 +48,23 @@ target = "a.b:E"
 def test_bad_manifests_are_rejected_with_a_reason(text, message):
     with pytest.raises(ManifestError, match=message):
         parse_manifest(text)
+
+
+def test_shadow_expands_into_driver_and_shadow():
+    m = parse_manifest('''
+[[domain]]
+name = "e0"
+target = "tests.supervisor.shadowed:ShadowedEcho"
+shadow = true
+config = { x = 1 }
+''')
+    drv, sh = m.boot_order()
+    assert (drv.name, drv.target, drv.shadow) == ("e0.driver", "tests.supervisor.shadowed:ShadowedEcho", False)
+    assert (sh.name, sh.target) == ("e0", "tests.supervisor.shadowed:EchoShadow")
+    assert sh.uses == {"driver": "e0.driver"} and sh.config == {"x": 1, "driver": "e0.driver"}
+    assert sh.companion == "e0.driver"
+
+
+def test_shadow_needs_a_driver_that_declares_one():
+    with pytest.raises(ManifestError, match="declares no shadow"):
+        parse_manifest('[[domain]]\nname = "e0"\ntarget = "tests.supervisor.shadowed:NoShadow"\nshadow = true\n')

@@ -1,0 +1,23 @@
+"""`redleaf bench recovery --driver nvme|ixgbe`: RedLeaf's recovery experiment.
+
+A workload runs for a while with the driver killed once a second, beside the same
+run without crashes; the rows give the throughput ratio, the client-visible errors
+and the time from a kill to the first completed request.  Each driver's experiment
+lives in its own module (bench/recovery_<driver>.py); this one only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+DRIVERS = ("nvme", "ixgbe")
+
+
+def run(argv: list[str]) -> list[dict]:
+    ap = argparse.ArgumentParser(prog="redleaf bench recovery", add_help=True)
+    ap.add_argument("--driver", choices=DRIVERS, required=True,
+                    help="which driver to crash under load")
+    args, rest = ap.parse_known_args(argv)
+    mod = importlib.import_module(f"bench.recovery_{args.driver}")
+    return mod.run(rest)
