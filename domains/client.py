@@ -12,10 +12,14 @@ it owned, like any domain (it watches the client's pidfd).
 
 from __future__ import annotations
 
+import itertools
 import os
 
 from .control import ControlClient
 from .runtime import Runtime
+
+
+_attempts = itertools.count(1)
 
 
 class Client:
@@ -25,7 +29,10 @@ class Client:
         from shared_heap import Heap
 
         self.instance = instance
-        self.ctl = ControlClient(instance, timeout_s=timeout_s, identity=f"c{os.getpid()}".encode())
+        # one attach per process, but a unique identity per attempt, so that a second
+        # attach gets the supervisor's clear refusal instead of a silent identity clash
+        self.ctl = ControlClient(instance, timeout_s=timeout_s,
+                                 identity=f"c{os.getpid()}-{next(_attempts)}".encode())
         try:
             r = self.ctl.request("attach", pid=os.getpid())
         except BaseException:

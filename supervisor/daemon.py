@@ -312,7 +312,8 @@ class Supervisor:
         name = f"client-{pid}"
         if name in self.entries:
             os.close(pidfd)
-            raise Refusal("Conflict", f"process {pid} is already attached")
+            raise Refusal("Conflict", f"process {pid} is already attached as domain {self.entries[name].id}; "
+                                      f"a process is one domain: reuse its client, or close() it first")
         e = Entry(name=name, kind="client", spec=None, tracker=None)
         self._assign_id(e)
         e.pid = pid

@@ -22,6 +22,7 @@ class Echo:
     def roundtrip(self, buf: RRefVec) -> RRefVec: ...
     def checksum(self, buf: Borrow[RRefVec]) -> int: ...
     def peek(self, buf: Borrow[RRefVec]) -> int: ...
+    def hold(self, buf: Borrow[RRefVec], seconds: float) -> int: ...
     def fill(self, n: int, byte: int) -> RRefVec: ...
     @raises(NotFound)
     def get(self, key: str) -> str: ...
@@ -54,6 +55,11 @@ class EchoDomain(Echo):
 
     def peek(self, buf) -> int:
         return int(buf.buf[0])
+
+    def hold(self, buf, seconds: float) -> int:
+        """Keep a borrow for a while (the caller may die meanwhile), then read it."""
+        time.sleep(seconds)
+        return self.checksum(buf)
 
     def fill(self, n: int, byte: int) -> RRefVec:
         v = self.ctx.heap.alloc_vec(np.uint8, n)

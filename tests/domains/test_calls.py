@@ -169,3 +169,54 @@ def _hoarder(name, ready):
     e.null()
     ready.set()
     time.sleep(60)
+
+
+def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
+    """The lent object outlives its dead owner until the borrow ends, then is freed;
+    the callee reads valid memory throughout and nothing leaks."""
+    import multiprocessing as mp
+
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_lender, args=(inst.name, ready))
+    p.start()
+    assert ready.wait(30)
+    time.sleep(0.2)  # the callee is now inside hold(), with the borrow
+    cid = str(inst.status()[f"client-{p.pid}"]["id"])
+    os.kill(p.pid, 9)
+    p.join()
+
+    def lender_objects():
+        return inst.request("heap", check=False)["stats"]["domains"].get(cid, {}).get("objects", 0)
+
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline and any(n.startswith("client-") for n in inst.status()):
+        time.sleep(0.02)
+    st = inst.status()
+    assert not any(n.startswith("client-") for n in st)  # the client is gone ...
+    assert lender_objects() == 1  # ... but its lent object lives on while the callee reads it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and lender_objects():
+        time.sleep(0.05)
+    assert lender_objects() == 0  # freed when the borrow ended
+    st = inst.status()
+    assert st["echo"]["pid"] == pid and st["echo"]["state"] == "running"  # the callee never faulted
+    r = inst.request("heap", check=True)
+    assert r["violations"] == []
+    with inst.attach() as d:
+        assert d.lookup("echo", Echo).inc(1) == 2
+
+
+def _lender(name, ready):
+    from domains import attach
+
+    d = attach(name)
+    v = d.heap.alloc_vec(np.uint8, 1 << 20)
+    v.np[:] = 1
+    e = d.lookup("echo", Echo)
+    e.null()
+    ready.set()
+    e.hold(v, 3.0)
+    time.sleep(60)
