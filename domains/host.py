@@ -21,8 +21,12 @@ from .runtime import Runtime
 SIG_HANG = signal.SIGRTMIN + 1
 
 
-class InjectedFault(Exception):
-    """Raised inside a domain by `redleaf kill --how exception`."""
+class InjectedFault(BaseException):
+    """Raised inside a domain by `redleaf kill --how exception`.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the
+    way (a dispatcher rejecting bad input, a driver retrying) can mistake the
+    injected fault for an error it handles: it must escape and panic the domain."""
 
 
 class DomainContext:

@@ -64,17 +64,20 @@ class Link:
             raise
         self.ch = self.rt.open_channel(r["channel"], r["offset"], r["size"])
         self.peer = r["callee"]
-        self.waker = self.rt.waker_for(self.peer)
+        try:
+            self.waker = self.rt.waker_for(self.peer)
+        except OSError:  # it died between the lookup and now: its doorbell is gone
+            raise DomainUnavailable(f"{self.name} died while connecting; try again") from None
         self.broken = False
 
     def peer_for_call(self) -> int:
-        if self.broken or self.ch.state != chan.OPEN:
+        if self.broken or self.ch is None or self.ch.state != chan.OPEN:
             self.connect()
         return self.peer
 
     def invoke(self, payload: bytes, timeout: float, ctx) -> tuple[int, memoryview]:
         with self.lock:
-            if self.broken or self.ch.state != chan.OPEN:
+            if self.broken or self.ch is None or self.ch.state != chan.OPEN:
                 if ctx is not None:
                     # arguments were encoded for a peer that is gone
                     raise DomainCrashed(f"{self.name} died before the call was sent")

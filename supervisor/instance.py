@@ -20,8 +20,11 @@ from domains.paths import InstancePaths
 
 
 class Instance:
+    created: set[str] = set()  # names this process started (the tests' leak check reads it)
+
     def __init__(self, manifest: str | None = None, name: str | None = None, env: dict | None = None):
         self.name = name or f"t{uuid.uuid4().hex[:10]}"
+        Instance.created.add(self.name)
         self.paths = InstancePaths(self.name)
         self.manifest_text = manifest
         self.manifest_path: str | None = None

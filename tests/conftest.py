@@ -7,7 +7,10 @@ from supervisor.instance import Instance
 
 
 def _shm_files():
-    return set(glob.glob(f"/dev/shm/redleaf-{os.getuid()}-t*")) | set(glob.glob("/dev/shm/redleaf-test-*"))
+    """Heap files of instances this test session started (other sessions may be running)."""
+    mine = {f"/dev/shm/redleaf-{os.getuid()}-{n}.heap" for n in Instance.created}
+    return {f for f in glob.glob(f"/dev/shm/redleaf-{os.getuid()}-t*") if f in mine} | \
+        set(glob.glob("/dev/shm/redleaf-test-*"))
 
 
 @pytest.fixture
