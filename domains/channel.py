@@ -44,8 +44,7 @@ CLOSED = 3
 
 DEFAULT_PAYLOAD = 64 * 1024 + 1024
 
-_LEN_SEQ = struct.Struct("<I4xQ")  # req_len, req_seq in one store sequence
-_RESP = struct.Struct("<IIQ")  # resp_len, resp_kind, resp_seq
+_LEN_KIND = struct.Struct("<II")  # resp_len, resp_kind
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _HDR_INIT = struct.Struct("<IIII")
@@ -73,7 +72,8 @@ def fail_inflight(buf: memoryview) -> bool:
     resp_seq = _U64.unpack_from(buf, RESP_SEQ)[0]
     _U32.pack_into(buf, STATE, CALLEE_DEAD)
     if req_seq != resp_seq:
-        _RESP.pack_into(buf, RESP_LEN, 0, CRASHED, req_seq)
+        _LEN_KIND.pack_into(buf, RESP_LEN, 0, CRASHED)
+        _U64.pack_into(buf, RESP_SEQ, req_seq)  # last, as in post_response
         return True
     return False
 
@@ -108,14 +108,18 @@ class Channel:
         self.buf[off:off + n] = payload
         seq = self.seq + 1
         self.seq = seq
-        _LEN_SEQ.pack_into(self.buf, REQ_LEN, n, seq)
+        # Two stores, length then sequence number: the sequence number publishes the
+        # request.  (One 16-byte pack_into is a memcpy whose byte order is not ours
+        # to choose; the reader could see the new number beside the old length.)
+        _U32.pack_into(self.buf, REQ_LEN, n)
+        _U64.pack_into(self.buf, REQ_SEQ, seq)
         return seq
 
     def response_ready(self, seq: int) -> bool:
         return _U64.unpack_from(self.buf, RESP_SEQ)[0] == seq
 
     def read_response(self) -> tuple[int, memoryview]:
-        n, kind, _seq = _RESP.unpack_from(self.buf, RESP_LEN)
+        n, kind = _LEN_KIND.unpack_from(self.buf, RESP_LEN)  # after the caller saw RESP_SEQ
         if n > self.payload:
             return REJECTED, memoryview(b"")
         return kind, self.buf[self.resp_off:self.resp_off + n]
@@ -140,4 +144,5 @@ class Channel:
             kind, n = REJECTED, 0
         off = self.resp_off
         self.buf[off:off + n] = payload
-        _RESP.pack_into(self.buf, RESP_LEN, n, kind, self.seq)
+        _LEN_KIND.pack_into(self.buf, RESP_LEN, n, kind)
+        _U64.pack_into(self.buf, RESP_SEQ, self.seq)  # last: publishes the response

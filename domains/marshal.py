@@ -19,15 +19,19 @@ import msgpack
 from .errors import BadArgument
 from .interface import MAX_INLINE, TypeDesc
 
-EXT_MOVE = 1
-EXT_BORROW = 2
 EXT_IFACE = 3
 EXT_RECORD = 4
 
-_WIRE = struct.Struct("<III")  # slot, generation, type id
 _TID = struct.Struct("<I")
 
 
+def rref_wire(slot: int, gen: int) -> int:
+    """A heap handle on the wire: one integer, slot | generation << 32.
+
+    The receiver's decoder is compiled from the interface, so it knows a value is
+    a moved or borrowed RRef of which class; the type comes from the ownership
+    record itself (authoritative), never from the sender."""
+    return slot | gen << 32
 class CallCtx:
     """Per-call bookkeeping: the peer, and the handles to settle after the call."""
 
@@ -164,10 +168,11 @@ def compile_encode(desc: TypeDesc) -> Callable[[Any, CallCtx], Any] | None:
             def enc(v, ctx):
                 v.lend_to(ctx.peer)
                 ctx.lent.append(v)
-                return msgpack.ExtType(EXT_BORROW, _WIRE.pack(*v.wire()))
+                return v.slot | v.gen << 32
         else:
             def enc(v, ctx):
-                return msgpack.ExtType(EXT_MOVE, _WIRE.pack(*v.move_to(ctx.peer)))
+                slot, gen, _tid = v.move_to(ctx.peer)
+                return slot | gen << 32
         return enc
     if k == "iface":
         from .proxy import capability_wire
@@ -215,22 +220,22 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
             return py.from_bytes(w.data[4:])
         return dec
     if k == "rref":
-        want_code = EXT_BORROW if desc.borrowed else EXT_MOVE
         cls = desc.py
         elem = desc.args[0] if desc.args else None
-
-        def dec(w, ctx):
-            if not isinstance(w, msgpack.ExtType) or w.code != want_code or len(w.data) != _WIRE.size:
-                raise _bad(where, desc, w)
-            slot, gen, tid = _WIRE.unpack(w.data)
-            heap = ctx.rt.heap
-            if want_code == EXT_BORROW:
-                h = heap.adopt_borrowed(slot, gen, tid, ctx.peer, expect=cls, elem=elem)
+        if desc.borrowed:
+            def dec(w, ctx):
+                if type(w) is not int or not 0 <= w < 1 << 64:
+                    raise _bad(where, desc, w)
+                h = ctx.rt.heap.adopt_borrowed(w & 0xFFFFFFFF, w >> 32, None, ctx.peer, expect=cls, elem=elem)
                 ctx.borrowed_in.append(h)
-            else:
-                h = heap.adopt(slot, gen, tid, expect=cls, elem=elem)
+                return h
+        else:
+            def dec(w, ctx):
+                if type(w) is not int or not 0 <= w < 1 << 64:
+                    raise _bad(where, desc, w)
+                h = ctx.rt.heap.adopt(w & 0xFFFFFFFF, w >> 32, None, expect=cls, elem=elem)
                 ctx.adopted.append(h)
-            return h
+                return h
         return dec
     if k == "iface":
         from .proxy import capability_from_wire

@@ -155,12 +155,13 @@ class Dispatcher:
         fn, decs, plain, ret_check, ret_enc, raises, m = entry
         if not isinstance(wargs, (tuple, list)) or len(wargs) != len(decs):
             return chan.REJECTED, packb(("BadArgument", f"{m.name}() takes {len(decs)} argument(s)"))
-        ctx = CallCtx(rt, ch.caller)
+        ctx = None if plain else CallCtx(rt, ch.caller)  # plain values need no bookkeeping
         try:
             args = [d(w, ctx) for d, w in zip(decs, wargs)]
         except Exception as e:
-            for h in ctx.adopted:
-                h.drop()
+            if ctx is not None:
+                for h in ctx.adopted:
+                    h.drop()
             kind = type(e).__name__ if type(e).__name__ in ("OwnershipError", "BadArgument") else "CallRejected"
             return chan.REJECTED, packb((kind, str(e)))
         try:
@@ -171,12 +172,14 @@ class Dispatcher:
         except BaseException:
             panic(f"undeclared exception escaped {self.name}.{m.name}()")
         finally:
-            for h in ctx.borrowed_in:
-                h.invalidate()
+            if ctx is not None:
+                for h in ctx.borrowed_in:
+                    h.invalidate()
         try:
             ret_check(result)
-            rctx = CallCtx(rt, ch.caller)
-            return chan.OK, packb(result if ret_enc is None else ret_enc(result, rctx))
+            if ret_enc is None:
+                return chan.OK, packb(result)
+            return chan.OK, packb(ret_enc(result, CallCtx(rt, ch.caller)))
         except BaseException:
             panic(f"{self.name}.{m.name}() returned a value that does not match its interface")
 

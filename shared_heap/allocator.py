@@ -20,6 +20,7 @@ from .layout import (C_LARGE, CHUNK, DOMAIN_ENTRY, F_BORROWER, F_GEN, F_OWNER, F
                      JOURNAL_OFF, K_ARRAY, K_DEQUE, K_RECORD, K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC,
                      REC_SIZE, UNIT, UNITS)
 from . import types as T
+from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
 
 _U32 = struct.Struct("<I")
 _TAIL = struct.Struct("<HIIIQQII")  # a record without its state byte (written first)
@@ -182,7 +183,6 @@ class Heap:
     # -- public allocation ---------------------------------------------------------------
     def alloc(self, rtype, **values):
         """A new zeroed object of @record type `rtype`, owned by this domain."""
-        from .rref import RRef
 
         if not T.is_record_type(rtype):
             raise TypeError(f"{rtype!r} is not a @record type")
@@ -208,7 +208,6 @@ class Heap:
 
     def _vec_type(self, dtype):
         global _make_vec
-        from .rref import RRefVec
 
         _make_vec = RRefVec._make
         dt = np.dtype(dtype)
@@ -220,36 +219,41 @@ class Heap:
         return vt
 
     def alloc_deque(self, elem, capacity: int):
-        from .rref import RRefDeque
 
         return RRefDeque._new(self, elem, capacity)
 
     def alloc_array(self, elem, length: int):
-        from .rref import RRefArray
 
         return RRefArray._new(self, elem, length)
 
     # -- receiving handles ----------------------------------------------------------------
-    def adopt(self, slot: int, gen: int, type_id: int, expect=None, elem=None):
-        """A handle to an object moved to this domain; validated before any memory is touched."""
-        from .rref import handle_from_record
+    def adopt(self, slot: int, gen: int, type_id: int | None, expect=None, elem=None):
+        """A handle to an object moved to this domain; validated before any memory is touched.
+        `type_id` None: take the type from the record (the receiver checks `expect`/`elem`)."""
 
         st, _f, kind, owner, rgen, tid, off, size, _b, parent = self.record(slot)
         if st != R_LIVE or rgen != gen:
             raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live (now {rgen})")
-        if tid != type_id:
+        if type_id is not None and tid != type_id:
             raise OwnershipError(f"handle type {type_id:#x} does not match the object's type {tid:#x}")
         if owner != self.domain_id or parent != 0:
             raise OwnershipError(f"slot {slot} is owned by domain {owner}, not by this domain ({self.domain_id})")
-        return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=False)
+        try:
+            return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=False)
+        except OwnershipError:
+            # it was moved to us, so it is ours to free: refusing it must not leak it
+            try:
+                handle_from_record(self, slot, gen, kind, tid, off, size, None, None, borrowed=False).drop()
+            except OwnershipError:
+                self._free_raw(slot)
+            raise
 
-    def adopt_borrowed(self, slot: int, gen: int, type_id: int, lender: int, expect=None, elem=None):
-        from .rref import handle_from_record
+    def adopt_borrowed(self, slot: int, gen: int, type_id: int | None, lender: int, expect=None, elem=None):
 
         st, _f, kind, owner, rgen, tid, off, size, borrower, parent = self.record(slot)
         if st != R_LIVE or rgen != gen:
             raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live")
-        if tid != type_id:
+        if type_id is not None and tid != type_id:
             raise OwnershipError(f"handle type {type_id:#x} does not match the object's type {tid:#x}")
         if owner != lender or borrower != self.domain_id or parent != 0:
             raise OwnershipError(f"slot {slot} was not lent to this domain by domain {lender}")

@@ -97,7 +97,15 @@ class _Handle:
     # -- ownership ------------------------------------------------------------------
     def move_to(self, domain_id: int) -> tuple[int, int, int]:
         """Give the object to another domain; this handle dies.  Returns the wire form."""
-        self._check_unlent()
+        h = self.heap
+        if self.mode == _OWNED:  # fast path: one read of the record checks everything
+            base = h.rec_base + self.slot * REC_SIZE
+            st, _f, _k, owner, gen, _t, _o, _s, borrower, _p = REC.unpack_from(h.mem, base)
+            if st == R_LIVE and gen == self.gen and owner == h.domain_id and not borrower:
+                _BORROWER.pack_into(h.mem, base + F_OWNER, domain_id)
+                self.mode = _DEAD
+                return self.slot, self.gen, self.type_id
+        self._check_unlent()  # raises the precise error
         self.heap.set_field(self.slot, F_OWNER, domain_id)
         self.mode = _DEAD
         return self.slot, self.gen, self.type_id

@@ -10,7 +10,13 @@ from domains import BadArgument, CallRejected
 from domains import channel as chan
 from domains.builtin.echo import Echo
 from domains.interface import spec_of
-from domains.marshal import EXT_BORROW, EXT_MOVE, _WIRE
+from shared_heap import record, u64
+from domains.marshal import rref_wire
+
+
+@record
+class Other:
+    x: u64
 
 
 def _index(name: str) -> int:
@@ -53,8 +59,8 @@ def test_wrong_types_from_a_raw_caller_are_rechecked_by_the_callee(echo_instance
         assert kind == chan.REJECTED
 
 
-def _forged(slot, gen, tid, code=EXT_MOVE):
-    return msgpack.packb([_index("roundtrip"), [msgpack.ExtType(code, _WIRE.pack(slot, gen, tid))]])
+def _forged(slot, gen, method="roundtrip"):
+    return msgpack.packb([_index(method), [rref_wire(slot, gen)]])
 
 
 def test_forged_and_stale_rrefs_are_rejected_and_change_nothing(echo_instance):
@@ -64,19 +70,27 @@ def test_forged_and_stale_rrefs_are_rejected_and_change_nothing(echo_instance):
         v = d.heap.alloc_vec(np.uint8, 256)
         v.np[:] = 9
         slot, gen, tid = v.wire()
+        rec = d.heap.alloc(Other)  # a live object of another type, moved for real below
         cases = [
-            (slot, gen, tid),  # still owned by the caller: never moved
-            (slot, gen + 1, tid),  # stale generation
-            (slot, gen, tid + 77),  # wrong type
-            (10 ** 9, 1, tid),  # slot out of range
-            (0, 0, 0),
+            _forged(slot, gen),  # still owned by the caller: never moved
+            _forged(slot, gen + 1),  # stale generation
+            _forged(10 ** 9, 1),  # slot out of range
+            _forged(0, 0),
+            msgpack.packb([_index("roundtrip"), [-1]]),
+            msgpack.packb([_index("roundtrip"), [-(1 << 63)]]),
+            msgpack.packb([_index("roundtrip"), [msgpack.ExtType(1, b"x" * 12)]]),
+            _forged(slot, gen, "checksum"),  # a borrow that was never lent
         ]
-        for forged in cases:
-            kind, resp = _raw(e, _forged(*forged))
-            assert kind == chan.REJECTED, forged
+        for payload in cases:
+            kind, resp = _raw(e, payload)
+            assert kind == chan.REJECTED, payload
             assert b"Ownership" in bytes(resp) or b"BadArgument" in bytes(resp), bytes(resp)
-        kind, _ = _raw(e, msgpack.packb([_index("checksum"), [msgpack.ExtType(EXT_BORROW, _WIRE.pack(slot, gen, tid))]]))
-        assert kind == chan.REJECTED  # a borrow that was never lent
+        # a real move of an object of the wrong type: the callee refuses it and, since
+        # the object is now the callee's, frees it rather than leak it
+        rs, rg, _t = rec.move_to(e._rl_link.peer)
+        kind, resp = _raw(e, _forged(rs, rg))
+        assert kind == chan.REJECTED and b"Ownership" in bytes(resp), bytes(resp)
+        assert inst.status()["echo"]["heap_objects"] == 0
         assert int(v.np.sum()) == 9 * 256  # the caller's object is untouched and still its own
         back = e.roundtrip(v)
         assert int(back.np[0]) == 9

@@ -220,3 +220,19 @@ def _lender(name, ready):
     ready.set()
     e.hold(v, 1.5)  # below the 2 s watchdog of ECHO_MANIFEST
     time.sleep(60)
+
+
+def test_many_back_to_back_moves_keep_ownership_exact(echo_instance):
+    """A stress of the publish order in the channel: thousands of RRef round trips,
+    each checked.  A response read beside a stale length or kind would surface here
+    as an OwnershipError or a wrong value."""
+    with echo_instance.attach() as d:
+        e = d.lookup("echo", Echo)
+        v = d.heap.alloc_vec(np.uint8, 64)
+        for i in range(5000):
+            v.np[0] = i & 0xFF
+            v = e.roundtrip(v)
+            assert int(v.np[0]) == i & 0xFF
+            assert e.peek(v) == i & 0xFF
+        v.drop()
+        assert echo_instance.status()["echo"]["heap_objects"] == 0

@@ -38,10 +38,12 @@ def test_no_inflight_call_means_nothing_to_fail():
 def test_garbage_lengths_are_bounded():
     buf, caller, callee = make()
     # a misbehaving caller writes an absurd length
-    chan._LEN_SEQ.pack_into(buf, chan.REQ_LEN, 1 << 30, 1)
+    chan._U32.pack_into(buf, chan.REQ_LEN, 1 << 30)
+    chan._U64.pack_into(buf, chan.REQ_SEQ, 1)
     req = callee.pending_request()
     assert len(req) <= 1024
-    chan._RESP.pack_into(buf, chan.RESP_LEN, 1 << 30, chan.OK, 1)
+    chan._LEN_KIND.pack_into(buf, chan.RESP_LEN, 1 << 30, chan.OK)
+    chan._U64.pack_into(buf, chan.RESP_SEQ, 1)
     kind, data = caller.read_response()
     assert kind == chan.REJECTED and len(data) == 0
 
