@@ -1,0 +1,191 @@
+"""`redleaf bench ixgbe`: RedLeaf's ixgbe experiments on the emulated 82599.
+
+RX, TX and forwarding rates (Mpps) with 64-byte frames (60 bytes + FCS) at batch 1,
+32 and 256, traffic from the `pktgen` wire (a MoonGen-like generator and counting
+sink inside the device process), for RedLeaf's configurations:
+
+  redleaf-indriver  the application runs inside the driver domain (plain calls)
+  redleaf           the application is a domain of its own: every submit_and_poll
+                    crosses one domain boundary (two deques moved each way)
+  redleaf-shadow    as `redleaf`, with the shadow in between (two boundaries)
+  redleaf-nullnet   as `redleaf`, against the software nullnet driver (no device):
+                    the cost of crossing and of the batch bookkeeping alone
+
+plus the driver domain's CPU time per packet, the published figures of RedLeaf and
+of the ixy Python driver (labelled `published-*`: quoted, not measured here), and
+ratios against the targets: forwarding across a boundary at batch 256 >= 10x ixy
+Python's 0.14 Mpps; crossing overhead at batch 256 <= 10 %.
+
+Each configuration runs in its own instance, so that one device process does not
+steal the CPU from another configuration's measurement.  Within the first instance
+the in-driver and cross-domain runs alternate (`--reps` runs each, median
+reported), so that a change in the machine's load hits both configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from bench import row
+
+B = "ixgbe"
+BATCHES = (1, 32, 256)
+MODES = ("rx", "tx", "fwd")
+PUBLISHED = [  # (system, case, Mpps): published figures, not measured here
+    ("published-ixy-python", "fwd-b32", 0.14),   # ixy.py forwarding, batch 32 (ixy paper)
+    ("published-redleaf", "fwd-b32", 14.2),      # RedLeaf ixgbe, batch 32 (line rate, OSDI'20)
+]
+IXY_PYTHON_FWD = 0.14
+
+_HEAP = """
+[heap]
+size = "192MiB"
+records = 131072
+
+[supervisor]
+watchdog_s = 10.0
+"""
+
+_DEVICE = """
+[[device]]
+name = "ixgbe0-dev"
+target = "drivers.ixgbe.device:IxgbeDevice"
+config = { wire = "pktgen", frame_size = 60 }
+"""
+
+
+def _driver(name: str) -> str:
+    return f"""
+[[domain]]
+name = "{name}"
+target = "drivers.ixgbe.domain:IxgbeNetDriver"
+backoff_s = 0.01
+backoff_max_s = 0.05
+max_restarts = 1000
+config = {{ device = "ixgbe0-dev", app_packets = 2048 }}
+"""
+
+
+def _app(name: str, net: str) -> str:
+    return f"""
+[[domain]]
+name = "{name}"
+target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+uses = {{ net = "{net}" }}
+config = {{ packets = 2048 }}
+"""
+
+
+def manifest(config: str) -> str:
+    """The manifest of one benchmark configuration ("plain", "shadow", "nullnet")."""
+    if config == "plain":
+        return _HEAP + _DEVICE + _driver("ixgbe0") + _app("app", "ixgbe0")
+    if config == "shadow":
+        return (_HEAP + _DEVICE + _driver("ixgbe0.driver") + _app("app", "ixgbe0") + """
+[[domain]]
+name = "ixgbe0"
+target = "drivers.ixgbe.shadow:IxgbeShadow"
+config = { device = "ixgbe0-dev", driver = "ixgbe0.driver" }
+uses = { driver = "ixgbe0.driver" }
+""")
+    if config == "nullnet":
+        return _HEAP + """
+[[domain]]
+name = "nullnet"
+target = "drivers.ixgbe.nullnet:NullNetDomain"
+""" + _app("app", "nullnet")
+    raise ValueError(config)
+
+
+def _measure(app, mode: str, batch: int, seconds: float, net=None) -> tuple[float, float | None, int]:
+    """(Mpps, driver CPU us/packet or None, packets) of one run_app."""
+    s0 = net.stats() if net is not None else None
+    n, cpu_ns, wall_ns, _errors = app.run_app(mode, batch, seconds, 0)
+    cpu = None
+    if net is not None and n:
+        cpu = (int(net.stats()["cpu_ns"]) - int(s0["cpu_ns"])) / n / 1e3
+    elif n:
+        cpu = cpu_ns / n / 1e3
+    return (n / wall_ns * 1e3 if wall_ns else 0.0), cpu, n
+
+
+def run(argv: list[str]) -> list[dict]:
+    ap = argparse.ArgumentParser(prog="redleaf bench ixgbe")
+    ap.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
+    ap.add_argument("--reps", type=int, default=4,
+                    help="split each measurement into this many runs, alternating the in-driver and "
+                         "cross-domain configurations, and report the median (noise on a busy machine "
+                         "then hits both alike)")
+    ap.add_argument("--quick", action="store_true", help="0.3 s per measurement, 1 run")
+    a = ap.parse_args(argv)
+    secs = 0.3 if a.quick else a.seconds
+    reps = 1 if a.quick else max(1, a.reps)
+
+    from drivers.net import Net, NetApp
+    from supervisor.instance import Instance
+
+    rows: list[dict] = []
+    rate: dict[tuple[str, str], float] = {}
+
+    def add_rate(system, mode, batch, mpps):
+        case = f"{mode}-b{batch}"
+        rate[(system, case)] = mpps
+        rows.append(row(B, case, system, "rate", mpps, "Mpps"))
+
+    def add_cpu(system, mode, batch, us):
+        if us is not None:
+            rows.append(row(B, f"{mode}-b{batch}-driver-cpu", system, "mean", us, "us"))
+
+    for config in ("plain", "shadow", "nullnet"):
+        with Instance(manifest(config)) as inst, inst.attach() as c:
+            app = c.lookup("app", NetApp)
+            if config == "plain":
+                drv_app = c.lookup("ixgbe0", NetApp)
+                drv_net = c.lookup("ixgbe0", Net)
+            net = c.lookup("nullnet" if config == "nullnet" else "ixgbe0", Net)
+            system = {"plain": "redleaf", "shadow": "redleaf-shadow", "nullnet": "redleaf-nullnet"}[config]
+            app.run_app("fwd", 32, min(secs, 0.2), 0)   # warm up: first allocations, page faults
+            for mode in MODES:
+                for batch in BATCHES:
+                    runs = [("redleaf-indriver", drv_app, None), (system, app, drv_net)] if config == "plain" \
+                        else [(system, app, None)]
+                    got: dict[str, list] = {name: [] for name, _a, _n in runs}
+                    for _ in range(reps):
+                        for name, target, stats_of in runs:
+                            got[name].append(_measure(target, mode, batch, secs / reps, stats_of))
+                    for name, xs in got.items():
+                        add_rate(name, mode, batch, statistics.median(x[0] for x in xs))
+                        if config == "plain":
+                            cpus = [x[1] for x in xs if x[1] is not None]
+                            add_cpu(name, mode, batch, statistics.median(cpus) if cpus else None)
+            del net
+
+    for system, case, v in PUBLISHED:
+        rows.append(row(B, case, system, "rate", v, "Mpps"))
+        rate[(system, case)] = v
+
+    def ratio(case, name, num, den, unit="x"):
+        a_, b_ = rate.get((num, case)), rate.get((den, case))
+        if a_ is not None and b_:
+            rows.append(row(B, case, name, "ratio", a_ / b_, unit))
+
+    # target: forwarding across a boundary at batch 256 >= 10x ixy Python (0.14 Mpps)
+    v = rate.get(("redleaf", "fwd-b256"))
+    if v is not None:
+        rows.append(row(B, "fwd-b256", "redleaf/published-ixy-python", "ratio", v / IXY_PYTHON_FWD, "x"))
+    ratio("fwd-b32", "redleaf/published-ixy-python", "redleaf", "published-ixy-python")
+    ratio("fwd-b32", "redleaf/published-redleaf", "redleaf", "published-redleaf")
+    # target: crossing overhead at batch 256 <= 10 % (1 - across / in-driver)
+    for mode in MODES:
+        for batch in (32, 256):
+            case = f"{mode}-b{batch}"
+            a_, b_ = rate.get(("redleaf", case)), rate.get(("redleaf-indriver", case))
+            if a_ is not None and b_:
+                rows.append(row(B, f"{case}-crossing-overhead", "redleaf/redleaf-indriver", "ratio",
+                                100.0 * (1.0 - a_ / b_), "%"))
+            s_ = rate.get(("redleaf-shadow", case))
+            if s_ is not None and a_:
+                rows.append(row(B, f"{case}-shadow-overhead", "redleaf-shadow/redleaf", "ratio",
+                                100.0 * (1.0 - s_ / a_), "%"))
+    return rows

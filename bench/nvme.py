@@ -1,0 +1,193 @@
+"""`redleaf bench nvme`: 4 KiB block I/O through the NVMe driver domain, with peers.
+
+Cases: random and sequential 4 KiB reads and writes, batch 1 and batch 32.  A batch
+is one `NvmeBDev.submit_and_poll` call with that many requests (one doorbell).
+Batch 1 keeps one request in flight; batch 32 keeps up to two batches in flight
+(the client fills one while the driver and device work on the other).  Latency is
+per request, from the call that submitted it to the call that handed it back.
+
+Systems, all on the same image file in the same run:
+  redleaf          client domain -> driver domain -> emulated controller (device process)
+  redleaf-shadow   the same with the shadow in front of the driver (`shadow = true`)
+  direct-preadv    one Python process calling os.preadv per 4 KiB request
+  direct-pwritev   the same with os.pwritev
+Both the device and the peers hit the page cache of the same file: the comparison is
+the cost of the isolated driver path, not of the disk.  Both instances are up for
+the whole run and the three systems take turns on each case (`--rounds`, order
+alternating), so a change in the machine's load hits them alike.
+
+Ratio rows: redleaf / direct for every case, and redleaf-shadow / redleaf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from bench import row, summarize
+
+B = "nvme"
+BLOCK = 4096
+CASES = [(kind, batch) for kind in ("randread", "seqread", "randwrite", "seqwrite") for batch in (1, 32)]
+
+
+def _case(kind: str, batch: int) -> str:
+    return f"{kind}-4k-b{batch}"
+
+
+def _blocks(kind: str, nblocks: int, n: int, rng) -> np.ndarray:
+    if kind.startswith("rand"):
+        return rng.integers(0, nblocks, size=n)
+    return np.arange(n) % nblocks
+
+
+def _run_redleaf(q, kind: str, batch: int, nblocks: int, seconds: float, rng) -> tuple[int, float, list[float]]:
+    """(requests, elapsed s, per-request latencies in s) through a BatchQueue.
+
+    Batch 1 keeps one request in flight.  Larger batches are pipelined as a client
+    that keeps the device busy would do: a new batch goes in whenever at most one
+    batch is outstanding, so the client prepares one batch while the driver and the
+    device work on the other (queue depth 2 x batch)."""
+    write = kind.endswith("write")
+    data = bytes(range(256)) * (BLOCK // 256)
+    blocks = _blocks(kind, nblocks, 1 << 20, rng).tolist()
+    nb = len(blocks)
+    lat: list[float] = []
+    t_sub: dict[int, float] = {}  # request slot -> submit time
+    limit = batch if batch == 1 else 2 * batch
+    if q.depth < limit:
+        raise ValueError(f"the BatchQueue needs depth >= {limit}")
+    i = 0
+    clock = time.perf_counter
+
+    def finish(comp) -> None:
+        now = clock()
+        for r in comp:
+            if q.status_of(r):
+                raise RuntimeError(f"NVMe status {q.status_of(r):#x} in the benchmark")
+            lat.append(now - t_sub.pop(r.slot))
+            q.release(r)
+
+    # warm-up: one batch not counted
+    warm = q.submit(write, [(b, data if write else None) for b in blocks[:batch]]) + q.wait()
+    for r in warm:
+        q.release(r)
+    t_start = clock()
+    t_end = t_start + seconds
+    while True:
+        now = clock()
+        if now < t_end and q.inflight + batch <= limit:
+            items = [(blocks[(i + j) % nb], data if write else None) for j in range(batch)]
+            i += batch
+            before = {r.slot for r in q.free[-batch:]}  # take() pops from the end
+            for s in before:
+                t_sub[s] = now
+            finish(q.submit(write, items))
+        elif q.inflight:
+            finish(q.poll())
+        else:
+            break
+    return len(lat), clock() - t_start, lat
+
+
+def _run_direct(path: str, kind: str, batch: int, nblocks: int, seconds: float, rng) -> tuple[int, float, list[float]]:
+    write = kind.endswith("write")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        buf = [memoryview(bytearray(bytes(range(256)) * (BLOCK // 256)))]
+        blocks = (_blocks(kind, nblocks, 1 << 20, rng) * BLOCK).tolist()
+        op = os.pwritev if write else os.preadv
+        lat: list[float] = []
+        clock = time.perf_counter
+        i = done = 0
+        t_start = clock()
+        t_end = t_start + seconds
+        while clock() < t_end:
+            t0 = clock()
+            for j in range(batch):
+                op(fd, buf, blocks[(i + j) % len(blocks)])
+            now = clock()
+            lat.extend([now - t0] * batch)
+            i += batch
+            done += batch
+        return done, clock() - t_start, lat
+    finally:
+        os.close(fd)
+
+
+def run(argv: list[str]) -> list[dict]:
+    ap = argparse.ArgumentParser(prog="redleaf bench nvme")
+    ap.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisy figures)")
+    ap.add_argument("--seconds", type=float, default=1.5, help="duration of each case and system")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="the systems take turns this many times per case (load drifts; turns pair them)")
+    ap.add_argument("--size", default="64MiB", help="image size")
+    a = ap.parse_args(argv)
+    seconds = 0.3 if a.quick else a.seconds
+    rounds = 1 if a.quick else max(1, a.rounds)
+
+    from drivers.bdev import BDev, NvmeBDev
+    from drivers.nvme.client import BatchQueue
+    from drivers.nvme.manifests import nvme_manifest
+    from supervisor.instance import Instance
+    from supervisor.manifest import parse_size
+
+    tmp = tempfile.mkdtemp(prefix="redleaf-bench-nvme-")
+    image = os.path.join(tmp, "nvme0.img")
+    nblocks = parse_size(a.size, "--size") // BLOCK
+    with open(image, "wb") as f:  # written, not sparse: reads then hit real cached pages
+        chunk = np.random.default_rng(0).bytes(1 << 20)
+        for _ in range(nblocks * BLOCK // len(chunk)):
+            f.write(chunk)
+    rows: list[dict] = []
+    iops: dict[tuple[str, str], float] = {}
+
+    def add(case, system, rate, lat):
+        iops[(case, system)] = rate
+        rows.append(row(B, case, system, "rate", rate, "IOPS"))
+        rows.extend(summarize(B, case, system, lat, "us"))
+
+    try:
+        with contextlib.ExitStack() as stack:
+            queues = {}
+            for system, shadow in (("redleaf", False), ("redleaf-shadow", True)):
+                inst = stack.enter_context(Instance(nvme_manifest(image, a.size, shadow=shadow, heap="128MiB")))
+                inst.wait_state("nvme0", "running", timeout=30)
+                c = stack.enter_context(inst.attach())
+                if c.lookup("nvme0", BDev).info() != (BLOCK, nblocks):
+                    raise RuntimeError("the device does not have the image's geometry")
+                q = queues[system] = BatchQueue(c.heap, c.lookup("nvme0", NvmeBDev), depth=64)
+                stack.callback(q.close)
+            for kind, batch in CASES:
+                peer = "direct-pwritev" if kind.endswith("write") else "direct-preadv"
+                systems = ["redleaf", "redleaf-shadow", peer]
+                acc = {s_: [0, 0.0, []] for s_ in systems}
+                for rnd in range(rounds):
+                    for system in (systems if rnd % 2 == 0 else systems[::-1]):
+                        rng = np.random.default_rng(rnd)
+                        if system == peer:
+                            n, dt, lat = _run_direct(image, kind, batch, nblocks, seconds / rounds, rng)
+                        else:
+                            n, dt, lat = _run_redleaf(queues[system], kind, batch, nblocks, seconds / rounds, rng)
+                        acc[system][0] += n
+                        acc[system][1] += dt
+                        acc[system][2] += lat
+                for system, (n, dt, lat) in acc.items():
+                    add(_case(kind, batch), system, n / dt, lat)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    for kind, batch in CASES:
+        case = _case(kind, batch)
+        peer = "direct-pwritev" if kind.endswith("write") else "direct-preadv"
+        rows.append(row(B, case, "redleaf", "ratio", iops[(case, "redleaf")] / iops[(case, peer)],
+                        f"x {peer}"))
+        rows.append(row(B, case, "redleaf-shadow", "ratio",
+                        iops[(case, "redleaf-shadow")] / iops[(case, "redleaf")], "x redleaf"))
+    return rows
