@@ -57,7 +57,11 @@ class DomainContext:
         self.rt.export(name, obj, iface)
 
 
-def import_target(target: str):
+def import_target(target: str, path: str | None = None):
+    """Import `package.module:Class`, also from `path` (the directory `redleaf load`
+    ran in) so that a user's own modules load like installed ones."""
+    if path and path not in sys.path:
+        sys.path.append(path)
     modname, _, clsname = target.partition(":")
     mod = importlib.import_module(modname)
     try:
@@ -116,7 +120,7 @@ def main(spec: dict) -> int:
     rt = connect_runtime(spec)
     rt_box.append(rt)
     try:
-        cls = import_target(spec["target"])
+        cls = import_target(spec["target"], spec.get("path"))
         ctx = DomainContext(rt, name, spec.get("config") or {}, spec.get("uses") or {})
         obj = cls(ctx)
     except BaseException as e:

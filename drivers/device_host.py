@@ -46,7 +46,7 @@ def main(spec: dict) -> int:
     rt = connect_runtime(spec)
     name = spec["name"]
     try:
-        cls = import_target(spec["target"])
+        cls = import_target(spec["target"], spec.get("path"))
         shell_ref = rt.heap.alloc_vec(np.uint8, SHELL_SIZE)
         bar_ref = rt.heap.alloc_vec(np.uint8, cls.BAR_SIZE)
         shell = shell_ref.buf

@@ -66,6 +66,11 @@ def cmd_up(args) -> int:
     from .manifest import load_manifest
     from . import daemon, stale
 
+    # domains import their targets from here too (the zygote inherits sys.path), so a
+    # manifest can name modules that sit beside it, as `redleaf load` can
+    for d in {os.getcwd(), os.path.dirname(os.path.abspath(args.manifest)) if args.manifest else None} - {None}:
+        if d not in sys.path:
+            sys.path.append(d)
     manifest = load_manifest(args.manifest)
     try:
         pid = stale.supervisor_alive(InstancePaths(args.name))
@@ -190,7 +195,7 @@ def _parse_sets(sets: list[str]) -> dict:
 
 def cmd_load(args) -> int:
     r = _request(args, "load", timeout_s=60.0, name=args.domain, target=args.target, restart=args.restart,
-                 config=_parse_sets(args.set), uses=args.uses or [], shadow=args.shadow)
+                 config=_parse_sets(args.set), uses=args.uses or [], shadow=args.shadow, path=os.getcwd())
     print(f"redleaf: {args.domain} running (id {r['id']}, pid {r['pid']})")
     return 0
 

@@ -381,8 +381,13 @@ class Supervisor:
         for k in ("max_restarts", "period_s", "backoff_s", "watchdog_s"):
             if k in msg:
                 raw[k] = msg[k]
+        path = msg.get("path")
+        if path is not None and not (isinstance(path, str) and os.path.isabs(path)):
+            raise Refusal("BadRequest", "path must be an absolute directory")
         try:
-            specs = expand_shadow(domain_spec(raw, "load"))
+            spec = domain_spec(raw, "load")
+            spec.path = path
+            specs = expand_shadow(spec)
         except ManifestError as ex:
             raise Refusal("BadRequest", str(ex)) from None
         for spec in specs:

@@ -84,10 +84,11 @@ class DomainSpec:
     watchdog_s: float | None = None
     kind: str = "domain"  # or "device"
     companion: str | None = None  # a shadow's driver (unloaded together with it)
+    path: str | None = None  # a directory to import the target from (`redleaf load` sends its cwd)
 
     def to_wire(self) -> dict:
         return {"name": self.name, "target": self.target, "restart": self.restart, "config": self.config,
-                "uses": self.uses, "shadow": self.shadow, "kind": self.kind}
+                "uses": self.uses, "shadow": self.shadow, "kind": self.kind, "path": self.path}
 
 
 @dataclass
@@ -180,7 +181,7 @@ def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
     try:
         from domains.host import import_target
 
-        cls = import_target(spec.target)
+        cls = import_target(spec.target, spec.path)
     except Exception as e:
         raise ManifestError(f"{where}: shadow = true needs the driver class to import: {type(e).__name__}: {e}") from None
     shadow_target = getattr(cls, "SHADOW", None)
