@@ -53,7 +53,7 @@ class Bell:
 
     def drain(self) -> None:
         try:
-            while os.read(self.fd, 4096):
+            while len(os.read(self.fd, 4096)) == 4096:  # a short read emptied it
                 pass
         except BlockingIOError:
             pass
@@ -85,7 +85,10 @@ class PeerWaker:
         self.bell = bell
         self.area = area
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        """Returns True if the peer was asleep (so it had to be rung)."""
         fence()
         if self.area[RA_SLEEPING]:
             self.bell.ring()
+            return True
+        return False
