@@ -10,6 +10,13 @@ Modules
                  :class:`store.MemoryBlockStore` (tests).
 ``controller``   :class:`controller.NvmeController` - the device model; ``process()``.
 ``driver_core``  :class:`driver_core.NvmeDriverCore` - init sequence, submit/ring/reap.
+``device``       :class:`device.NvmeDevice` - the controller as a device process.
+``domain``       :class:`domain.NvmeDriver` - the driver domain (exports BDev, NvmeBDev).
+``shadow``       :class:`shadow.NvmeShadow` - hides driver crashes (``shadow = true``).
+``client``       :class:`client.BatchQueue` - client-side request pool for NvmeBDev.
+``links``        proxies that survive a callee killed at any instruction (runtime races).
+``peek``         read an RRefDeque's elements in place (the shadow's fast path).
+``manifests``    manifest text for a device + driver instance (tests, benchmarks).
 
 Contract for the process shells (device process, driver domain, supervisor)
 --------------------------------------------------------------------------

@@ -8,52 +8,102 @@ Manifest:
     target = "drivers.nvme.domain:NvmeDriver"
     config = { device = "nvme0-dev", queue_depth = 256 }
 
-Waiting for the device: after writing a doorbell the driver wakes the device process;
+Every incarnation starts by binding the device and running the full init sequence
+(reset, admin queue, enable, Identify, Set Features, Create I/O CQ/SQ): a restarted
+driver finds the controller in whatever state its predecessor left it, exactly as
+with a real card after a driver crash.
+
+Waiting for the device: after ringing a doorbell the driver wakes the device process;
 the device wakes the driver when it posts completions (the interrupt); in between
 the driver spins briefly and then sleeps on its doorbell (Runtime.wait_until).
+
+`NvmeBDev` semantics (as in RedLeaf): `submit_and_poll` queues as many requests as
+the I/O queue has room for (one doorbell write for the whole batch), returns the
+ones it could not take in `submit`, and moves every request completed so far into
+`collect`.  It does not wait, except when nothing else was in flight: then the
+caller could only poll next, so it waits (up to POLL_WAIT_S) for the first
+completion itself, which saves a call per batch at queue depth 1.  `poll` collects too, but if nothing has completed and
+requests are in flight it waits up to POLL_WAIT_S for the first completion, so a
+client that has nothing else to do does not spin through cross-domain calls.  The
+batch path leaves LBA checking to the controller (an out-of-range block completes
+with the NVMe status "LBA Out of Range" in `status`), the way hardware reports a
+misprogrammed command.  One client at a time should use `NvmeBDev`: completions go
+to whichever caller polls.
 """
 
 from __future__ import annotations
 
+import struct
+import time
+
 import numpy as np
 
-from drivers.bdev import BDev, Block, BlockError, BlockReq, NvmeBDev
-from shared_heap import RRefDeque
+from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
 
 from . import spec as S
-from .driver_core import NvmeDriverCore
+from .driver_core import NvmeDriverCore, NvmeError
+
+#: bound on one wait inside `poll` (the client calls again if nothing arrived)
+POLL_WAIT_S = 0.005
+#: a synchronous BDev command that takes longer than this is reported as failed
+SYNC_TIMEOUT_S = 10.0
+#: longest single sleep waiting for the device (the backstop for a lost interrupt:
+#: the device host caches its waker per driver domain id; see drivers/nvme/links.py, 4.)
+WAIT_SLICE_S = 0.002
+#: how long a clean stop waits for the controller's shutdown-complete status
+SHUTDOWN_WAIT_S = 0.2
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+OFF_BLOCK = BlockReq.dtype.fields["block"][1]
+OFF_STATUS = BlockReq.dtype.fields["status"][1]
+assert BlockReq.dtype.fields["data"][1] == 0, "BlockReq.data must come first (page-aligned DMA)"
+
+
+class DeviceSetupError(RuntimeError):
+    """The controller could not be brought up (the domain fails to start)."""
 
 
 class NvmeDriver(BDev, NvmeBDev):
+    SHADOW = "drivers.nvme.shadow:NvmeShadow"
+
     def __init__(self, ctx):
         self.ctx = ctx
         rt = self.rt = ctx.rt
         cfg = ctx.config
-        info = rt.ctl.request("bind_device", domain_id=rt.domain_id, device=cfg.get("device", "nvme0-dev"))
+        device = cfg.get("device", "nvme0-dev")
+        info = rt.ctl.request("bind_device", domain_id=rt.domain_id, device=device)
         self.bar = rt.mem[info["bar"]:info["bar"] + info["bar_size"]]
         self.dev_waker = rt.waker_for(info["device_id"])
-        self._dma_keep = []
-        self.core = NvmeDriverCore(self.bar, self._dma_alloc, io_queue_size=int(cfg.get("queue_depth", 256)))
-        self.core.initialize(self._step, timeout=10.0)
-        self.block_size = 4096
-        self.nblocks = self.core.nsze if hasattr(self.core, "nsze") else 0
-        self.pending: dict[int, object] = {}  # tag -> RRef of the request in flight
-        self.done: list = []  # (tag, status) reaped but not yet collected
+        self.mem = rt.mem
+        self._dma_keep = []  # queue memory stays owned by this domain until it dies
+        self.core = core = NvmeDriverCore(self.bar, self._dma_alloc,
+                                          io_queue_size=int(cfg.get("queue_depth", 256)))
+        try:
+            core.initialize(self._step, timeout=float(cfg.get("init_timeout_s", 10.0)))
+        except NvmeError as e:
+            raise DeviceSetupError(f"NVMe device {device!r} did not initialise: {e}") from e
+        if core.lba_size != BLOCK_SIZE:
+            raise DeviceSetupError(f"namespace LBA size is {core.lba_size}, BDev needs {BLOCK_SIZE}")
+        self.nblocks = core.nblocks
+        self.sync_done: dict[int, int] = {}  # tag -> status of synchronous commands
+        self.done: list = []  # batch completions (RRef, status) reaped but not yet collected
         self.next_tag = 1
         self.submitted = self.completed = self.errors = 0
+        self.inflight_batch = 0
         ctx.export(ctx.name, self, BDev)
         ctx.export(ctx.name, self, NvmeBDev)
 
     # -- plumbing ------------------------------------------------------------------
     def _dma_alloc(self, nbytes: int, align: int):
-        size = max(nbytes, align)
-        ref = self.ctx.heap.alloc_vec(np.uint8, size)
+        ref = self.ctx.heap.alloc_vec(np.uint8, max(nbytes, align))
         if ref.offset % align:
-            raise MemoryError(f"heap object at {ref.offset:#x} is not {align}-aligned")
+            raise DeviceSetupError(f"heap object at {ref.offset:#x} is not {align}-aligned")
         self._dma_keep.append(ref)
         return ref.offset, ref.buf[:nbytes]
 
     def _step(self) -> None:
+        """Init-time wait: let the device run, sleep up to a millisecond."""
         self.dev_waker.wake()
         self.rt.wait_until(lambda: False, 0.0005, spin_ns=50_000)
 
@@ -61,99 +111,132 @@ class NvmeDriver(BDev, NvmeBDev):
         if self.core.ring():
             self.dev_waker.wake()
 
-    def _tag(self) -> int:
-        t = self.next_tag
-        self.next_tag = t + 1
-        return t
+    def _reap(self) -> bool:
+        """Move new completions to `sync_done` / `done`; True if there were any."""
+        out = self.core.reap()
+        if not out:
+            return False
+        for tag, st in out:
+            if type(tag) is int:
+                self.sync_done[tag] = st
+            else:
+                self.done.append((tag, st))
+        return True
 
-    def _wait_one(self, tag: int, timeout: float = 10.0) -> int:
-        box = []
+    def _sync(self, what: str, submit) -> None:
+        """Run one command synchronously; BlockError with the NVMe status on failure."""
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        if not self.core.space():
+            # the batch path filled the queue: wait for a slot
+            deadline = time.monotonic() + SYNC_TIMEOUT_S
+            while not self.rt.wait_until(lambda: self._reap() or self.core.space() > 0, WAIT_SLICE_S):
+                if time.monotonic() > deadline:
+                    raise BlockError(f"{what}: no free submission slot within {SYNC_TIMEOUT_S}s")
+        submit(tag)
+        self._kick()
+        done = self.sync_done
+        ready = lambda: (self._reap() or True) and tag in done  # noqa: E731
+        deadline = time.monotonic() + SYNC_TIMEOUT_S
+        # Short slices: a lost interrupt costs a slice, not the runtime's 100 ms idle poll.
+        while not self.rt.wait_until(ready, WAIT_SLICE_S):
+            if time.monotonic() > deadline:
+                self._check_fatal()
+                raise BlockError(f"{what}: the controller did not complete it within {SYNC_TIMEOUT_S}s")
+        st = done.pop(tag)
+        if st:
+            raise BlockError(f"{what} failed: {S.status_str(st)}")
 
-        def ready():
-            for t, st in self.core.reap():
-                if t == tag:
-                    box.append(st)
-                else:
-                    self.done.append((t, st))
-            return bool(box)
+    def _check_fatal(self) -> None:
+        """A controller in fatal status needs a reset; dying gets us restarted."""
+        if self.core.fatal():
+            raise NvmeError("controller fatal status (CSTS.CFS); the driver restarts to reset it")
 
-        if not self.rt.wait_until(ready, timeout):
-            raise BlockError(f"NVMe command {tag} did not complete in {timeout}s")
-        return box[0]
+    def _check_block(self, block: int) -> None:
+        if not 0 <= block < self.nblocks:
+            raise BlockError(f"block {block} is outside the device (0..{self.nblocks - 1})")
 
     # -- BDev -----------------------------------------------------------------------
     def read(self, block: int, buf):
-        self._check_block(block)
-        tag = self._tag()
-        self.core.submit_read(block, 1, buf.offset, tag)
-        self._kick()
-        st = self._wait_one(tag)
-        if st:
-            raise BlockError(f"read of block {block} failed: {S.status_str(st)}")
+        try:
+            self._check_block(block)
+            self._sync(f"read of block {block}", lambda t: self.core.submit_read(block, 1, buf.offset, t))
+        except BlockError:
+            buf.drop()
+            raise
         return buf
 
     def write(self, block: int, buf) -> None:
         self._check_block(block)
-        tag = self._tag()
-        self.core.submit_write(block, 1, buf.offset, tag)
-        self._kick()
-        st = self._wait_one(tag)
-        if st:
-            raise BlockError(f"write of block {block} failed: {S.status_str(st)}")
+        off = buf.offset
+        buf.buf  # validates the borrow before the device reads the memory
+        self._sync(f"write of block {block}", lambda t: self.core.submit_write(block, 1, off, t))
 
     def flush(self) -> None:
-        tag = self._tag()
-        self.core.submit_flush(tag)
-        self._kick()
-        st = self._wait_one(tag)
-        if st:
-            raise BlockError(f"flush failed: {S.status_str(st)}")
+        self._sync("flush", self.core.submit_flush)
 
     def info(self) -> tuple[int, int]:
-        return self.block_size, self.nblocks
-
-    def _check_block(self, block: int) -> None:
-        if not 0 <= block < (self.nblocks or 1 << 62):
-            raise BlockError(f"block {block} is outside the device (0..{self.nblocks - 1})")
+        return BLOCK_SIZE, self.nblocks
 
     # -- NvmeBDev ---------------------------------------------------------------------
     def submit_and_poll(self, submit, collect, write: bool):
-        n = 0
         core = self.core
-        space = core.space()
+        mem = self.mem
+        unpack = _U64.unpack_from
+        space = min(core.space(), len(submit))
         reqs = []
-        while n < space and len(submit):
+        for _ in range(space):
             r = submit.pop_front()
-            tag = self._tag()
-            self.pending[tag] = r
-            reqs.append((int(r.np["block"]), 1, r.offset, tag))
-            n += 1
+            reqs.append((unpack(mem, r.offset + OFF_BLOCK)[0], 1, r.offset, r))
+        idle = not self.inflight_batch
         if reqs:
             core.submit_many(S.NVM_WRITE if write else S.NVM_READ, reqs)
             self._kick()
-            self.submitted += n
-        self._collect(collect)
-        return n, submit, collect
+            self.submitted += len(reqs)
+            self.inflight_batch += len(reqs)
+        if self._reap() or self.done:
+            self._collect(collect)
+        elif idle and reqs:
+            # Nothing else was outstanding, so the caller's next call would be a poll:
+            # wait for the first completion here (asleep, leaving the CPU to the device).
+            if self.rt.wait_until(self._reap, POLL_WAIT_S):
+                self._collect(collect)
+        return len(reqs), submit, collect
 
     def poll(self, collect):
-        k = self._collect(collect)
+        k = self._collect(collect) if (self._reap() or self.done) else 0
+        if not k and self.inflight_batch:
+            if self.rt.wait_until(self._reap, POLL_WAIT_S):
+                k = self._collect(collect)
+            else:
+                self._check_fatal()
         return k, collect
 
     def _collect(self, collect) -> int:
-        k = 0
-        done = self.done + self.core.reap()
-        self.done = []
-        for tag, st in done:
-            r = self.pending.pop(tag, None)
-            if r is None:
-                continue
+        done = self.done
+        room = collect.capacity - len(collect)
+        take, self.done = done[:room], done[room:]
+        mem = self.mem
+        pack = _U32.pack_into
+        for r, st in take:
+            pack(mem, r.offset + OFF_STATUS, st)
             if st:
                 self.errors += 1
-            r.np["status"] = st
             collect.push_back(r)
-            k += 1
+        k = len(take)
         self.completed += k
+        self.inflight_batch -= k
         return k
 
     def stats(self) -> tuple[int, int, int, int]:
-        return self.submitted, self.completed, self.errors, len(self.pending)
+        return self.submitted, self.completed, self.errors, self.inflight_batch
+
+    def shutdown(self) -> None:
+        """Clean stop: tell the controller (it flushes), as an OS does at power-off.
+
+        Best effort and brief: at instance shutdown the supervisor stops the device
+        process at the same time, and nobody may be left to answer."""
+        try:
+            self.core.shutdown(self._step, timeout=SHUTDOWN_WAIT_S)
+        except NvmeError:
+            pass

@@ -322,7 +322,7 @@ def test_shadow_waits_out_a_driver_killed_inside_a_bdev_read(make_instance, imag
 
 
 def test_shadow_copes_with_a_device_queue_shallower_than_configured(make_instance, image):
-    """queue_depth says 256 but the controller allows 16 entries (15 commands): both the
+    """queue_depth says 256 but the controller allows 15-entry queues (14 commands): both the
     driver and the shadow hand back what does not fit, and kills are still hidden."""
     inst = make_instance(nvme_manifest(image, shadow=True, device_config={"mqes": 15}))
     _shadowed_random_io_under_kills(inst, image, 2000, seed=40, min_kills=3)

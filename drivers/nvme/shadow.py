@@ -1,0 +1,318 @@
+"""The NVMe shadow: `BDev` and `NvmeBDev` in front of the driver, hiding its crashes.
+
+`shadow = true` on the driver's manifest entry makes the supervisor run the real
+driver as `<name>.driver` and this class under `<name>`, with
+config["driver"] = "<name>.driver" and uses = {"driver": "<name>.driver"}.
+
+Every call is forwarded.  On the batch path the client's own deques go to the
+driver as they are; the shadow reads them in place (drivers/nvme/peek.py) to note
+each request it passes on and each completion the driver hands back, so its cost
+per request is a record and, for writes, a 4 KiB copy.  It remembers each request
+passed to the driver and not yet handed back: its block, its direction, and for a write a copy of
+the data (the client's buffer goes into the driver, and a crash takes it along: the
+supervisor reclaims everything a dead domain owned).  If the driver dies
+(DomainCrashed; DomainUnavailable while it restarts; RpcTimeout, after which the
+runtime kills it as hung), the shadow waits for the restarted driver (which resets
+and re-initialises the controller) and re-issues every remembered request: reads
+into fresh buffers, writes from fresh buffers filled from its copies.  The client
+then collects a request object that is not the one it submitted, with the same
+block, data and a status, exactly once:
+
+* nothing is completed twice: a request is forgotten when it is handed to the
+  client, the dead driver's completions died with it, and a completion of a
+  request not in flight is refused (the shadow stops rather than pass it on);
+* no acknowledged write is lost: a write is acknowledged only when the driver
+  returned it completed, and after that nothing re-issues it;
+* no error reaches the client: a crash is never reported, only waited out.  (A
+  request the controller *fails*, e.g. an LBA out of range, is reported in its
+  status as without a shadow: that is the device's answer, not a crash.)
+
+Re-issuing a write that had already reached the disk writes the same data again,
+which is harmless; the supervisor quiesces the device before the dead driver's
+memory is reclaimed, so no stale command of the old incarnation runs afterwards.
+
+For `BDev.write` the client lends its buffer; a borrowed buffer cannot be lent on,
+so the shadow copies it into a buffer of its own and lends that to the driver.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+
+from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
+from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockReq, NvmeBDev
+
+from .links import checked_lookup
+from .peek import peek
+
+#: what a dead or restarting driver looks like from a proxy
+DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+OFF_BLOCK = BlockReq.dtype.fields["block"][1]
+OFF_STATUS = BlockReq.dtype.fields["status"][1]
+
+
+class DriverLost(RuntimeError):
+    """The driver did not come back within restart_timeout_s (it is `failed`).
+
+    Escaping a call, it panics the shadow: clients then see DomainCrashed, the
+    honest answer when there is no driver left to hide behind."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request the client submitted and has not collected."""
+
+    block: int
+    write: bool
+    data: bytes | None  # the write's data, kept until the write completes
+
+
+class NvmeShadow(BDev, NvmeBDev):
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.heap = ctx.heap
+        self.mem = ctx.heap.mem
+        cfg = ctx.config
+        self.driver_name = cfg.get("driver", f"{ctx.name}.driver")
+        self.restart_timeout = float(cfg.get("restart_timeout_s", 30.0))
+        # Not ctx.use(): it caches one proxy per role whatever the interface asked
+        # for, and its links have the races drivers/nvme/links.py works around.
+        deadline = time.monotonic() + self.restart_timeout
+        self.bdev = self._connect(BDev, deadline)
+        self.nvme = self._connect(NvmeBDev, deadline)
+        self.block_size, self.nblocks = self._retry(self.bdev.info)
+        self.depth = int(cfg.get("queue_depth", 256)) - 1
+        self.inflight: dict[tuple[int, int], Pending] = {}  # (slot, gen) -> request
+        self.ready: list = []  # completed requests (our RRefs) not yet handed back
+        self.dsub = self.dcol = None
+        self._new_deques()
+        self.wbuf = self.heap.alloc(Block)  # lent to the driver by write()
+        self.submitted = self.completed = self.errors = 0
+        self.recoveries = 0
+        self.last_recovery_s = 0.0
+        ctx.export(ctx.name, self, BDev)
+        ctx.export(ctx.name, self, NvmeBDev)
+
+    # -- recovery -----------------------------------------------------------------------
+    def _connect(self, iface: type, deadline: float):
+        while True:
+            try:
+                return checked_lookup(self.ctx.rt, self.driver_name, iface)
+            except DRIVER_GONE:
+                if time.monotonic() > deadline:
+                    raise DriverLost(f"{self.driver_name} is not running") from None
+                time.sleep(0.005)
+
+    def _new_deques(self) -> None:
+        for d in (self.dsub, self.dcol):
+            if d is not None and d.alive:  # the call failed before it moved them
+                d.drop()
+        self.dsub = self.heap.alloc_deque(BlockReq, self.depth)
+        self.dcol = self.heap.alloc_deque(BlockReq, self.depth)
+
+    def _wait_for_driver(self, deadline: float) -> None:
+        """Until the restarted driver answers (plain calls re-look-up the name)."""
+        delay = 0.0005
+        while True:
+            try:
+                self.block_size, self.nblocks = self.bdev.info()
+                return
+            except DRIVER_GONE as e:
+                if time.monotonic() > deadline:
+                    raise DriverLost(f"{self.driver_name} did not come back within "
+                                     f"{self.restart_timeout}s: {e}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    def _retry(self, fn, *args):
+        """fn(*args) for calls that carry no request: repeat until the driver answers."""
+        deadline = time.monotonic() + self.restart_timeout
+        while True:
+            try:
+                return fn(*args)
+            except DRIVER_GONE:
+                self._wait_for_driver(deadline)
+
+    def _recover(self) -> None:
+        """The driver died holding our deques and every request in flight: re-issue them.
+
+        (Also after DomainUnavailable raised before anything was sent: then the
+        deques and requests are still ours, and re-issuing copies is just as right.)"""
+        t0 = time.monotonic()
+        deadline = t0 + self.restart_timeout
+        self.recoveries += 1
+        owed = list(self.inflight.values())
+        self.inflight = {}
+        while True:
+            self._wait_for_driver(deadline)
+            self._new_deques()
+            try:
+                while owed:
+                    write = owed[-1].write
+                    chunk = []
+                    while owed and owed[-1].write == write and len(chunk) < self.depth:
+                        chunk.append(owed.pop())
+                    for p in chunk:
+                        r = self.heap.alloc(BlockReq)
+                        _U64.pack_into(self.mem, r.offset + OFF_BLOCK, p.block)
+                        if write:
+                            self.mem[r.offset:r.offset + BLOCK_SIZE] = p.data
+                        self.inflight[(r.slot, r.gen)] = p
+                        self.dsub.push_back(r)
+                    self._forward(write)
+                self.last_recovery_s = time.monotonic() - t0
+                return
+            except DRIVER_GONE:
+                owed += self.inflight.values()
+                self.inflight = {}
+
+    def _forward(self, write: bool) -> None:
+        """Pass `dsub` to the driver; keep what it returns completed in `ready`.
+
+        If its queue is shallower than `queue_depth` said, it hands back what did
+        not fit: poll until completions make room, and submit the rest."""
+        n, self.dsub, self.dcol = self.nvme.submit_and_poll(self.dsub, self.dcol, write)
+        self._take_completions()
+        while len(self.dsub):
+            _k, self.dcol = self.nvme.poll(self.dcol)
+            self._take_completions()
+            n, self.dsub, self.dcol = self.nvme.submit_and_poll(self.dsub, self.dcol, write)
+            self._take_completions()
+
+    def _take_completions(self) -> None:
+        ready, inflight = self.ready, self.inflight
+        for r in self.dcol:
+            if inflight.pop((r.slot, r.gen), None) is None:
+                r.drop()  # not ours (cannot happen with a well-behaved driver)
+            else:
+                ready.append(r)
+
+    # -- NvmeBDev -------------------------------------------------------------------------
+    def submit_and_poll(self, submit, collect, write: bool):
+        """Record the requests in place (peek) and pass the client's deques on as they are."""
+        if len(submit) + len(self.inflight) > self.depth:
+            return self._submit_and_poll_copying(submit, collect, write)
+        sub_cap, col_cap = submit.capacity, collect.capacity
+        mem, inflight = self.mem, self.inflight
+        unpack = _U64.unpack_from
+        items = peek(submit, BlockReq)
+        for slot, gen, off in items:
+            inflight[(slot, gen)] = Pending(unpack(mem, off + OFF_BLOCK)[0], write,
+                                            bytes(mem[off:off + BLOCK_SIZE]) if write else None)
+        self.submitted += len(items)
+        before = len(collect)  # what the client has not drained yet
+        try:
+            n, submit, collect = self.nvme.submit_and_poll(submit, collect, write)
+        except DRIVER_GONE:
+            # Everything recorded is re-issued from our copies.  If the call failed
+            # before sending, the client's deques are still here: its requests must
+            # not come back as "not taken" too, so they go; its collect stays.
+            if submit.alive:
+                submit.drop()
+            self._recover()
+            submit = self.heap.alloc_deque(BlockReq, sub_cap)
+            if not collect.alive:
+                collect = self.heap.alloc_deque(BlockReq, col_cap)
+            self._hand_back(collect)
+            return len(items), submit, collect
+        if n != len(items):  # the driver left some: they are not in flight
+            for slot, gen, _off in peek(submit, BlockReq):
+                if inflight.pop((slot, gen), None) is not None:
+                    self.submitted -= 1
+        self._completed_in(collect, skip=before)
+        self._hand_back(collect)
+        return n, submit, collect
+
+    def poll(self, collect):
+        if self.ready or not self.inflight:
+            return self._hand_back(collect), collect
+        col_cap = collect.capacity
+        before = len(collect)
+        try:
+            _k, collect = self.nvme.poll(collect)
+        except DRIVER_GONE:
+            self._recover()
+            if not collect.alive:
+                collect = self.heap.alloc_deque(BlockReq, col_cap)
+                before = 0
+            return self._hand_back(collect), collect
+        k = self._completed_in(collect, skip=before)
+        return k + self._hand_back(collect), collect
+
+    def _completed_in(self, collect, skip: int = 0) -> int:
+        """Forget the requests the driver put in `collect` (after the first `skip`)."""
+        inflight, mem = self.inflight, self.mem
+        done = peek(collect, BlockReq)[skip:]
+        for slot, gen, off in done:
+            if inflight.pop((slot, gen), None) is None:
+                raise DriverLost(f"{self.driver_name} completed a request that was not in flight "
+                                 f"(slot {slot}); refusing to pass on a double completion")
+            if _U32.unpack_from(mem, off + OFF_STATUS)[0]:
+                self.errors += 1
+        self.completed += len(done)
+        return len(done)
+
+    def _submit_and_poll_copying(self, submit, collect, write: bool):
+        """More than the driver's queue can hold: move what fits into our own deque."""
+        k = min(self.depth - len(self.inflight), len(submit))
+        mem, inflight, dsub = self.mem, self.inflight, self.dsub
+        unpack = _U64.unpack_from
+        for _ in range(k):
+            r = submit.pop_front()
+            off = r.offset
+            inflight[(r.slot, r.gen)] = Pending(unpack(mem, off + OFF_BLOCK)[0], write,
+                                                bytes(mem[off:off + BLOCK_SIZE]) if write else None)
+            dsub.push_back(r)
+        self.submitted += k
+        try:
+            self._forward(write)
+        except DRIVER_GONE:
+            self._recover()
+        self._hand_back(collect)
+        return k, submit, collect
+
+    def _hand_back(self, collect) -> int:
+        """Completions of re-issued requests (our RRefs), as far as `collect` has room."""
+        ready = self.ready
+        if not ready:
+            return 0
+        room = collect.capacity - len(collect)
+        give, self.ready = ready[:room], ready[room:]
+        mem = self.mem
+        for r in give:
+            if _U32.unpack_from(mem, r.offset + OFF_STATUS)[0]:
+                self.errors += 1
+            collect.push_back(r)
+        self.completed += len(give)
+        return len(give)
+
+    def stats(self) -> tuple[int, int, int, int]:
+        """The client's view, across driver restarts."""
+        return self.submitted, self.completed, self.errors, self.submitted - self.completed
+
+    # -- BDev -----------------------------------------------------------------------------
+    def read(self, block: int, buf):
+        deadline = time.monotonic() + self.restart_timeout
+        while True:
+            try:
+                return self.bdev.read(block, buf)
+            except DRIVER_GONE:
+                if not buf.alive:  # it went down with the driver: read into a fresh one
+                    buf = self.heap.alloc(Block)
+                self._wait_for_driver(deadline)
+                self.recoveries += 1
+
+    def write(self, block: int, buf) -> None:
+        self.wbuf.buf[:] = buf.buf
+        self._retry(self.bdev.write, block, self.wbuf)
+
+    def flush(self) -> None:
+        self._retry(self.bdev.flush)
+
+    def info(self) -> tuple[int, int]:
+        return self.block_size, self.nblocks
