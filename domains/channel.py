@@ -68,9 +68,15 @@ def fail_inflight(buf: memoryview) -> bool:
     """Supervisor side, callee dead: complete any in-flight call with CRASHED.
 
     Returns True when a call was in flight (its caller must be woken)."""
+    from .doorbell import fence
+
+    # Mark first, fence, then look: a caller that posts after our look has fenced
+    # after its post and sees the mark (Runtime.wait_response), so no request is
+    # left unanswered.
+    _U32.pack_into(buf, STATE, CALLEE_DEAD)
+    fence()
     req_seq = _U64.unpack_from(buf, REQ_SEQ)[0]
     resp_seq = _U64.unpack_from(buf, RESP_SEQ)[0]
-    _U32.pack_into(buf, STATE, CALLEE_DEAD)
     if req_seq != resp_seq:
         _LEN_KIND.pack_into(buf, RESP_LEN, 0, CRASHED)
         _U64.pack_into(buf, RESP_SEQ, req_seq)  # last, as in post_response

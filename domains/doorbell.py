@@ -85,6 +85,28 @@ class PeerWaker:
         self.bell = bell
         self.area = area
 
+    def refresh(self) -> None:
+        """Point this waker at the doorbell now at its path.
+
+        Domain ids are reused, and a dead domain's FIFO is unlinked; a new
+        incarnation with the same id makes a new FIFO at the same path.  A cached
+        fd of the old one would ring nobody, so after every (re)connection to a
+        peer the fd is checked and, if stale, replaced in place (dup2), so that
+        every holder of this waker rings the live doorbell."""
+        bell = self.bell
+        try:
+            st = os.stat(bell.path)
+        except FileNotFoundError:
+            return  # the peer is gone; the next lookup finds its successor
+        if bell.fd >= 0 and os.fstat(bell.fd).st_ino == st.st_ino:
+            return
+        fd = os.open(bell.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        if bell.fd >= 0:
+            os.dup2(fd, bell.fd, inheritable=False)
+            os.close(fd)
+        else:
+            bell.fd = fd
+
     def wake(self) -> bool:
         """Returns True if the peer was asleep (so it had to be rung)."""
         fence()

@@ -45,9 +45,9 @@ class DomainContext:
         """The proxy for a capability granted by the manifest's `uses`."""
         if role not in self._uses:
             raise KeyError(f"domain {self.name!r} was not granted {role!r}; add it to `uses` in the manifest")
-        p = self._granted.get(role)
+        p = self._granted.get((role, iface))
         if p is None:
-            p = self._granted[role] = self.rt.lookup(self._uses[role], iface)
+            p = self._granted[(role, iface)] = self.rt.lookup(self._uses[role], iface)
         return p
 
     def lookup(self, name: str, iface: type):

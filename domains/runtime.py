@@ -28,6 +28,7 @@ from .paths import InstancePaths
 from .proxy import Dispatcher, make_proxy
 
 _U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
 SPIN_NS = 60_000
   # spin this long before sleeping on the doorbell
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
@@ -67,6 +68,7 @@ class Link:
         self.peer = r["callee"]
         try:
             self.waker = self.rt.waker_for(self.peer)
+            self.waker.refresh()  # the id may belong to a new incarnation
         except OSError:  # it died between the lookup and now: its doorbell is gone
             raise DomainUnavailable(f"{self.name} died while connecting; try again") from None
         self.broken = False
@@ -88,7 +90,11 @@ class Link:
             cold = self.waker.wake()
             rt = self.rt
             rt.calls_made += 1
-            if not rt.wait_response(ch, seq, timeout, spin=not cold):
+            got = rt.wait_response(ch, seq, timeout, spin=not cold)
+            if got is None:  # the channel died under us and no answer was posted
+                self.broken = True
+                return chan.CRASHED, memoryview(b"")
+            if not got:
                 self.broken = True
                 rt.report_hang(self.peer)
                 raise RpcTimeout(f"{self.name} did not answer within {timeout:.3g}s; it is treated as hung and killed")
@@ -201,6 +207,10 @@ class Runtime:
                 if exp is None:
                     continue
                 ch = self.open_channel(msg["channel"], msg["offset"], msg["size"])
+                try:
+                    self.waker_for(ch.caller).refresh()  # a reused id: a new caller
+                except OSError:
+                    pass
                 entry = (ch, exp.dispatcher)
                 self.inbound.append(entry)
                 self.inbound_by_id[ch.chan_id] = entry
@@ -258,12 +268,14 @@ class Runtime:
         if events is None or not events or any(fd == self._ctl_fd for fd, _ev in events):
             self.handle_pushes()
 
-    def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True) -> bool:
+    def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True) -> bool | None:
         """Wait for the response to request `seq`.  Spin first if the callee is awake
         (the hot path: the answer comes within microseconds); if it was asleep, the
         answer needs it to be scheduled first, so give it the CPU and sleep at once
         (on a machine with few cores a spinning caller delays the very wake-up it
-        waits for)."""
+        waits for).  Returns True when the response is there, False at the
+        deadline, None if the channel stopped being OPEN without an answer (the
+        callee died and the supervisor's fail-in-flight missed this request)."""
         buf = ch.buf
         unpack = _U64.unpack_from
         off = chan.RESP_SEQ
@@ -283,6 +295,12 @@ class Runtime:
                 continue
             if serving:
                 self.serve_pending()
+            if _U32.unpack_from(buf, chan.STATE)[0] != chan.OPEN:
+                # The supervisor marks the channel dead, fences, then answers any
+                # request it sees; we posted, fenced (in wake), and see the mark.
+                # One of the two always sees the other.
+                fence()
+                return True if unpack(buf, off)[0] == seq else None
             t = now()
             if t > deadline:
                 return unpack(buf, off)[0] == seq
@@ -297,7 +315,9 @@ class Runtime:
         """Spin on `ready()`, then sleep on the doorbell until it holds or `timeout` passes.
 
         Drivers wait for their device this way: the device rings the doorbell (the
-        interrupt) when it completes work.  Inbound calls are served meanwhile."""
+        interrupt) when it completes work.  Inbound calls are *not* served
+        meanwhile: a driver waiting on its device inside a call must not be
+        re-entered."""
         if ready():
             return True
         now = time.monotonic_ns

@@ -32,6 +32,7 @@ import numpy as np
 
 SHELL_SIZE = 64
 SHELL_DRIVER = 0  # u32: domain id of the bound driver, written by the supervisor
+SHELL_BINDS = 4  # u32: bumped by the supervisor on every bind (the id may be reused)
 SPIN_NS = 200_000
 IDLE_SLEEP_MS = 20
 _U32 = struct.Struct("<I")
@@ -66,6 +67,7 @@ def main(spec: dict) -> int:
     rt.ctl.request("ready", domain_id=rt.domain_id, exports=[], device=info)
     print(f"redleaf: device {name} ({spec['target']}) ready, BAR at heap offset {bar_ref.offset:#x}", flush=True)
     wakers = {}
+    seen_binds = 0
     fd = dev.fileno()
     import select
 
@@ -87,6 +89,12 @@ def main(spec: dict) -> int:
         if worked:
             last_work = now()
             drv = _U32.unpack_from(shell, SHELL_DRIVER)[0]
+            binds = _U32.unpack_from(shell, SHELL_BINDS)[0]
+            if binds != seen_binds:  # a (re)bound driver: its doorbell may be new
+                seen_binds = binds
+                for w in wakers.values():
+                    w.bell.close()
+                wakers.clear()
             if drv:
                 w = wakers.get(drv)
                 if w is None:

@@ -475,7 +475,10 @@ class Supervisor:
                 raise Refusal("Conflict", f"device {dev.name} is already driven by {other.name}")
         if dev.name not in drv.bound_devices:
             drv.bound_devices.append(dev.name)
-        shell = self.heap_mem[dev.device["shell"]:dev.device["shell"] + 4]
+        shell = self.heap_mem[dev.device["shell"]:dev.device["shell"] + 8]
+        # the driver's id, and a bind counter that tells the device host to re-open
+        # the driver's doorbell (the id may be a reused one, with a new FIFO)
+        struct.pack_into("<I", shell, 4, (struct.unpack_from("<I", shell, 4)[0] + 1) & 0xFFFFFFFF)
         struct.pack_into("<I", shell, 0, drv.id)
         return dict(dev.device, device_id=dev.id)
 
@@ -695,8 +698,8 @@ class Supervisor:
         # 2. fail every call in flight to it; 4 (part). the channels it called through
         for rec in list(self.channels.values()):
             if rec.callee == did:
-                if chan.fail_inflight(rec.buf):
-                    self._ring(rec.caller)
+                chan.fail_inflight(rec.buf)
+                self._ring(rec.caller)  # even with nothing seen in flight: a racing post sees the mark
                 rec.ends.discard(did)
             elif rec.caller == did:
                 chan.set_state(rec.buf, chan.CALLER_DEAD)
@@ -934,24 +937,28 @@ class Supervisor:
     def teardown(self) -> None:
         """Stop every domain (grace period, then SIGKILL) and remove every file."""
         log.info("stopping instance %s", self.name)
-        live = [e for e in self.entries.values() if e.kind != "client" and e.pid]
-        for e in reversed(live):
-            e.stop_requested = True
-            try:
-                os.kill(e.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_GRACE_S
-        pids = {e.pid for e in live}
-        while pids and time.monotonic() < deadline:
-            try:
-                data = self.zsock.recv(1 << 16, socket_nonblock())
-                msg = msgpack.unpackb(data, raw=False) if data else {}
-                pids.discard(msg.get("exit"))
-            except BlockingIOError:
-                time.sleep(0.005)
-            except OSError:
-                break
+        # Domains first (a driver's last act may be to quiesce its device), then the
+        # devices; each group gets the grace period, then SIGKILL.
+        pids: set = set()
+        for group in ("domain", "device"):
+            live = [e for e in self.entries.values() if e.kind == group and e.pid]
+            for e in reversed(live):
+                e.stop_requested = True
+                try:
+                    os.kill(e.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + STOP_GRACE_S
+            pids |= {e.pid for e in live}
+            while pids and time.monotonic() < deadline:
+                try:
+                    data = self.zsock.recv(1 << 16, socket_nonblock())
+                    msg = msgpack.unpackb(data, raw=False) if data else {}
+                    pids.discard(msg.get("exit"))
+                except BlockingIOError:
+                    time.sleep(0.005)
+                except OSError:
+                    break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
