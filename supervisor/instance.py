@@ -22,7 +22,8 @@ from domains.paths import InstancePaths
 class Instance:
     created: set[str] = set()  # names this process started (the tests' leak check reads it)
 
-    def __init__(self, manifest: str | None = None, name: str | None = None, env: dict | None = None):
+    def __init__(self, manifest: str | None = None, name: str | None = None, env: dict | None = None,
+                 cwd: str | None = None):
         self.name = name or f"t{uuid.uuid4().hex[:10]}"
         Instance.created.add(self.name)
         self.paths = InstancePaths(self.name)
@@ -30,6 +31,7 @@ class Instance:
         self.manifest_path: str | None = None
         self.proc: subprocess.Popen | None = None
         self.env = env
+        self.cwd = cwd  # where `redleaf up` runs (relative paths in the manifest, e.g. disk images)
 
     def start(self, timeout: float = 30.0) -> "Instance":
         cmd = [sys.executable, "-m", "supervisor.cli", "--name", self.name, "up"]
@@ -41,7 +43,7 @@ class Instance:
         self.log_path = Path(tempfile.mkstemp(prefix="redleaf-sup-", suffix=".log")[1])
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
+                                     env={**os.environ, **(self.env or {})}, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         from domains.control import ControlClient
 
