@@ -291,7 +291,9 @@ class Supervisor:
             e.device = dev
         if e.state == STARTING:
             e.ready_at = time.monotonic()
-            self._set_state(e, RUNNING, f"serving {', '.join(x['name'] for x in exports) or 'nothing'}")
+            names = sorted({x["name"] for x in exports})
+            what = f"serving {', '.join(names)}" if names else ("device ready" if e.kind == "device" else "running")
+            self._set_state(e, RUNNING, what)
             self._answer_waiters(e, {"ok": True, "id": e.id, "pid": e.pid})
             self._publish("UP", e)
             self._boot_next()
