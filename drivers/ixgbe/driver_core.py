@@ -173,12 +173,15 @@ class IxgbeDriver:
     def init(self, rx_buffers: Iterable[int] = ()) -> None:
         r = self.regs
         self.give_rx_buffers(list(rx_buffers))
-        # PCI: memory space + bus mastering (a restarted driver re-enables DMA here)
-        r.write32(R.PCI_CMD, r.read32(R.PCI_CMD) | R.PCI_CMD_MSE | R.PCI_CMD_BME)
         # disable interrupts, global reset, disable interrupts again
         r.write32(R.EIMC, R.EIMC_ALL)
         r.write32(R.CTRL, R.CTRL_RST_MASK)
         self._wait(lambda: not r.read32(R.CTRL) & R.CTRL_RST_MASK, "CTRL.RST to self-clear")
+        # PCI: memory space + bus mastering.  Only after the reset: a restarted driver
+        # finds the device quiesced (BME clear) with the dead driver's queues still
+        # enabled on rings that have been reclaimed; DMA must stay off until the reset
+        # has forgotten them.
+        r.write32(R.PCI_CMD, r.read32(R.PCI_CMD) | R.PCI_CMD_MSE | R.PCI_CMD_BME)
         r.write32(R.EIMC, R.EIMC_ALL)
         self._wait(lambda: bool(r.read32(R.EEC) & R.EEC_ARD), "EEPROM auto-read (EEC.ARD)")
         self._wait(lambda: bool(r.read32(R.RDRXCTL) & R.RDRXCTL_DMAIDONE), "DMA init (RDRXCTL.DMAIDONE)")

@@ -7,9 +7,15 @@ Same batched API as :class:`drivers.ixgbe.driver_core.IxgbeDriver`.
 from __future__ import annotations
 
 import collections
+import time
 from typing import Sequence
 
 import numpy as np
+
+from drivers.net import Net, NetApp, NetError, NetStats, PacketOps
+from shared_heap import OwnershipError
+
+from .app import AppHost
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -84,3 +90,43 @@ class NullNet:
         return {"rx_packets": self.rx_packets, "tx_packets": self.tx_packets,
                 "rx_bytes": self.rx_bytes, "tx_bytes": self.tx_bytes, "rx_missed": 0,
                 "rx_oversize": 0}
+
+
+
+class NullNetDomain(AppHost, Net, NetApp):
+    """RedLeaf's nullnet experiment as a domain: `Net` with no device behind it.
+
+    submit_and_poll moves the submitted packets straight into `collect` (sent =
+    completed at once; RX buffers = received at once, contents untouched), so a
+    benchmark over it measures the cost of crossing into a driver domain and of the
+    batch bookkeeping, nothing else.  Manifest target:
+    ``drivers.ixgbe.nullnet:NullNetDomain``.
+    """
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ops = PacketOps(ctx.heap)
+        self.moved = 0
+        self.app_packets = int(ctx.config.get("app_packets", 2048))
+        ctx.export(ctx.name, self, Net)
+        ctx.export(ctx.name, self, NetApp)
+
+    def submit_and_poll(self, packets, collect, tx: bool):
+        try:
+            n = self.ops.transfer(packets, collect)
+        except OwnershipError as e:   # a client's bad deque is its error, not our panic
+            raise NetError(f"submit_and_poll: {e}") from None
+        self.moved += n
+        return n, packets, collect
+
+    def poll(self, collect, tx: bool):
+        return 0, collect
+
+    def stats(self):
+        v = NetStats.zeros()
+        v["rx_packets"] = v["tx_packets"] = self.moved
+        v["cpu_ns"] = time.process_time_ns()
+        return v
+
+    def counters(self):
+        return self.moved, self.moved, 0, 0

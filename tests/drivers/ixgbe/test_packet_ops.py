@@ -65,7 +65,7 @@ def test_refuses_what_it_does_not_own(ops):
     with pytest.raises(OwnershipError, match="not Packets this domain owns"):
         ops.put(ops.deque(8), offs)                 # they are inside `dq` now
     with pytest.raises(OwnershipError, match="not the start of a heap object"):
-        ops.put(ops.deque(8), offs + 8)
+        ops.put(ops.deque(8), offs + 8)                 # inside an object
     other = ops.heap.alloc(NotAPacket)
     with pytest.raises(OwnershipError):
         ops.put(ops.deque(8), np.array([other.offset]))
@@ -79,3 +79,13 @@ def test_refuses_what_it_does_not_own(ops):
     assert len(dq) == 4
     pairs[2, 1] -= 1
     assert ops.take(dq).tolist() == offs.tolist()
+
+
+def test_offsets_outside_the_arena_and_forged_slots_are_refused(ops):
+    with pytest.raises(OwnershipError):
+        ops.put(ops.deque(4), np.array([0, -64, len(ops.heap.mem) + 4096]))
+    dq = ops.deque(4, ops.alloc_packets(1))
+    pairs = np.ndarray((4, 2), dtype=np.uint32, buffer=ops.heap.mem, offset=dq.offset + 16)
+    pairs[0, 0] = 0xFFFFFFF0                       # a slot beyond the table
+    with pytest.raises(OwnershipError, match="not live Packets inside it"):
+        ops.peek(dq)

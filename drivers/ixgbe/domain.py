@@ -1,0 +1,192 @@
+"""The ixgbe driver domain: binds an emulated 82599, runs ixy's init sequence, and
+exports `Net` (and `NetApp`, the application-inside-the-driver configuration).
+
+Manifest:
+
+    [[device]]
+    name = "ixgbe0-dev"
+    target = "drivers.ixgbe.device:IxgbeDevice"
+    config = { wire = "loopback" }
+
+    [[domain]]
+    name = "ixgbe0"
+    target = "drivers.ixgbe.domain:IxgbeNetDriver"
+    config = { device = "ixgbe0-dev", rx_desc = 512, tx_desc = 512 }
+    shadow = true          # clients see no error when the driver crashes
+
+Zero copy: packet buffers are `Packet` heap objects; their heap offsets are the DMA
+addresses written into the descriptors, so the only copies are the "hardware"'s (the
+device process DMAs between the wire and the buffers).  While a buffer sits in the
+RX or TX ring the driver domain owns it; if the driver dies, the supervisor first
+quiesces the device (no more DMA), then reclaims them.
+
+Restart: a new incarnation binds the device again and runs the full init sequence,
+whose global reset makes the device forget the dead driver's rings.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps
+from shared_heap import OwnershipError
+
+from . import regs as R
+from .app import AppHost, PacketLoop
+from .driver_core import DriverError, IxgbeDriver
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+class IxgbeNetDriver(AppHost, Net, NetApp):
+    SHADOW = "drivers.ixgbe.shadow:IxgbeShadow"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        rt = self.rt = ctx.rt
+        cfg = ctx.config
+        dev = cfg.get("device", "ixgbe0-dev")
+        info = rt.ctl.request("bind_device", domain_id=rt.domain_id, device=dev)
+        self.bar = rt.mem[info["bar"]:info["bar"] + info["bar_size"]]
+        self.dev_waker = rt.waker_for(info["device_id"])
+        self._dma_keep = []
+        self.core = IxgbeDriver(self.bar, self._dma_alloc, num_rx_desc=int(cfg.get("rx_desc", 512)),
+                                num_tx_desc=int(cfg.get("tx_desc", 512)), buf_size=PACKET_BUF,
+                                step=self._step, timeout=float(cfg.get("init_timeout_s", 5.0)),
+                                link_timeout=float(cfg.get("init_timeout_s", 5.0)))
+        try:
+            self.core.init()
+        except DriverError as e:
+            raise DriverError(f"{ctx.name}: initialising device {dev}: {e}") from None
+        self.ops = PacketOps(ctx.heap)
+        self.tx_done = _EMPTY          # transmitted buffers not yet handed back
+        self.tx_rejected = 0
+        self.app_packets = int(cfg.get("app_packets", 2048))
+        ctx.export(ctx.name, self, Net)
+        ctx.export(ctx.name, self, NetApp)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _dma_alloc(self, nbytes: int, align: int):
+        size = max(nbytes, align)
+        ref = self.ctx.heap.alloc_vec(np.uint8, size)
+        if ref.offset % align:
+            raise DriverError(f"heap object at {ref.offset:#x} is not {align}-aligned")
+        self._dma_keep.append(ref)
+        return ref.offset, ref.buf[:nbytes]
+
+    def _step(self) -> None:
+        self.dev_waker.wake()
+        time.sleep(0.0002)
+
+    def _reap_tx(self) -> None:
+        done = self.core.tx_reclaim_arrays()
+        if done.size:
+            self.tx_done = done if not self.tx_done.size else np.concatenate([self.tx_done, done])
+
+    def _give_back_tx(self, collect) -> int:
+        if not self.tx_done.size:
+            return 0
+        k = self.ops.put(collect, self.tx_done)
+        self.tx_done = self.tx_done[k:]
+        return k
+
+    def _rx_into(self, collect) -> int:
+        room = self.ops.room(collect)
+        if room <= 0:
+            return 0
+        offs, lens = self.core.rx_batch_arrays(room)
+        if not offs.size:
+            return 0
+        self.ops.set_lengths(offs, lens)
+        return self.ops.put(collect, offs)
+
+    def _rx_room(self) -> int:
+        c = self.core
+        return c.nrx - 1 - (c._rx_fill - c._rx_recv) - len(c.pool)
+
+    # -- Net ----------------------------------------------------------------------------------
+    def submit_and_poll(self, packets, collect, tx: bool):
+        try:
+            return self._submit_and_poll(packets, collect, tx)
+        except OwnershipError as e:   # a client's bad deque is its error, not our panic
+            raise NetError(f"submit_and_poll: {e}") from None
+
+    def poll(self, collect, tx: bool):
+        try:
+            return self._poll(collect, tx)
+        except OwnershipError as e:
+            raise NetError(f"poll: {e}") from None
+
+    def _submit_and_poll(self, packets, collect, tx: bool):
+        core, ops = self.core, self.ops
+        if tx:
+            self._reap_tx()
+            offs = ops.take(packets, core.ntx - 1 - core.tx_in_flight())
+            n = 0
+            if offs.size:
+                lens = ops.lengths(offs)
+                bad = (lens < 14) | (lens > MAX_FRAME)
+                if bad.any():  # never hand the device a length it would refuse: bounce them
+                    self.tx_rejected += int(bad.sum())   # (back in `collect`, not counted in n)
+                    self.tx_done = np.concatenate([self.tx_done, offs[bad]])
+                    offs, lens = offs[~bad], lens[~bad]
+                if offs.size:
+                    n = core.tx_batch_arrays(offs, lens)
+                    self.dev_waker.wake()
+            self._give_back_tx(collect)
+        else:
+            offs = ops.take(packets, self._rx_room())
+            n = int(offs.size)
+            if n:
+                core.give_rx_buffers(offs)
+                self.dev_waker.wake()
+            self._rx_into(collect)
+        return n, packets, collect
+
+    def _poll(self, collect, tx: bool):
+        if tx:
+            self._reap_tx()
+            k = self._give_back_tx(collect)
+        else:
+            k = self._rx_into(collect)
+        return k, collect
+
+    def stats(self):
+        s = self.core.stats()
+        v = NetStats.zeros()
+        v["rx_packets"], v["tx_packets"] = s["rx_packets"], s["tx_packets"]
+        v["rx_bytes"], v["tx_bytes"] = s["rx_bytes"], s["tx_bytes"]
+        v["rx_missed"] = s["rx_missed"]
+        v["device_errors"] = R.device_errors(self.bar)[0]
+        v["cpu_ns"] = time.process_time_ns()
+        v["incarnation"] = self.rt.domain_id
+        return v
+
+    # -- NetApp: the application inside the driver domain ------------------------------
+    def counters(self):
+        s = self.core.stats()
+        return s["rx_packets"], s["tx_packets"], s["rx_missed"], R.device_errors(self.bar)[0]
+
+    def _app_done(self, loop: PacketLoop) -> None:
+        """Free the in-driver application's packets once the rings gave them back."""
+        deadline = time.monotonic() + 1.0
+        while self.core.tx_in_flight() and time.monotonic() < deadline:
+            self.dev_waker.wake()
+            time.sleep(0.0005)
+            self._reap_tx()
+        self._reap_tx()
+        loop.close()
+        # the app's buffers still in the RX ring stay there as RX buffers; its sent
+        # buffers are freed (other clients' stay queued for them)
+        mine = np.isin(self.tx_done, loop.allocated)
+        if mine.any():
+            self.ops.free(self.tx_done[mine])
+            self.tx_done = self.tx_done[~mine]
+
+    def shutdown(self) -> None:
+        try:
+            self.core.shutdown()
+        except Exception:
+            pass
