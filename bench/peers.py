@@ -88,32 +88,41 @@ class PipePeer:
 class ZmqPeer:
     name = "pyzmq-reqrep-ipc"
 
+    # The server is a fresh interpreter, not a fork: forking a process whose libzmq
+    # threads are running (the benchmark has been a redleaf client) is not safe, and
+    # a server that died at birth left the REQ socket waiting forever.
+    SERVER = """
+import sys, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.REP)
+s.bind(sys.argv[1])
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+while True:
+    m = s.recv(copy=False)
+    if m.bytes == b"__quit__":
+        s.send(b"")
+        break
+    s.send(m, copy=False)
+"""
+
     def __init__(self):
+        import subprocess
+        import sys
         import tempfile
+
+        import zmq
 
         self.dir = tempfile.mkdtemp(prefix="redleaf-bench-zmq-")
         self.addr = f"ipc://{self.dir}/s"
-        self.pid = os.fork()
-        if self.pid == 0:
-            import zmq
-
-            ctx = zmq.Context()
-            s = ctx.socket(zmq.REP)
-            s.bind(self.addr)
-            try:
-                while True:
-                    m = s.recv(copy=False)
-                    if m.bytes == b"__quit__":
-                        s.send(b"")
-                        break
-                    s.send(m, copy=False)
-            finally:
-                os._exit(0)
-        import zmq
-
+        self.proc = subprocess.Popen([sys.executable, "-c", self.SERVER, self.addr], stdout=subprocess.PIPE)
+        if self.proc.stdout.readline().strip() != b"ready":
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("the pyzmq peer server did not start")
         self.ctx = zmq.Context()
         self.s = self.ctx.socket(zmq.REQ)
         self.s.setsockopt(zmq.LINGER, 0)
+        self.s.setsockopt(zmq.RCVTIMEO, 60_000)  # a dead server is an error, not a hang
         self.s.connect(self.addr)
 
     def call(self, payload: bytes) -> None:
@@ -123,11 +132,15 @@ class ZmqPeer:
     def close(self):
         import shutil
 
-        self.s.send(b"__quit__")
-        self.s.recv()
+        try:
+            self.s.send(b"__quit__")
+            self.s.recv()
+        except Exception:
+            self.proc.kill()
         self.s.close()
         self.ctx.term()
-        os.waitpid(self.pid, 0)
+        self.proc.wait()
+        self.proc.stdout.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

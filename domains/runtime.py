@@ -40,9 +40,9 @@ class Link:
     After the callee dies, the next call looks the name up again and so reaches the
     restarted incarnation (or raises DomainUnavailable if there is none)."""
 
-    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken")
+    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant")
 
-    def __init__(self, rt: "Runtime", name: str, iface: type):
+    def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True):
         self.rt = rt
         self.name = name
         self.iface = iface
@@ -51,6 +51,7 @@ class Link:
         self.peer = 0
         self.lock = threading.Lock()
         self.broken = True
+        self.reentrant = reentrant  # serve inbound calls while waiting on this link
 
     def connect(self) -> None:
         if self.ch is not None:
@@ -90,7 +91,7 @@ class Link:
             cold = self.waker.wake()
             rt = self.rt
             rt.calls_made += 1
-            got = rt.wait_response(ch, seq, timeout, spin=not cold)
+            got = rt.wait_response(ch, seq, timeout, spin=not cold, serve=self.reentrant)
             if got is None:  # the channel died under us and no answer was posted
                 self.broken = True
                 return chan.CRASHED, memoryview(b"")
@@ -143,11 +144,15 @@ class Runtime:
         self.poller.register(self._ctl_fd, select.POLLIN)
 
     # -- naming ----------------------------------------------------------------
-    def lookup(self, name: str, iface: type):
-        key = (name, iface)
+    def lookup(self, name: str, iface: type, reentrant: bool = True):
+        """A proxy for `name`'s `iface`.  `reentrant=False`: while a call through it
+        waits, this process does not serve its own inbound calls (for a domain, such
+        as a shadow, whose state must not be re-entered mid-call and whose callee
+        never calls back)."""
+        key = (name, iface, reentrant)
         link = self.links.get(key)
         if link is None:
-            link = Link(self, name, iface)
+            link = Link(self, name, iface, reentrant)
             link.connect()
             self.links[key] = link
         return make_proxy(iface, link)
@@ -268,7 +273,8 @@ class Runtime:
         if events is None or not events or any(fd == self._ctl_fd for fd, _ev in events):
             self.handle_pushes()
 
-    def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True) -> bool | None:
+    def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True,
+                      serve: bool = True) -> bool | None:
         """Wait for the response to request `seq`.  Spin first if the callee is awake
         (the hot path: the answer comes within microseconds); if it was asleep, the
         answer needs it to be scheduled first, so give it the CPU and sleep at once
@@ -285,7 +291,7 @@ class Runtime:
         start = now()
         deadline = start + int(timeout * 1e9)
         spin_end = start + (SPIN_NS if spin else 0)
-        serving = bool(self.inbound)
+        serving = serve and bool(self.inbound)
         spins = 0
         while True:
             if unpack(buf, off)[0] == seq:
@@ -308,8 +314,12 @@ class Runtime:
                 if spins & 0x3FF == 0:
                     self._flush_counters()
                 wait_ms = max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000))
-                self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())
-                serving = bool(self.inbound)
+                if serve:
+                    self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())
+                else:
+                    self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq
+                                or _U32.unpack_from(buf, chan.STATE)[0] != chan.OPEN)
+                serving = serve and bool(self.inbound)
 
     def wait_until(self, ready, timeout: float, spin_ns: int = SPIN_NS) -> bool:
         """Spin on `ready()`, then sleep on the doorbell until it holds or `timeout` passes.

@@ -47,6 +47,7 @@ SUPERVISOR_ID = 1
 MAX_DOMAINS = 256
 TICK_S = 0.05
 STOP_GRACE_S = 2.0
+BUSY_WATCHDOG_FACTOR = 10  # a domain inside a call gets this many watchdog periods
 _U64 = struct.Struct("<Q")
 
 KILL_SIGNALS = {
@@ -843,6 +844,10 @@ class Supervisor:
             limit = e.spec.watchdog_s or self.manifest.watchdog_s
             if e.state == STARTING:
                 limit = max(limit, 30.0)
+            elif area[RA_BUSY]:
+                # Inside a call: a long method is not a hang.  Its callers' deadlines
+                # (RpcTimeout, then report_hang) bound it; this is the backstop.
+                limit = max(limit * BUSY_WATCHDOG_FACTOR, 60.0)
             if now - e.heartbeat_at > limit:
                 log.warning("watchdog: %s (pid %d) missed its heartbeat for %.1fs; killing it", e.name, e.pid, limit)
                 e.hang_reported = True

@@ -14,7 +14,6 @@ Modules
 ``domain``       :class:`domain.NvmeDriver` - the driver domain (exports BDev, NvmeBDev).
 ``shadow``       :class:`shadow.NvmeShadow` - hides driver crashes (``shadow = true``).
 ``client``       :class:`client.BatchQueue` - client-side request pool for NvmeBDev.
-``links``        proxies that survive a callee killed at any instruction (runtime races).
 ``peek``         read an RRefDeque's elements in place (the shadow's fast path).
 ``manifests``    manifest text for a device + driver instance (tests, benchmarks).
 

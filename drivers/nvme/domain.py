@@ -47,8 +47,8 @@ from .driver_core import NvmeDriverCore, NvmeError
 POLL_WAIT_S = 0.005
 #: a synchronous BDev command that takes longer than this is reported as failed
 SYNC_TIMEOUT_S = 10.0
-#: longest single sleep waiting for the device (the backstop for a lost interrupt:
-#: the device host caches its waker per driver domain id; see drivers/nvme/links.py, 4.)
+#: longest single sleep waiting for the device (a backstop: the device's interrupt
+#: normally wakes the driver at once)
 WAIT_SLICE_S = 0.002
 #: how long a clean stop waits for the controller's shutdown-complete status
 SHUTDOWN_WAIT_S = 0.2

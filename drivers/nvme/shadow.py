@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockReq, NvmeBDev
 
-from .links import checked_lookup
 from .peek import peek
 
 #: what a dead or restarting driver looks like from a proxy
@@ -80,8 +79,8 @@ class NvmeShadow(BDev, NvmeBDev):
         cfg = ctx.config
         self.driver_name = cfg.get("driver", f"{ctx.name}.driver")
         self.restart_timeout = float(cfg.get("restart_timeout_s", 30.0))
-        # Not ctx.use(): it caches one proxy per role whatever the interface asked
-        # for, and its links have the races drivers/nvme/links.py works around.
+        # Links that do not serve our own inbound calls while a driver call waits:
+        # the shadow's bookkeeping must not be re-entered mid-call.
         deadline = time.monotonic() + self.restart_timeout
         self.bdev = self._connect(BDev, deadline)
         self.nvme = self._connect(NvmeBDev, deadline)
@@ -102,7 +101,7 @@ class NvmeShadow(BDev, NvmeBDev):
     def _connect(self, iface: type, deadline: float):
         while True:
             try:
-                return checked_lookup(self.ctx.rt, self.driver_name, iface)
+                return self.ctx.rt.lookup(self.driver_name, iface, reentrant=False)
             except DRIVER_GONE:
                 if time.monotonic() > deadline:
                     raise DriverLost(f"{self.driver_name} is not running") from None

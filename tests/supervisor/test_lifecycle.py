@@ -190,3 +190,15 @@ def test_cli_status_json_and_errors(echo_instance):
     out = subprocess.run([sys.executable, "-m", "supervisor.cli", "--name", "nonexistent-inst", "status"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "no redleaf instance" in out.stderr
+
+
+def test_a_long_call_is_not_mistaken_for_a_hang(echo_instance):
+    """The watchdog (2 s here) spares a domain that is busy inside a call."""
+    from domains.builtin.echo import Echo
+
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+    with inst.attach() as d:
+        d.lookup("echo", Echo).sleep(3.0)
+    st = inst.status()["echo"]
+    assert st["pid"] == pid and st["restarts"] == 0

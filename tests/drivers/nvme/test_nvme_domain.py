@@ -20,7 +20,6 @@ from domains.errors import DomainUnavailable
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, NvmeBDev
 from drivers.nvme import spec as S
 from drivers.nvme.client import BatchQueue
-from drivers.nvme.links import checked_lookup
 from drivers.nvme.manifests import nvme_manifest
 
 from .domain_rig import Reference, random_io
@@ -193,8 +192,7 @@ def test_kill_9_of_the_driver_under_batch_load_without_shadow(make_instance, ima
     ref = Reference(IMAGE_BLOCKS, seed=9)
     drv_pid = inst.status()["nvme0"]["pid"]
     with inst.attach() as c:
-        # checked_lookup: the plain Link can miss the crash notice (see drivers/nvme/links.py)
-        bdev, nvme = checked_lookup(c.rt, "nvme0", BDev), checked_lookup(c.rt, "nvme0", NvmeBDev)
+        bdev, nvme = c.lookup("nvme0", BDev), c.lookup("nvme0", NvmeBDev)
         q = BatchQueue(c.heap, nvme, depth=32)
         threading.Timer(0.3, os.kill, (drv_pid, signal.SIGKILL)).start()
         seen = None
