@@ -172,9 +172,12 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
 def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
     """`shadow = true` turns one driver entry into two domains, as in RedLeaf: the
     real driver under `<name>.driver`, and under the public `<name>` the shadow class
-    the driver names in its `SHADOW` attribute.  The shadow forwards every call,
-    remembers what is in flight, and re-issues it to the restarted driver, so that
-    a driver crash never reaches the clients.  Returns [driver, shadow] or [spec]."""
+    the driver names in its `SHADOW` attribute.  The shadow forwards every call and,
+    when the driver dies, waits for its restart and recovers what was in flight as
+    the device's semantics allow (the NVMe shadow re-issues requests; the NIC
+    shadow drops in-flight packets, as a NIC reset would, rather than risk sending
+    one twice), so that a driver crash never reaches the clients as an error.
+    Returns [driver, shadow] or [spec]."""
     if not spec.shadow:
         return [spec]
     where = f"domain {spec.name}"

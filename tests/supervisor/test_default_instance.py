@@ -33,5 +33,11 @@ def test_the_default_manifest_boots_and_serves(make_instance, tmp_path):
         back = bdev.read(7, c.heap.alloc(Block))
         assert (back.np["data"] == 0x5A).all()
         back.drop()
+        from tests.drivers.ixgbe.netclient import NetClient
+
+        net = NetClient(c, "ixgbe0")  # loopback wire: frames come back
+        net.run(200)
+        assert net.corrupt == 0 and net.duplicates == 0
+        assert len(net.received) >= 180
     assert (tmp_path / "nvme0.img").exists()
     assert inst.request("heap", check=True)["violations"] == []
