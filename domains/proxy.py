@@ -44,6 +44,7 @@ def _make_method(spec: InterfaceSpec, m):
     ret_plain = m.returns.kind in ("scalar", "str", "bytes", "none")
     idx = m.index
     raises = m.raises
+    no_args = packb((idx, ())) if nargs == 0 else None  # the same bytes every time
     def call(self, *args):
         if len(args) != nargs:
             raise BadArgument(f"{where}() takes {nargs} argument(s), got {len(args)}")
@@ -51,7 +52,7 @@ def _make_method(spec: InterfaceSpec, m):
             c(a)
         link = self._rl_link
         if simple:
-            payload = packb((idx, args))
+            payload = no_args or packb((idx, args))
             ctx = None
         else:
             peer = link.peer_for_call()

@@ -91,7 +91,10 @@ class Link:
             cold = self.waker.wake()
             rt = self.rt
             rt.calls_made += 1
-            got = rt.wait_response(ch, seq, timeout, spin=not cold, serve=self.reentrant)
+            if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
+                got = True  # answered already (a hot callee)
+            else:
+                got = rt.wait_response(ch, seq, timeout, spin=not cold, serve=self.reentrant)
             if got is None:  # the channel died under us and no answer was posted
                 self.broken = True
                 return chan.CRASHED, memoryview(b"")
@@ -213,10 +216,11 @@ class Runtime:
                     continue
                 ch = self.open_channel(msg["channel"], msg["offset"], msg["size"])
                 try:
-                    self.waker_for(ch.caller).refresh()  # a reused id: a new caller
+                    waker = self.waker_for(ch.caller)
+                    waker.refresh()  # a reused id: a new caller
                 except OSError:
-                    pass
-                entry = (ch, exp.dispatcher)
+                    waker = None  # gone already; serve_pending looks again
+                entry = (ch, exp.dispatcher, waker)
                 self.inbound.append(entry)
                 self.inbound_by_id[ch.chan_id] = entry
             elif kind == "channel_closed":
@@ -230,15 +234,16 @@ class Runtime:
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:
         n = 0
-        for ch, disp in self.inbound:
+        for ch, disp, waker in self.inbound:
             req = ch.pending_request()
             if req is None:
                 continue
-            self.area[RA_BUSY] = 1
+            area = self.area
+            area[RA_BUSY] = 1
             kind, payload = disp.serve(self, ch, req)
-            self.area[RA_BUSY] = 0
+            area[RA_BUSY] = 0
             ch.post_response(kind, payload)
-            self.waker_for(ch.caller).wake()
+            (waker or self.waker_for(ch.caller)).wake()
             n += 1
         if n:
             self.calls_served += n
@@ -345,7 +350,7 @@ class Runtime:
                 self._sleep(max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000)), ready)
 
     def _has_inbound(self) -> bool:
-        for ch, _d in self.inbound:
+        for ch, _d, _w in self.inbound:
             if _U64.unpack_from(ch.buf, chan.REQ_SEQ)[0] != ch.seq:
                 return True
         return False
