@@ -32,6 +32,18 @@ def _iters(size: int, n: int) -> int:
     return n if size <= 4096 else max(20, n // 50) if size <= (1 << 20) else max(10, n // 500)
 
 
+def _warm_up(fn, seconds: float = 1.0) -> None:
+    """Steady state before measuring, for every system alike: the first thousands of
+    round trips on this machine run ~1.5x slower (CPU frequency, scheduler placement
+    of the two processes) for redleaf and the peers."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(100):
+            fn()
+
+
 def run(argv: list[str]) -> list[dict]:
     ap = argparse.ArgumentParser(prog="redleaf bench calls")
     ap.add_argument("-n", type=int, default=20000, help="calls per small case")
@@ -57,8 +69,7 @@ def run(argv: list[str]) -> list[dict]:
     with Instance(MANIFEST) as inst:
         with inst.attach() as d:
             e = d.lookup("echo", Echo)
-            for _ in range(1000):
-                e.null()
+            _warm_up(e.null)
             add("null", "redleaf", time_calls(e.null, n))
             add("int", "redleaf", time_calls(lambda: e.inc(1), n))
             box = [d.heap.alloc_vec(np.uint8, 64)]
@@ -79,8 +90,7 @@ def run(argv: list[str]) -> list[dict]:
     for peer_cls in (ZmqPeer, PipePeer, SocketpairPeer):
         peer = peer_cls()
         try:
-            for _ in range(200):
-                peer.call(b"")
+            _warm_up(lambda: peer.call(b""))
             add("null", peer.name, time_calls(lambda: peer.call(b""), n))
             add("int", peer.name, time_calls(lambda: peer.call(b"\x01"), n))
             for case, size in SIZES.items():
