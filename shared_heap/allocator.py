@@ -145,7 +145,7 @@ class Heap:
         if size <= _MAX_SMALL:
             self.free_lists[(size - 1).bit_length() if size > 64 else MIN_CLASS].append(off)
 
-    def _free_raw(self, slot: int) -> None:
+    def _free_raw(self, slot: int, rec: tuple | None = None) -> None:
         """Free a record this domain owns (checked by the caller: top-level, not lent).
 
         Order (crash argument in manager.py): journal -> state FREE -> gen+1 -> map 0.
@@ -154,7 +154,8 @@ class Heap:
         """
         mem = self.mem
         ro = self.rec_base + slot * REC_SIZE
-        _st, _f, _k, _o, gen, _t, off, size, _b, _p = REC.unpack_from(mem, ro)
+        # `rec`: the record as the caller just read and checked it (saves a read)
+        _st, _f, _k, _o, gen, _t, off, size, _b, _p = rec or REC.unpack_from(mem, ro)
         mapidx = (off - self.arena) >> 6
         JOURNAL.pack_into(mem, self.journal_off, J_FREE, slot, mapidx)
         mem[ro] = R_FREE

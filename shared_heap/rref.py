@@ -127,11 +127,11 @@ class _Handle:
         h = self.heap
         if self.mode == _OWNED and self.KIND == K_VEC:
             # fast path: one read of the record validates everything a free needs
-            st, _f, _k, owner, gen, _t, _o, _s, borrower, parent = REC.unpack_from(
-                h.mem, h.rec_base + self.slot * REC_SIZE)
+            rec = REC.unpack_from(h.mem, h.rec_base + self.slot * REC_SIZE)
+            st, _f, _k, owner, gen, _t, _o, _s, borrower, parent = rec
             if st == R_LIVE and gen == self.gen and owner == h.domain_id and not borrower \
                     and not parent:
-                h._free_raw(self.slot)
+                h._free_raw(self.slot, rec)
                 self.mode = _DEAD
                 return
         self._check_unlent()

@@ -10,7 +10,7 @@ def _shm_files():
     """Heap files of instances this test session started (other sessions may be running)."""
     mine = {f"/dev/shm/redleaf-{os.getuid()}-{n}.heap" for n in Instance.created}
     return {f for f in glob.glob(f"/dev/shm/redleaf-{os.getuid()}-t*") if f in mine} | \
-        set(glob.glob("/dev/shm/redleaf-test-*"))
+        set(glob.glob(f"/dev/shm/redleaf-test-{os.getpid()}-*"))
 
 
 @pytest.fixture

@@ -6,8 +6,13 @@ import pytest
 from shared_heap import Heap, HeapManager
 
 
+SESSION = os.getpid()
+
+
 def heap_path() -> str:
-    return f"/dev/shm/redleaf-test-{uuid.uuid4().hex}.heap"
+    # the session's pid in the name: the leak check (tests/conftest.py) looks only at
+    # this session's files, so concurrent test sessions cannot flag each other's
+    return f"/dev/shm/redleaf-test-{SESSION}-{uuid.uuid4().hex}.heap"
 
 
 class World:

@@ -71,7 +71,7 @@ LOOPBACK = HEAP + device("ixgbe0-dev", '{ wire = "loopback" }') + driver("ixgbe0
 
 @pytest.fixture
 def cable():
-    path = f"/dev/shm/redleaf-test-cable-{uuid.uuid4().hex[:8]}"
+    path = f"/dev/shm/redleaf-test-{os.getpid()}-cable-{uuid.uuid4().hex[:8]}"
     ShmCable.create(path, slots=4096, slot_size=2048)
     try:
         yield path
