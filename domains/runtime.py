@@ -88,13 +88,16 @@ class Link:
                 self.connect()
             ch = self.ch
             seq = ch.post_request(payload)
-            cold = self.waker.wake()
             rt = self.rt
             rt.calls_made += 1
-            if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
+            waker = self.waker
+            fence()
+            if waker.area[RA_SLEEPING]:
+                got = rt.wait_cold(ch, seq, timeout, waker, self.reentrant)
+            elif _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
                 got = True  # answered already (a hot callee)
             else:
-                got = rt.wait_response(ch, seq, timeout, spin=not cold, serve=self.reentrant)
+                got = rt.wait_response(ch, seq, timeout, serve=self.reentrant)
             if got is None:  # the channel died under us and no answer was posted
                 self.broken = True
                 return chan.CRASHED, memoryview(b"")
@@ -277,6 +280,30 @@ class Runtime:
         # rings it again; the periodic handle_pushes() is the backstop.
         if events is None or not events or any(fd == self._ctl_fd for fd, _ev in events):
             self.handle_pushes()
+
+    def wait_cold(self, ch: chan.Channel, seq: int, timeout: float, waker: PeerWaker, serve: bool):
+        """The callee is asleep: announce our own sleep, ring it, and block at once.
+
+        The fewer instructions between the ring and our poll(), the likelier the
+        kernel runs the woken callee on this (warm) CPU instead of waking an idle
+        one, and that is most of a cold call's cost.  Our sleeping flag is up
+        before the ring, so the callee's answer always rings us (Dekker, as in
+        `_sleep`).  Anything else (inbound calls, a dead channel, the deadline) is
+        then left to `wait_response`."""
+        a = self.area
+        a[RA_SLEEPING] = 1
+        fence()
+        waker.bell.ring()
+        try:
+            if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] != seq:
+                self.poller.poll(min(IDLE_POLL_MS, max(1, int(timeout * 1000))))
+        finally:
+            a[RA_SLEEPING] = 0
+        self.bell.drain()
+        if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
+            return True
+        self.handle_pushes()
+        return self.wait_response(ch, seq, timeout, spin=False, serve=serve)
 
     def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True,
                       serve: bool = True) -> bool | None:
