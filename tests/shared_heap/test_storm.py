@@ -126,7 +126,7 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
                 except (EOFError, OSError):
                     for k, v in list(conns.items()):
                         if v is c:
-                            del conns[k]
+                            conns.pop(k, None)  # the main thread may have replaced it already
                     continue
                 try:
                     with lock:
