@@ -35,6 +35,8 @@ from shared_heap import OwnershipError
 
 from . import regs as R
 from .app import AppHost, PacketLoop
+from drivers.binding import DeviceBinding
+
 from .driver_core import DriverError, IxgbeDriver
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -48,11 +50,10 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
         rt = self.rt = ctx.rt
         cfg = ctx.config
         dev = cfg.get("device", "ixgbe0-dev")
-        info = rt.ctl.request("bind_device", domain_id=rt.domain_id, device=dev)
-        self.bar = rt.mem[info["bar"]:info["bar"] + info["bar_size"]]
-        self.dev_waker = rt.waker_for(info["device_id"])
-        self._dma_keep = []
-        self.core = IxgbeDriver(self.bar, self._dma_alloc, num_rx_desc=int(cfg.get("rx_desc", 512)),
+        self.binding = DeviceBinding(ctx, dev)
+        self.bar = self.binding.bar
+        self.dev_waker = self.binding.waker
+        self.core = IxgbeDriver(self.bar, self.binding.dma_alloc, num_rx_desc=int(cfg.get("rx_desc", 512)),
                                 num_tx_desc=int(cfg.get("tx_desc", 512)), buf_size=PACKET_BUF,
                                 step=self._step, timeout=float(cfg.get("init_timeout_s", 5.0)),
                                 link_timeout=float(cfg.get("init_timeout_s", 5.0)))
@@ -68,14 +69,6 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
         ctx.export(ctx.name, self, NetApp)
 
     # -- plumbing -------------------------------------------------------------------------
-    def _dma_alloc(self, nbytes: int, align: int):
-        size = max(nbytes, align)
-        ref = self.ctx.heap.alloc_vec(np.uint8, size)
-        if ref.offset % align:
-            raise DriverError(f"heap object at {ref.offset:#x} is not {align}-aligned")
-        self._dma_keep.append(ref)
-        return ref.offset, ref.buf[:nbytes]
-
     def _step(self) -> None:
         self.dev_waker.wake()
         time.sleep(0.0002)

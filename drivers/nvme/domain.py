@@ -36,9 +36,9 @@ from __future__ import annotations
 import struct
 import time
 
-import numpy as np
 
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
+from drivers.binding import DeviceBinding
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
@@ -72,12 +72,11 @@ class NvmeDriver(BDev, NvmeBDev):
         rt = self.rt = ctx.rt
         cfg = ctx.config
         device = cfg.get("device", "nvme0-dev")
-        info = rt.ctl.request("bind_device", domain_id=rt.domain_id, device=device)
-        self.bar = rt.mem[info["bar"]:info["bar"] + info["bar_size"]]
-        self.dev_waker = rt.waker_for(info["device_id"])
+        self.binding = DeviceBinding(ctx, device)  # queue memory: owned by this domain
+        self.bar = self.binding.bar
+        self.dev_waker = self.binding.waker
         self.mem = rt.mem
-        self._dma_keep = []  # queue memory stays owned by this domain until it dies
-        self.core = core = NvmeDriverCore(self.bar, self._dma_alloc,
+        self.core = core = NvmeDriverCore(self.bar, self.binding.dma_alloc,
                                           io_queue_size=int(cfg.get("queue_depth", 256)))
         try:
             core.initialize(self._step, timeout=float(cfg.get("init_timeout_s", 10.0)))
@@ -95,13 +94,6 @@ class NvmeDriver(BDev, NvmeBDev):
         ctx.export(ctx.name, self, NvmeBDev)
 
     # -- plumbing ------------------------------------------------------------------
-    def _dma_alloc(self, nbytes: int, align: int):
-        ref = self.ctx.heap.alloc_vec(np.uint8, max(nbytes, align))
-        if ref.offset % align:
-            raise DeviceSetupError(f"heap object at {ref.offset:#x} is not {align}-aligned")
-        self._dma_keep.append(ref)
-        return ref.offset, ref.buf[:nbytes]
-
     def _step(self) -> None:
         """Init-time wait: let the device run, sleep up to a millisecond."""
         self.dev_waker.wake()
