@@ -283,16 +283,3 @@ class PacketOps:
             k = min(k, max_n)
         offs = self.take(src, k)
         return self.put(dst, offs)
-
-
-def heal_link(proxy) -> bool:
-    """Work around a runtime bug (domains/runtime.py, Link.connect): when a re-lookup
-    after the callee's death fails with DomainUnavailable, the link is left with
-    `ch = None` but `broken = False` if it had not seen the crash itself, and the
-    next call dies with AttributeError instead of retrying the lookup.  Marking such
-    a link broken makes that call look the name up again.  Returns True if it did."""
-    link = getattr(proxy, "_rl_link", None)
-    if link is not None and link.ch is None and not link.broken:
-        link.broken = True
-        return True
-    return False

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.net import Net, NetApp, NetError, PacketOps, heal_link
+from drivers.net import Net, NetApp, NetError, PacketOps
 
 from .app import AppHost, PacketLoop
 
@@ -50,8 +50,7 @@ class L2Fwd(AppHost, NetApp):
 
     def _app_on_error(self, loop: PacketLoop):
         def on_error(e: Exception) -> None:
-            healed = heal_link(self.net)  # see drivers.net.heal_link
-            if not isinstance(e, RECOVERABLE) and not healed:
+            if not isinstance(e, RECOVERABLE):
                 raise e
             self.errors += 1
             self._app_errors += 1

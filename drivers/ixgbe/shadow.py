@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.net import Net, NetError, NetStats, PacketOps, heal_link
+from drivers.net import Net, NetError, NetStats, PacketOps
 from shared_heap import OwnershipError
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -67,7 +67,6 @@ class IxgbeShadow(Net):
         Returns the result, or None if the driver died with the arguments."""
         deadline = None
         while True:
-            heal_link(self.drv)
             try:
                 r = fn(*args)
                 self._check_incarnation()
@@ -98,7 +97,6 @@ class IxgbeShadow(Net):
     def _wait_up(self, deadline) -> None:
         """Block until the restarted driver answers (the link re-looks-up by itself)."""
         while True:
-            heal_link(self.drv)
             try:
                 self.drv.stats()
                 return
