@@ -18,6 +18,8 @@ from .interface import InterfaceSpec, spec_of
 from .marshal import CallCtx, compile_check, compile_decode, compile_encode, packb, unpackb
 
 _PROXY_CLASSES: dict[type, type] = {}
+_OK = chan.OK
+_NIL = b"\xc0"  # msgpack None
 
 
 def _rejected(payload) -> RpcError:
@@ -42,6 +44,7 @@ def _make_method(spec: InterfaceSpec, m):
     has_borrow = any(d.borrowed for _n, d in m.params)
     dec_ret = compile_decode(m.returns, f"{where}, return value")
     ret_plain = m.returns.kind in ("scalar", "str", "bytes", "none")
+    ret_none = m.returns.kind == "none"
     idx = m.index
     raises = m.raises
     no_args = packb((idx, ())) if nargs == 0 else None  # the same bytes every time
@@ -64,7 +67,9 @@ def _make_method(spec: InterfaceSpec, m):
             if has_borrow and ctx is not None:
                 for h in ctx.lent:
                     h.end_lend()
-        if kind == chan.OK:
+        if kind == _OK:
+            if ret_none and resp == _NIL:
+                return None  # the common `-> None`: nothing to decode
             value = unpackb(resp)
             if ret_plain:
                 return dec_ret(value, None)
@@ -179,7 +184,7 @@ class Dispatcher:
         try:
             ret_check(result)
             if ret_enc is None:
-                return chan.OK, packb(result)
+                return chan.OK, (_NIL if result is None else packb(result))
             return chan.OK, packb(ret_enc(result, CallCtx(rt, ch.caller)))
         except BaseException:
             panic(f"{self.name}.{m.name}() returned a value that does not match its interface")
