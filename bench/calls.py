@@ -33,9 +33,9 @@ def _iters(size: int, n: int) -> int:
 
 
 def _warm_up(fn, seconds: float = 1.0) -> None:
-    """Steady state before measuring, for every system alike: the first thousands of
-    round trips on this machine run ~1.5x slower (CPU frequency, scheduler placement
-    of the two processes) for redleaf and the peers."""
+    """Steady state before measuring, for every system alike: the first round trips
+    after a start run slower (CPU frequency, where the scheduler places the two
+    processes), for redleaf and the peers."""
     import time
 
     end = time.monotonic() + seconds
