@@ -41,7 +41,7 @@ target = "drivers.ixgbe.device:IxgbeDevice"
 config = {{ wire = "pktgen", frame_size = 60 }}
 
 [[domain]]
-name = "{driver}"
+name = "ixgbe0"
 target = "drivers.ixgbe.domain:IxgbeNetDriver"
 restart = "permanent"
 max_restarts = 1000
@@ -49,7 +49,8 @@ period_s = 10.0
 backoff_s = 0.005
 backoff_max_s = 0.02
 config = {{ device = "ixgbe0-dev" }}
-{shadow}
+shadow = {shadow}
+
 [[domain]]
 name = "app"
 target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
@@ -57,20 +58,9 @@ uses = {{ net = "ixgbe0" }}
 config = {{ packets = 2048 }}
 """
 
-_SHADOW = """
-[[domain]]
-name = "ixgbe0"
-target = "drivers.ixgbe.shadow:IxgbeShadow"
-config = { device = "ixgbe0-dev", driver = "ixgbe0.driver" }
-uses = { driver = "ixgbe0.driver" }
-"""
-
-
 def manifest(shadow: bool) -> str:
-    """With the shadow written out as `shadow = true` expands (driver as `ixgbe0.driver`)."""
-    if shadow:
-        return _MANIFEST.format(driver="ixgbe0.driver", shadow=_SHADOW)
-    return _MANIFEST.format(driver="ixgbe0", shadow="")
+    """With `shadow = true` the driver runs as `ixgbe0.driver` behind its shadow."""
+    return _MANIFEST.format(shadow="true" if shadow else "false")
 
 
 class _Killer(threading.Thread):

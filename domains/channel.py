@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import struct
 
+from .doorbell import fence
+
 REQ_LEN = 0  # u32 (+4 pad), caller
 REQ_SEQ = 8  # u64, caller
 RESP_LEN = 64  # u32, callee
@@ -68,8 +70,6 @@ def fail_inflight(buf: memoryview) -> bool:
     """Supervisor side, callee dead: complete any in-flight call with CRASHED.
 
     Returns True when a call was in flight (its caller must be woken)."""
-    from .doorbell import fence
-
     # Mark first, fence, then look: a caller that posts after our look has fenced
     # after its post and sees the mark (Runtime.wait_response), so no request is
     # left unanswered.

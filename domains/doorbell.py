@@ -107,10 +107,14 @@ class PeerWaker:
         else:
             bell.fd = fd
 
+    def asleep(self) -> bool:
+        """Is the peer asleep?  Fenced: call after publishing the work it must see."""
+        fence()
+        return bool(self.area[RA_SLEEPING])
+
     def wake(self) -> bool:
         """Returns True if the peer was asleep (so it had to be rung)."""
-        fence()
-        if self.area[RA_SLEEPING]:
+        if self.asleep():
             self.bell.ring()
             return True
         return False

@@ -91,8 +91,7 @@ class Link:
             rt = self.rt
             rt.calls_made += 1
             waker = self.waker
-            fence()
-            if waker.area[RA_SLEEPING]:
+            if waker.asleep():
                 got = rt.wait_cold(ch, seq, timeout, waker, self.reentrant)
             elif _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
                 got = True  # answered already (a hot callee)

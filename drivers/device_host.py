@@ -66,7 +66,7 @@ def main(spec: dict) -> int:
             "device_id": rt.domain_id}
     rt.ctl.request("ready", domain_id=rt.domain_id, exports=[], device=info)
     print(f"redleaf: device {name} ({spec['target']}) ready, BAR at heap offset {bar_ref.offset:#x}", flush=True)
-    wakers = {}
+    waker = None  # the bound driver's doorbell
     seen_binds = 0
     fd = dev.fileno()
     import select
@@ -88,25 +88,19 @@ def main(spec: dict) -> int:
             time.sleep(0.01)
         if worked:
             last_work = now()
-            drv = _U32.unpack_from(shell, SHELL_DRIVER)[0]
             binds = _U32.unpack_from(shell, SHELL_BINDS)[0]
-            if binds != seen_binds:  # a (re)bound driver: its doorbell may be new
+            if binds != seen_binds:  # a (re)bound driver, whose id may be a reused one
                 seen_binds = binds
-                for w in wakers.values():
-                    w.bell.close()
-                wakers.clear()
-            if drv:
-                w = wakers.get(drv)
-                if w is None:
-                    try:
-                        w = wakers[drv] = rt.waker_for(drv)
-                    except OSError:
-                        w = None
-                if w is not None:
-                    try:
-                        w.wake()
-                    except OSError:
-                        wakers.pop(drv, None)
+                waker = None
+            drv = _U32.unpack_from(shell, SHELL_DRIVER)[0]
+            try:
+                if waker is None and drv:
+                    waker = rt.waker_for(drv)
+                    waker.refresh()  # the doorbell now at the path, not a dead one's
+                if waker is not None:
+                    waker.wake()  # the interrupt
+            except OSError:
+                waker = None  # the driver is gone; the next bind brings its successor
             continue
         beat += 1
         if beat & 0xFF == 0:

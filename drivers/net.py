@@ -24,6 +24,7 @@ middle leaves the heap as recoverable as the one-at-a-time path would.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -102,6 +103,20 @@ def _offsets(g: np.ndarray) -> np.ndarray:
 
 _EMPTY = np.empty(0, dtype=np.int64)
 _LEN_OFF = Packet.dtype.fields["length"][1]
+
+
+def client_errors_as_net_errors(method):
+    """A client's malformed deque is the client's error, reported as the declared
+    NetError, not an undeclared exception that would panic the driver (or shadow)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def checked(self, *args):
+        try:
+            return method(self, *args)
+        except OwnershipError as e:
+            raise NetError(f"{name}: {e}") from None
+    return checked
 
 
 class PacketOps:

@@ -194,6 +194,19 @@ def _elem_tid(elem) -> int:
 
 class _Container(_Handle):
     __slots__ = ()
+    TID = 0  # the container's type id (T.ARRAY_TID, T.DEQUE_TID)
+
+    @classmethod
+    def _new_container(cls, heap, elem, n: int, zero: bool):
+        """Header (head, length, n, element type) and n (slot, gen) element pairs."""
+        heap._register(cls.TID, cls.__name__, "container")
+        etid = _elem_tid(elem)   # validate before allocating anything
+        size = DQ_HDR + 8 * max(1, n)
+        slot, gen, off = heap._alloc_raw(size, cls.KIND, cls.TID)
+        if zero:
+            heap.mem[off:off + size] = bytes(size)
+        _DQ_HDR.pack_into(heap.mem, off, 0, 0, n, etid)
+        return cls._make(heap, slot, gen, cls.TID, off, size, elem)
 
     def _elem_from(self, slot: int, gen: int) -> _Handle:
         """Take element (slot, gen) out of this container: validated, made top-level."""
@@ -224,17 +237,11 @@ class RRefArray(_Container, Generic[E]):
 
     __slots__ = ()
     KIND = K_ARRAY
+    TID = T.ARRAY_TID
 
     @classmethod
     def _new(cls, heap, elem, length: int):
-        tid = T.ARRAY_TID
-        heap._register(tid, "RRefArray", "container")
-        etid = _elem_tid(elem)   # validate before allocating anything
-        size = DQ_HDR + 8 * max(1, length)
-        slot, gen, off = heap._alloc_raw(size, K_ARRAY, tid)
-        heap.mem[off:off + size] = bytes(size)
-        _DQ_HDR.pack_into(heap.mem, off, 0, 0, length, etid)
-        return cls._make(heap, slot, gen, tid, off, size, elem)
+        return cls._new_container(heap, elem, length, zero=True)  # empty slots read as (0, 0)
 
     def __len__(self):
         self._check()
@@ -274,16 +281,11 @@ class RRefDeque(_Container, Generic[E]):
 
     __slots__ = ()
     KIND = K_DEQUE
+    TID = T.DEQUE_TID
 
     @classmethod
     def _new(cls, heap, elem, capacity: int):
-        tid = T.DEQUE_TID
-        heap._register(tid, "RRefDeque", "container")
-        etid = _elem_tid(elem)   # validate before allocating anything
-        size = DQ_HDR + 8 * max(1, capacity)
-        slot, gen, off = heap._alloc_raw(size, K_DEQUE, tid)
-        _DQ_HDR.pack_into(heap.mem, off, 0, 0, capacity, etid)
-        return cls._make(heap, slot, gen, tid, off, size, elem)
+        return cls._new_container(heap, elem, capacity, zero=False)  # only [head, head+len) is read
 
     def _hdr(self):
         head, n, cap, _t = _DQ_HDR.unpack_from(self.heap.mem, self.offset)

@@ -6,6 +6,20 @@ import pytest
 from supervisor.instance import Instance
 
 
+def process_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a killed child not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _shm_files():
     """Heap files of instances this test session started (other sessions may be running)."""
     mine = {f"/dev/shm/redleaf-{os.getuid()}-{n}.heap" for n in Instance.created}

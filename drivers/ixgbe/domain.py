@@ -30,8 +30,7 @@ import time
 
 import numpy as np
 
-from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps
-from shared_heap import OwnershipError
+from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetStats, PacketOps, client_errors_as_net_errors
 
 from . import regs as R
 from .app import AppHost, PacketLoop
@@ -100,19 +99,8 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
         return c.nrx - 1 - (c._rx_fill - c._rx_recv) - len(c.pool)
 
     # -- Net ----------------------------------------------------------------------------------
+    @client_errors_as_net_errors
     def submit_and_poll(self, packets, collect, tx: bool):
-        try:
-            return self._submit_and_poll(packets, collect, tx)
-        except OwnershipError as e:   # a client's bad deque is its error, not our panic
-            raise NetError(f"submit_and_poll: {e}") from None
-
-    def poll(self, collect, tx: bool):
-        try:
-            return self._poll(collect, tx)
-        except OwnershipError as e:
-            raise NetError(f"poll: {e}") from None
-
-    def _submit_and_poll(self, packets, collect, tx: bool):
         core, ops = self.core, self.ops
         if tx:
             self._reap_tx()
@@ -138,7 +126,8 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
             self._rx_into(collect)
         return n, packets, collect
 
-    def _poll(self, collect, tx: bool):
+    @client_errors_as_net_errors
+    def poll(self, collect, tx: bool):
         if tx:
             self._reap_tx()
             k = self._give_back_tx(collect)

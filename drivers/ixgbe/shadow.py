@@ -28,8 +28,7 @@ import time
 import numpy as np
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.net import Net, NetError, NetStats, PacketOps
-from shared_heap import OwnershipError
+from drivers.net import Net, NetError, NetStats, PacketOps, client_errors_as_net_errors
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -137,19 +136,8 @@ class IxgbeShadow(Net):
             self.spare = self.spare[k:]
 
     # -- Net ----------------------------------------------------------------------------------
+    @client_errors_as_net_errors
     def submit_and_poll(self, packets, collect, tx: bool):
-        try:
-            return self._submit_and_poll(packets, collect, tx)
-        except OwnershipError as e:   # a client's corrupt deque is its error, not our panic
-            raise NetError(f"submit_and_poll: {e}") from None
-
-    def poll(self, collect, tx: bool):
-        try:
-            return self._poll(collect, tx)
-        except OwnershipError as e:
-            raise NetError(f"poll: {e}") from None
-
-    def _submit_and_poll(self, packets, collect, tx: bool):
         before = len(packets) + len(collect)
         cap_p, cap_c = packets.capacity, collect.capacity
         r = self._call(self.drv.submit_and_poll, packets, collect, tx)
@@ -164,7 +152,8 @@ class IxgbeShadow(Net):
             self._refill_reserve()
         return n, packets, collect
 
-    def _poll(self, collect, tx: bool):
+    @client_errors_as_net_errors
+    def poll(self, collect, tx: bool):
         before = len(collect)
         cap_c = collect.capacity
         r = self._call(self.drv.poll, collect, tx)

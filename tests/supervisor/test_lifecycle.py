@@ -9,7 +9,7 @@ import time
 import pytest
 
 from domains.errors import ControlError
-from tests.conftest import ECHO_MANIFEST
+from tests.conftest import ECHO_MANIFEST, process_running
 
 
 def test_boot_status_and_down_leave_nothing(make_instance):
@@ -146,9 +146,9 @@ def test_kill_9_of_the_supervisor_leaves_no_domain_and_next_up_cleans(make_insta
     inst.proc.kill()
     inst.proc.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(process_running(p) for p in pids):
         time.sleep(0.02)
-    assert not any(_alive(p) for p in pids), "a domain outlived its supervisor"
+    assert not any(process_running(p) for p in pids), "a domain outlived its supervisor"
     assert inst.paths.heap.exists()  # stale files remain until the next up/down
     from supervisor.instance import Instance
 
@@ -159,19 +159,6 @@ def test_kill_9_of_the_supervisor_leaves_no_domain_and_next_up_cleans(make_insta
     finally:
         again.stop()
         again.cleanup_log()
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def test_cli_status_json_and_errors(echo_instance):

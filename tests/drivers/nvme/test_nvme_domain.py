@@ -22,6 +22,8 @@ from drivers.nvme import spec as S
 from drivers.nvme.client import BatchQueue
 from drivers.nvme.manifests import nvme_manifest
 
+from tests.conftest import process_running
+
 from .domain_rig import Reference, random_io
 
 SLOW = pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="set RUN_SLOW=1 for the long run")
@@ -33,19 +35,6 @@ def image(tmp_path):
     path = tmp_path / "nvme0.img"
     yield str(path)
     path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def test_bdev_read_write_flush_info_and_errors(make_instance, image):
@@ -111,9 +100,9 @@ def test_flushed_writes_survive_kill_9_of_driver_device_and_supervisor(make_inst
     inst.proc.kill()
     inst.proc.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(process_running(p) for p in pids):
         time.sleep(0.02)
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_running(p) for p in pids)
     ref.check_image(image)
 
 
