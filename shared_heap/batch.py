@@ -1,0 +1,230 @@
+"""Batch operations on heap records of one type: allocate, free, and move whole
+batches in and out of `RRefDeque`s with numpy over the ownership table.
+
+Why: popping and pushing one handle at a time costs a few microseconds of Python
+per element (a record read, checks, a handle object), more than a whole packet's or
+block request's budget.  `RecordOps` works on *heap offsets* of the objects (for a
+record whose buffer comes first, the offset is also its DMA address) and validates
+and moves a batch with a handful of vector operations, with the same checks and the
+same write order as `RRefDeque.push_back` / `pop_front` (entry, then the element's
+parent as the commit, then the deque's length), so a domain killed in the middle
+leaves the heap as recoverable as the one-at-a-time path would.
+
+The objects stay ordinary heap objects: a handle-based domain can pop them from the
+same deque, the supervisor reclaims them with their owner, the checker sees them.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from .errors import OwnershipError
+from .layout import K_RECORD, R_LIVE, REC_SIZE, RECORD_DTYPE, UNIT
+from .rref import DQ_HDR
+
+_HDR = struct.Struct("<IIII")
+# u32 word index of each record field (layout.RECORD_DTYPE)
+_W_STATE, _W_OWNER, _W_GEN, _W_TYPE, _W_OFF_LO, _W_OFF_HI = 0, 1, 2, 3, 4, 5
+_W_BORROWER, _W_PARENT = 8, 9
+assert [RECORD_DTYPE.fields[f][1] // 4 for f in ("state", "owner", "gen", "type_id", "offset", "borrower",
+                                                 "parent")] == [0, 1, 2, 3, 4, 8, 9]
+assert REC_SIZE == 40
+
+EMPTY = np.empty(0, dtype=np.int64)
+_FIELD_VIEW = {"<u8": np.uint64, "<u4": np.uint32, "<i8": np.int64, "<i4": np.int32,
+               "|u1": np.uint8, "<u2": np.uint16, "<f8": np.float64}
+
+
+def _offsets(g: np.ndarray) -> np.ndarray:
+    return g[:, _W_OFF_LO].astype(np.int64) | (g[:, _W_OFF_HI].astype(np.int64) << 32)
+
+
+def _ring_index(start: int, k: int, cap: int):
+    """Index of k consecutive ring entries from `start` (a slice when they do not wrap)."""
+    return np.arange(start, start + k) % cap if start + k > cap else slice(start, start + k)
+
+
+class RecordOps:
+    """Batch operations on objects of one `@record` type for one domain's heap view."""
+
+    def __init__(self, heap, rtype):
+        self.heap = heap
+        self.rtype = rtype
+        self.did = heap.domain_id
+        hf = heap.hf
+        # the record table as rows of ten u32 words: one gather per batch, then
+        # column compares (much cheaper than field access on a structured copy)
+        self.recw = np.ndarray((heap.n_records, REC_SIZE // 4), dtype=np.uint32, buffer=heap.mem,
+                               offset=hf.layout.records)
+        self.maps = hf.maps.reshape(-1)
+        self.arena = hf.arena_off
+        self.n_records = heap.n_records
+        self.mem = np.frombuffer(heap.mem, dtype=np.uint8)
+        self.tid = rtype.type_id
+        self.name = rtype.__name__
+        self.size = rtype.size
+        self._views: dict = {}
+        heap._register(rtype.type_id, rtype.type_name, str(rtype.dtype.descr))
+
+    # -- allocation ---------------------------------------------------------------------
+    def alloc(self, n: int) -> np.ndarray:
+        """Allocate `n` zeroed objects owned by this domain; returns their offsets."""
+        out = np.empty(max(n, 0), dtype=np.int64)
+        if n <= 0:
+            return out
+        heap, size, tid, mem = self.heap, self.size, self.tid, self.heap.mem
+        heap.reserve(n, size)
+        alloc = heap._alloc_raw
+        zero = bytes(size)
+        for i in range(n):
+            _slot, _gen, off = alloc(size, K_RECORD, tid)
+            mem[off:off + size] = zero
+            out[i] = off
+        return out
+
+    def free(self, offsets) -> None:
+        """Free objects this domain owns at top level."""
+        offs = np.asarray(offsets, dtype=np.int64)
+        if not offs.size:
+            return
+        slots, _gens = self.owned_slots(offs, "free")
+        for s in slots.tolist():
+            self.heap._free_raw(s)
+
+    # -- fields --------------------------------------------------------------------------
+    def _field_view(self, name: str):
+        v = self._views.get(name)
+        if v is None:
+            ft, foff = self.rtype.dtype.fields[name][:2]
+            dt = _FIELD_VIEW.get(ft.str)
+            if dt is None:
+                raise TypeError(f"{self.name}.{name} is not a scalar field")
+            width = np.dtype(dt).itemsize
+            if foff % width:
+                raise TypeError(f"{self.name}.{name} is not aligned for a vector view")
+            arr = np.frombuffer(self.heap.mem, dtype=dt, count=len(self.heap.mem) // width)
+            v = self._views[name] = (arr, foff, width.bit_length() - 1)
+        return v
+
+    def get(self, offsets: np.ndarray, name: str) -> np.ndarray:
+        """Field `name` of the objects at `offsets` (one gather)."""
+        arr, foff, sh = self._field_view(name)
+        return arr[(offsets + foff) >> sh]
+
+    def set(self, offsets: np.ndarray, name: str, values) -> None:
+        """Set field `name` of the objects at `offsets` (one scatter)."""
+        arr, foff, sh = self._field_view(name)
+        arr[(offsets + foff) >> sh] = values
+
+    # -- deques --------------------------------------------------------------------------
+    def deque(self, capacity: int, offsets=None):
+        dq = self.heap.alloc_deque(self.rtype, capacity)
+        if offsets is not None and len(offsets):
+            self.put(dq, offsets)
+        return dq
+
+    def _hdr(self, dq):
+        dq._check_owned()
+        head, n, cap, etid = _HDR.unpack_from(self.heap.mem, dq.offset)
+        if etid != self.tid or cap * 8 + DQ_HDR > dq.size or head >= max(cap, 1) or n > cap:
+            raise OwnershipError(f"not an RRefDeque[{self.name}], or its header is corrupt")
+        return head, n, cap
+
+    def _pairs(self, dq, cap: int) -> np.ndarray:
+        return np.ndarray((cap, 2), dtype=np.uint32, buffer=self.heap.mem, offset=dq.offset + DQ_HDR)
+
+    def _elements(self, dq, head: int, k: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated (slots, gens, offsets) of the first k elements (live objects of
+        this type, of the generation the entry names, inside dq)."""
+        pairs = self._pairs(dq, cap)[_ring_index(head, k, cap)]
+        slots = pairs[:, 0].astype(np.int64)
+        # one gather of whole records (an out-of-range slot is clipped, then refused)
+        g = self.recw.take(slots, axis=0, mode="clip")
+        ok = ((slots > 0) & (slots < self.n_records) & (g[:, _W_GEN] == pairs[:, 1])
+              & (g[:, _W_PARENT] == dq.slot) & (g[:, _W_TYPE] == self.tid)
+              & ((g[:, _W_STATE] & 0xFF) == R_LIVE))
+        if not ok.all():
+            raise OwnershipError(f"RRefDeque[{self.name}] holds {int((~ok).sum())} entries "
+                                 f"that are not live {self.name}s inside it")
+        if k > 1 and np.unique(slots).size != k:
+            raise OwnershipError(f"RRefDeque[{self.name}] names the same object twice")
+        return slots, pairs[:, 1].astype(np.int64), _offsets(g)
+
+    def length(self, dq) -> int:
+        return self._hdr(dq)[1]
+
+    def room(self, dq) -> int:
+        head, n, cap = self._hdr(dq)
+        return cap - n
+
+    def peek(self, dq) -> np.ndarray:
+        """Offsets of the objects in `dq`, front to back; they stay in the deque."""
+        return self.peek_records(dq)[2]
+
+    def peek_records(self, dq, skip: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slots, gens, offsets) of the objects in `dq` after the first `skip`."""
+        head, n, cap = self._hdr(dq)
+        skip = max(0, min(skip, n))
+        if n == skip:
+            return EMPTY, EMPTY, EMPTY
+        return self._elements(dq, (head + skip) % cap, n - skip, cap)
+
+    def take(self, dq, max_n: int | None = None) -> np.ndarray:
+        """Remove up to `max_n` objects from the front of `dq`; this domain owns them
+        (top level) afterwards.  Returns their offsets."""
+        head, n, cap = self._hdr(dq)
+        k = n if max_n is None else max(0, min(n, max_n))
+        if not k:
+            return EMPTY
+        slots, _gens, offs = self._elements(dq, head, k, cap)
+        _HDR.pack_into(self.heap.mem, dq.offset, (head + k) % cap, n - k, cap, self.tid)
+        recw = self.recw
+        recw[slots, _W_OWNER] = self.did
+        recw[slots, _W_PARENT] = 0              # the commit, as in pop_front
+        return offs
+
+    def owned_slots(self, offs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, generations) of objects of this type this domain owns at top
+        level, unlent; OwnershipError naming `what` otherwise."""
+        # the occupancy map names the record whose object starts at each 64-byte
+        # unit; an offset that is not such a start (or lies outside the arena, so
+        # is clipped) finds a record whose offset differs, and is refused below
+        slots = self.maps.take((offs - self.arena) // UNIT, mode="clip").astype(np.int64)
+        g = self.recw.take(slots, axis=0, mode="clip")
+        ok = ((slots > 0) & (g[:, _W_OWNER] == self.did) & (g[:, _W_PARENT] == 0) & (g[:, _W_BORROWER] == 0)
+              & (g[:, _W_TYPE] == self.tid) & ((g[:, _W_STATE] & 0xFF) == R_LIVE) & (_offsets(g) == offs))
+        if not ok.all():
+            raise OwnershipError(f"{what}: {int((~ok).sum())} of {len(offs)} objects are not "
+                                 f"{self.name}s this domain owns at top level "
+                                 f"(or not the start of a heap object)")
+        if len(slots) > 1 and np.unique(slots).size != len(slots):
+            raise OwnershipError(f"{what}: the same object appears twice in one batch")
+        return slots, g[:, _W_GEN]
+
+    def put(self, dq, offsets) -> int:
+        """Append objects (owned by this domain, top level) to `dq`, as many as fit.
+        Returns how many were appended (a prefix of `offsets`)."""
+        head, n, cap = self._hdr(dq)
+        offs = np.asarray(offsets, dtype=np.int64)
+        k = min(cap - n, offs.size)
+        if k <= 0:
+            return 0
+        offs = offs[:k]
+        slots, gens = self.owned_slots(offs, "put")
+        idx = _ring_index((head + n) % cap, k, cap)
+        pairs = self._pairs(dq, cap)
+        pairs[idx, 0] = slots
+        pairs[idx, 1] = gens
+        self.recw[slots, _W_PARENT] = dq.slot    # the commit, as in push_back
+        _HDR.pack_into(self.heap.mem, dq.offset, head, n + k, cap, self.tid)
+        return k
+
+    def transfer(self, src, dst, max_n: int | None = None) -> int:
+        """Move objects from the front of `src` to the back of `dst` (both owned here)."""
+        k = self.room(dst)
+        if max_n is not None:
+            k = min(k, max_n)
+        offs = self.take(src, k)
+        return self.put(dst, offs)
