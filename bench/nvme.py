@@ -34,6 +34,8 @@ from bench import row, summarize
 
 B = "nvme"
 BLOCK = 4096
+#: batches a pipelined client keeps in flight (batch 1 keeps one request)
+INFLIGHT_BATCHES = 2
 CASES = [(kind, batch) for kind in ("randread", "seqread", "randwrite", "seqwrite") for batch in (1, 32)]
 
 
@@ -53,47 +55,53 @@ def _run_redleaf(q, kind: str, batch: int, nblocks: int, seconds: float, rng) ->
     Batch 1 keeps one request in flight.  Larger batches are pipelined as a client
     that keeps the device busy would do: a new batch goes in whenever at most one
     batch is outstanding, so the client prepares one batch while the driver and the
-    device work on the other (queue depth 2 x batch)."""
+    device work on the other (queue depth INFLIGHT_BATCHES x batch).  A write writes the pattern
+    the request buffers were filled with once, as the direct-pwritev peer writes
+    one prepared buffer."""
     write = kind.endswith("write")
-    data = bytes(range(256)) * (BLOCK // 256)
-    blocks = _blocks(kind, nblocks, 1 << 20, rng).tolist()
+    blocks = _blocks(kind, nblocks, 1 << 20, rng).astype(np.uint64)
     nb = len(blocks)
-    lat: list[float] = []
-    t_sub: dict[int, float] = {}  # request slot -> submit time
-    limit = batch if batch == 1 else 2 * batch
-    if q.depth < limit:
-        raise ValueError(f"the BatchQueue needs depth >= {limit}")
+    limit = batch if batch == 1 else INFLIGHT_BATCHES * batch
+    if q.depth < limit or q.free < q.depth:
+        raise ValueError(f"the BatchQueue needs depth >= {limit} and all its requests free")
+    if write:
+        pattern = np.frombuffer(bytes(range(256)) * (BLOCK // 256), dtype=np.uint8)
+        for off in q.pool.tolist():
+            q.data_of(off)[:] = pattern
+    slot_of = {off: i for i, off in enumerate(q.pool.tolist())}
+    t_sub = np.zeros(len(slot_of))
+    lat: list[np.ndarray] = []
     i = 0
     clock = time.perf_counter
 
     def finish(comp) -> None:
+        if not comp:
+            return
         now = clock()
-        for r in comp:
-            if q.status_of(r):
-                raise RuntimeError(f"NVMe status {q.status_of(r):#x} in the benchmark")
-            lat.append(now - t_sub.pop(r.slot))
-            q.release(r)
+        if q.statuses(comp).any():
+            raise RuntimeError(f"NVMe status {int(q.statuses(comp).max()):#x} in the benchmark")
+        lat.append(now - t_sub[[slot_of[o] for o in comp]])
+        q.release(comp)
 
     # warm-up: one batch not counted
-    warm = q.submit(write, [(b, data if write else None) for b in blocks[:batch]]) + q.wait()
-    for r in warm:
-        q.release(r)
+    q.release(q.submit_blocks(write, blocks[:batch]) + q.wait())
     t_start = clock()
     t_end = t_start + seconds
     while True:
         now = clock()
         if now < t_end and q.inflight + batch <= limit:
-            items = [(blocks[(i + j) % nb], data if write else None) for j in range(batch)]
+            sel = blocks[i % nb:i % nb + batch]
+            if sel.size < batch:
+                sel = np.concatenate([sel, blocks[:batch - sel.size]])
             i += batch
-            before = {r.slot for r in q.free[-batch:]}  # take() pops from the end
-            for s in before:
-                t_sub[s] = now
-            finish(q.submit(write, items))
+            t_sub[[slot_of[o] for o in q.pool[:batch].tolist()]] = now  # submit takes the first
+            finish(q.submit_blocks(write, sel))
         elif q.inflight:
             finish(q.poll())
         else:
             break
-    return len(lat), clock() - t_start, lat
+    out = np.concatenate(lat) if lat else np.empty(0)
+    return out.size, clock() - t_start, out.tolist()
 
 
 def _run_direct(path: str, kind: str, batch: int, nblocks: int, seconds: float, rng) -> tuple[int, float, list[float]]:

@@ -69,6 +69,7 @@ def _slice(run: dict, phase: str, write: bool, seconds: float, nblocks: int) -> 
             else:
                 items.append((b, None))
             nxt += 1
+        comp = []
         try:
             comp = q.submit(write, items)
             if comp:
@@ -80,6 +81,7 @@ def _slice(run: dict, phase: str, write: bool, seconds: float, nblocks: int) -> 
                     comp += got
         except RpcError:
             st["errors"] += 1
+            q.release(comp)  # completed before the error
             q.reset()
             continue
         for r in comp:

@@ -29,8 +29,13 @@ from .proxy import Dispatcher, make_proxy
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
-SPIN_NS = 60_000
-  # spin this long before sleeping on the doorbell
+#: spin this long before sleeping on the doorbell.  Spinning loops yield the CPU
+#: (sched_yield) every few rounds: with more busy processes than cores (a client, a
+#: driver and a device on two), a spinner that does not yield holds the very CPU
+#: its peer needs to produce what it waits for, and a sleeper pays a wake-up per
+#: hop.  Yielding spinners hand the CPU over without either cost, which doubled
+#: the NVMe batch rate (bench nvme); with a free core the yield returns at once.
+SPIN_NS = 1_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
 
 
@@ -330,6 +335,7 @@ class Runtime:
             spins += 1
             if spins & 31:
                 continue
+            os.sched_yield()
             if serving:
                 self.serve_pending()
             if _U32.unpack_from(buf, chan.STATE)[0] != chan.OPEN:
@@ -369,6 +375,7 @@ class Runtime:
             for _ in range(16):
                 if ready():
                     return True
+            os.sched_yield()
             t = now()
             if t > deadline:
                 return ready()
@@ -399,6 +406,8 @@ class Runtime:
             if spins & 0x3FF == 0:
                 self._flush_counters()
                 self.handle_pushes()
+            if spins & 15 == 0:
+                os.sched_yield()
             if now() - idle_since > SPIN_NS:
                 self._sleep(IDLE_POLL_MS, self._has_inbound)
                 idle_since = now()

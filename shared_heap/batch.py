@@ -185,16 +185,26 @@ class RecordOps:
         recw[slots, _W_PARENT] = 0              # the commit, as in pop_front
         return offs
 
-    def owned_slots(self, offs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """(slots, generations) of objects of this type this domain owns at top
-        level, unlent; OwnershipError naming `what` otherwise."""
+    def _owned(self, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ok mask, slots, records) for objects this domain owns at top level, unlent."""
         # the occupancy map names the record whose object starts at each 64-byte
         # unit; an offset that is not such a start (or lies outside the arena, so
-        # is clipped) finds a record whose offset differs, and is refused below
+        # is clipped) finds a record whose offset differs, and is refused
         slots = self.maps.take((offs - self.arena) // UNIT, mode="clip").astype(np.int64)
         g = self.recw.take(slots, axis=0, mode="clip")
         ok = ((slots > 0) & (g[:, _W_OWNER] == self.did) & (g[:, _W_PARENT] == 0) & (g[:, _W_BORROWER] == 0)
               & (g[:, _W_TYPE] == self.tid) & ((g[:, _W_STATE] & 0xFF) == R_LIVE) & (_offsets(g) == offs))
+        return ok, slots, g
+
+    def owned(self, offsets) -> np.ndarray:
+        """Which of `offsets` are objects of this type this domain owns at top level."""
+        offs = np.asarray(offsets, dtype=np.int64)
+        return self._owned(offs)[0] if offs.size else np.zeros(0, dtype=bool)
+
+    def owned_slots(self, offs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, generations) of objects of this type this domain owns at top
+        level, unlent; OwnershipError naming `what` otherwise."""
+        ok, slots, g = self._owned(offs)
         if not ok.all():
             raise OwnershipError(f"{what}: {int((~ok).sum())} of {len(offs)} objects are not "
                                  f"{self.name}s this domain owns at top level "

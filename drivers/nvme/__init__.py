@@ -6,15 +6,16 @@ Modules
                  emulation-only PCI command word (Bus Master Enable) and quiesce handshake.
 ``spec``         SQE/CQE layouts, opcodes, status codes, phase tags, PRP walking,
                  Identify controller/namespace structures.  LBA size 4096 (default) or 512.
-``store``        :class:`store.FileBlockStore` (disk image, preadv/pwritev, fdatasync) and
+``store``        :class:`store.FileBlockStore` (disk image: mapped for the batch path,
+                 preadv/pwritev otherwise, msync+fdatasync) and
                  :class:`store.MemoryBlockStore` (tests).
 ``controller``   :class:`controller.NvmeController` - the device model; ``process()``.
-``driver_core``  :class:`driver_core.NvmeDriverCore` - init sequence, submit/ring/reap.
+``driver_core``  :class:`driver_core.NvmeDriverCore` - init sequence, submit/ring/reap,
+                 and the vector batch path (``submit_batch``/``reap_arrays``).
 ``device``       :class:`device.NvmeDevice` - the controller as a device process.
 ``domain``       :class:`domain.NvmeDriver` - the driver domain (exports BDev, NvmeBDev).
 ``shadow``       :class:`shadow.NvmeShadow` - hides driver crashes (``shadow = true``).
 ``client``       :class:`client.BatchQueue` - client-side request pool for NvmeBDev.
-``peek``         read an RRefDeque's elements in place (the shadow's fast path).
 ``manifests``    manifest text for a device + driver instance (tests, benchmarks).
 
 Contract for the process shells (device process, driver domain, supervisor)

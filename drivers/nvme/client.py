@@ -3,12 +3,18 @@
 `NvmeBDev.submit_and_poll` moves a deque of requests into the driver and gets back
 the ones it could not queue plus a deque of completed ones, so a client has to keep
 a pool of `BlockReq` objects and recycle what comes back.  `BatchQueue` does that
-bookkeeping for tests and benchmarks:
+bookkeeping for tests and benchmarks.  Requests are named by their heap offsets
+(shared_heap.batch.RecordOps moves whole batches in and out of the deques with
+numpy; one handle object per request would cost more than the I/O):
 
     q = BatchQueue(client.heap, client.lookup("nvme0", NvmeBDev), depth=32)
     q.submit(write=True, items=[(block, data), ...])   # one call, one doorbell
-    for req in q.wait(): ...                            # completed RRef[BlockReq]s
-    q.release(req)
+    for req in q.wait(): ...                            # offsets of completed requests (a list)
+        q.block_of(req), q.status_of(req), q.data_of(req)
+    q.release(req)                                      # back to the pool
+
+    q.submit_blocks(write, np.array(blocks))            # the vector form: the data
+                                                        # is what the buffers hold
 
 If the driver crashes (DomainCrashed from a call), the requests and deques that
 were inside it are gone (the supervisor reclaims them); `reset()` makes new ones.
@@ -16,14 +22,10 @@ were inside it are gone (the supervisor reclaims them); `reset()` makes new ones
 
 from __future__ import annotations
 
-import struct
+import numpy as np
 
 from drivers.bdev import BLOCK_SIZE, BlockReq
-
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-OFF_BLOCK = BlockReq.dtype.fields["block"][1]
-OFF_STATUS = BlockReq.dtype.fields["status"][1]
+from shared_heap.batch import EMPTY, RecordOps
 
 
 class BatchQueue:
@@ -31,95 +33,122 @@ class BatchQueue:
         self.heap = heap
         self.dev = dev
         self.depth = depth
+        self.ops = RecordOps(heap, BlockReq)
         self.mem = heap.mem
-        self.free: list = []
+        self.pool = EMPTY  # offsets of requests owned here, ready for use
         self.inflight = 0
+        self.sub = self.col = None
         self.reset()
 
     def reset(self) -> None:
         """Fresh deques and a full pool (after the driver died holding the old ones)."""
-        for d in (getattr(self, "sub", None), getattr(self, "col", None)):
+        for d in (self.sub, self.col):
             if d is not None and d.alive:  # the failed call never took them
                 d.drop()
-        self.sub = self.heap.alloc_deque(BlockReq, self.depth)
-        self.col = self.heap.alloc_deque(BlockReq, self.depth)
-        while len(self.free) < self.depth:
-            self.free.append(self.heap.alloc(BlockReq))
+        self.sub = self.ops.deque(self.depth)
+        self.col = self.ops.deque(self.depth)
+        owned = self._owned(self.pool)
+        self.pool = np.concatenate([owned, self.ops.alloc(self.depth - owned.size)])
         self.inflight = 0
 
+    def _owned(self, offs: np.ndarray) -> np.ndarray:
+        """The offsets in `offs` still owned here (a crash takes the others along)."""
+        return offs[self.ops.owned(offs)]
+
     def close(self) -> None:
-        for h in [self.sub, self.col, *self.free]:
-            if h.alive:
+        for h in (self.sub, self.col):
+            if h is not None and h.alive:
                 h.drop()
-        self.free = []
+        self.ops.free(self._owned(self.pool))
+        self.pool = EMPTY
 
     # -- requests ---------------------------------------------------------------------
-    def take(self, block: int, data=None):
-        """A request for `block` from the pool, with `data` (4 KiB) copied in if given."""
-        r = self.free.pop()
-        off = r.offset
-        r.buf  # ownership check once; the fields are then written through the mapping
-        _U64.pack_into(self.mem, off + OFF_BLOCK, block)
-        _U32.pack_into(self.mem, off + OFF_STATUS, 0)
-        if data is not None:
-            self.mem[off:off + BLOCK_SIZE] = data
-        return r
+    @property
+    def free(self) -> int:
+        """Requests in the pool."""
+        return int(self.pool.size)
 
-    def release(self, r) -> None:
-        self.free.append(r)
+    def release(self, reqs) -> None:
+        """Give completed requests (an offset or an array of them) back to the pool."""
+        self.pool = np.concatenate([self.pool, np.atleast_1d(np.asarray(reqs, dtype=np.int64))])
 
-    @staticmethod
-    def block_of(r) -> int:
-        return _U64.unpack_from(r.heap.mem, r.offset + OFF_BLOCK)[0]
+    def block_of(self, r) -> int:
+        return int(self.ops.get(np.int64(r), "block"))
 
-    @staticmethod
-    def status_of(r) -> int:
-        return _U32.unpack_from(r.heap.mem, r.offset + OFF_STATUS)[0]
+    def status_of(self, r) -> int:
+        return int(self.ops.get(np.int64(r), "status"))
 
-    @staticmethod
-    def data_of(r) -> memoryview:
-        return r.buf[:BLOCK_SIZE]
+    def statuses(self, reqs) -> np.ndarray:
+        return self.ops.get(np.asarray(reqs, dtype=np.int64), "status")
+
+    def data_of(self, r) -> memoryview:
+        r = int(r)
+        return self.mem[r:r + BLOCK_SIZE]
 
     # -- calls ------------------------------------------------------------------------
-    def submit(self, write: bool, items) -> list:
-        """Queue `items` ((block, data) for writes, (block, None) for reads) in one call.
+    def submit(self, write: bool, items) -> list[int]:
+        """Queue `items` ((block, data) for writes, (block, None) for reads).  See
+        `submit_blocks`; here the data (4 KiB each) is copied into the requests."""
+        if not items:
+            return []
+        blocks = np.array([b for b, _d in items], dtype=np.uint64)
+        offs = self._take(len(items))
+        mem = self.mem
+        for off, (_b, data) in zip(offs.tolist(), items):
+            if data is not None:
+                mem[off:off + BLOCK_SIZE] = data
+        return self._submit(write, offs, blocks)
 
-        Returns the requests that completed meanwhile.  Every item is queued (the
-        call is repeated while the driver's queue is full)."""
-        done: list = []
-        for block, data in items:
-            self.sub.push_back(self.take(block, data))
+    def submit_blocks(self, write: bool, blocks: np.ndarray) -> list[int]:
+        """Queue one request per block in one call (repeated while the driver's
+        queue is full); a write writes what the request's buffer holds.  Returns
+        the offsets of the requests that completed meanwhile."""
+        return self._submit(write, self._take(len(blocks)), np.asarray(blocks, dtype=np.uint64))
+
+    def _take(self, n: int) -> np.ndarray:
+        if n > self.pool.size:
+            raise ValueError(f"{n} requests asked for, {self.pool.size} in the pool (release some)")
+        offs, self.pool = self.pool[:n], self.pool[n:]
+        return offs
+
+    def _submit(self, write: bool, offs: np.ndarray, blocks: np.ndarray) -> list[int]:
+        ops = self.ops
+        ops.set(offs, "block", blocks)
+        ops.set(offs, "status", 0)
+        done: list[int] = []
+        todo = offs
         while True:
+            k = ops.put(self.sub, todo)
+            todo = todo[k:]
             n, self.sub, self.col = self.dev.submit_and_poll(self.sub, self.col, write)
             self.inflight += n
-            done.extend(self._drain())
-            if not len(self.sub):
-                break
-            if not n:
-                done.extend(self.wait_some())
-        return done
+            done += self._drain()
+            if not todo.size and not ops.length(self.sub):
+                return done
+            if not n:  # the driver's queue is full: wait for room
+                done += self.wait_some()
 
-    def poll(self) -> list:
-        k, self.col = self.dev.poll(self.col)
+    def poll(self) -> list[int]:
+        _k, self.col = self.dev.poll(self.col)
         return self._drain()
 
-    def wait_some(self) -> list:
+    def wait_some(self) -> list[int]:
         """At least one completion if anything is in flight (polls until then)."""
-        out = []
+        out: list[int] = []
         while self.inflight and not out:
             out = self.poll()
         return out
 
-    def wait(self) -> list:
+    def wait(self) -> list[int]:
         """Every request in flight, completed."""
-        out = []
+        out: list[int] = []
         while self.inflight:
-            out.extend(self.poll())
+            out += self.poll()
         return out
 
-    def _drain(self) -> list:
-        out = list(self.col)
-        self.inflight -= len(out)
+    def _drain(self) -> list[int]:
+        out = self.ops.take(self.col)
+        self.inflight -= out.size
         if self.inflight < 0:
             raise RuntimeError(f"{-self.inflight} more completions than requests in flight")
-        return out
+        return out.tolist()

@@ -33,12 +33,13 @@ to whichever caller polls.
 
 from __future__ import annotations
 
-import struct
 import time
 
+import numpy as np
 
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
 from drivers.binding import DeviceBinding
+from shared_heap.batch import EMPTY, RecordOps
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
@@ -53,10 +54,6 @@ WAIT_SLICE_S = 0.002
 #: how long a clean stop waits for the controller's shutdown-complete status
 SHUTDOWN_WAIT_S = 0.2
 
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-OFF_BLOCK = BlockReq.dtype.fields["block"][1]
-OFF_STATUS = BlockReq.dtype.fields["status"][1]
 assert BlockReq.dtype.fields["data"][1] == 0, "BlockReq.data must come first (page-aligned DMA)"
 
 
@@ -86,7 +83,8 @@ class NvmeDriver(BDev, NvmeBDev):
             raise DeviceSetupError(f"namespace LBA size is {core.lba_size}, BDev needs {BLOCK_SIZE}")
         self.nblocks = core.nblocks
         self.sync_done: dict[int, int] = {}  # tag -> status of synchronous commands
-        self.done: list = []  # batch completions (RRef, status) reaped but not yet collected
+        self.ops = RecordOps(ctx.heap, BlockReq)
+        self.done = EMPTY  # offsets of batch requests completed, not yet collected
         self.next_tag = 1
         self.submitted = self.completed = self.errors = 0
         self.inflight_batch = 0
@@ -104,16 +102,19 @@ class NvmeDriver(BDev, NvmeBDev):
             self.dev_waker.wake()
 
     def _reap(self) -> bool:
-        """Move new completions to `sync_done` / `done`; True if there were any."""
-        out = self.core.reap()
-        if not out:
-            return False
-        for tag, st in out:
-            if type(tag) is int:
-                self.sync_done[tag] = st
-            else:
-                self.done.append((tag, st))
-        return True
+        """Move new completions to `sync_done` / `done`; True if there were any.
+
+        A batch request's status is written into it here, so `done` holds
+        finished requests that only wait for room in a client's collect deque."""
+        others, offs, status = self.core.reap_arrays()
+        for tag, st in others:
+            self.sync_done[tag] = st
+        if offs.size:
+            self.ops.set(offs, "status", status)
+            self.errors += int(np.count_nonzero(status))
+            self.done = offs if not self.done.size else np.concatenate([self.done, offs])
+            return True
+        return bool(others)
 
     def _sync(self, what: str, submit) -> None:
         """Run one command synchronously; BlockError with the NVMe status on failure."""
@@ -173,30 +174,26 @@ class NvmeDriver(BDev, NvmeBDev):
     # -- NvmeBDev ---------------------------------------------------------------------
     def submit_and_poll(self, submit, collect, write: bool):
         core = self.core
-        mem = self.mem
-        unpack = _U64.unpack_from
-        space = min(core.space(), len(submit))
-        reqs = []
-        for _ in range(space):
-            r = submit.pop_front()
-            reqs.append((unpack(mem, r.offset + OFF_BLOCK)[0], 1, r.offset, r))
+        offs = self.ops.take(submit, core.space())
         idle = not self.inflight_batch
-        if reqs:
-            core.submit_many(S.NVM_WRITE if write else S.NVM_READ, reqs)
+        if offs.size:
+            core.submit_batch(S.NVM_WRITE if write else S.NVM_READ, self.ops.get(offs, "block"), offs)
             self._kick()
-            self.submitted += len(reqs)
-            self.inflight_batch += len(reqs)
-        if self._reap() or self.done:
+            self.submitted += offs.size
+            self.inflight_batch += offs.size
+        if self._reap() or self.done.size:
             self._collect(collect)
-        elif idle and reqs:
-            # Nothing else was outstanding, so the caller's next call would be a poll:
-            # wait for the first completion here (asleep, leaving the CPU to the device).
+        elif idle and offs.size == 1:
+            # Queue depth 1 (one request, nothing else outstanding): the caller's next
+            # call could only be a poll, so wait for the completion here (asleep,
+            # leaving the CPU to the device).  A bigger batch returns at once: its
+            # client can prepare the next batch while the device works.
             if self.rt.wait_until(self._reap, POLL_WAIT_S):
                 self._collect(collect)
-        return len(reqs), submit, collect
+        return int(offs.size), submit, collect
 
     def poll(self, collect):
-        k = self._collect(collect) if (self._reap() or self.done) else 0
+        k = self._collect(collect) if (self._reap() or self.done.size) else 0
         if not k and self.inflight_batch:
             if self.rt.wait_until(self._reap, POLL_WAIT_S):
                 k = self._collect(collect)
@@ -205,17 +202,8 @@ class NvmeDriver(BDev, NvmeBDev):
         return k, collect
 
     def _collect(self, collect) -> int:
-        done = self.done
-        room = collect.capacity - len(collect)
-        take, self.done = done[:room], done[room:]
-        mem = self.mem
-        pack = _U32.pack_into
-        for r, st in take:
-            pack(mem, r.offset + OFF_STATUS, st)
-            if st:
-                self.errors += 1
-            collect.push_back(r)
-        k = len(take)
+        k = self.ops.put(collect, self.done)
+        self.done = self.done[k:]
         self.completed += k
         self.inflight_batch -= k
         return k

@@ -5,9 +5,10 @@ driver as `<name>.driver` and this class under `<name>`, with
 config["driver"] = "<name>.driver" and uses = {"driver": "<name>.driver"}.
 
 Every call is forwarded.  On the batch path the client's own deques go to the
-driver as they are; the shadow reads them in place (drivers/nvme/peek.py) to note
-each request it passes on and each completion the driver hands back, so its cost
-per request is a record and, for writes, a 4 KiB copy.  It remembers each request
+driver as they are; the shadow reads them in place (RecordOps.peek_records, one
+vector read of the deque and the ownership records) to note each request it passes
+on and each completion the driver hands back, so its cost per request is a dict
+entry and, for writes, a 4 KiB copy.  It remembers each request
 passed to the driver and not yet handed back: its block, its direction, and for a write a copy of
 the data (the client's buffer goes into the driver, and a crash takes it along: the
 supervisor reclaims everything a dead domain owned).  If the driver dies
@@ -41,10 +42,11 @@ import struct
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockReq, NvmeBDev
-
-from .peek import peek
+from shared_heap.batch import RecordOps
 
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
@@ -76,6 +78,7 @@ class NvmeShadow(BDev, NvmeBDev):
         self.ctx = ctx
         self.heap = ctx.heap
         self.mem = ctx.heap.mem
+        self.ops = RecordOps(ctx.heap, BlockReq)
         cfg = ctx.config
         self.driver_name = cfg.get("driver", f"{ctx.name}.driver")
         self.restart_timeout = float(cfg.get("restart_timeout_s", 30.0))
@@ -198,12 +201,15 @@ class NvmeShadow(BDev, NvmeBDev):
             return self._submit_and_poll_copying(submit, collect, write)
         sub_cap, col_cap = submit.capacity, collect.capacity
         mem, inflight = self.mem, self.inflight
-        unpack = _U64.unpack_from
-        items = peek(submit, BlockReq)
-        for slot, gen, off in items:
-            inflight[(slot, gen)] = Pending(unpack(mem, off + OFF_BLOCK)[0], write,
-                                            bytes(mem[off:off + BLOCK_SIZE]) if write else None)
-        self.submitted += len(items)
+        slots, gens, offs = self.ops.peek_records(submit)
+        blocks = self.ops.get(offs, "block").tolist()
+        keys = list(zip(slots.tolist(), gens.tolist()))
+        if write:
+            inflight.update(zip(keys, [Pending(b, True, bytes(mem[o:o + BLOCK_SIZE]))
+                                       for b, o in zip(blocks, offs.tolist())]))
+        else:
+            inflight.update(zip(keys, [Pending(b, False, None) for b in blocks]))
+        self.submitted += len(keys)
         before = len(collect)  # what the client has not drained yet
         try:
             n, submit, collect = self.nvme.submit_and_poll(submit, collect, write)
@@ -218,10 +224,11 @@ class NvmeShadow(BDev, NvmeBDev):
             if not collect.alive:
                 collect = self.heap.alloc_deque(BlockReq, col_cap)
             self._hand_back(collect)
-            return len(items), submit, collect
-        if n != len(items):  # the driver left some: they are not in flight
-            for slot, gen, _off in peek(submit, BlockReq):
-                if inflight.pop((slot, gen), None) is not None:
+            return len(keys), submit, collect
+        if n != len(keys):  # the driver left some: they are not in flight
+            left_slots, left_gens, _offs = self.ops.peek_records(submit)
+            for key in zip(left_slots.tolist(), left_gens.tolist()):
+                if inflight.pop(key, None) is not None:
                     self.submitted -= 1
         self._completed_in(collect, skip=before)
         self._hand_back(collect)
@@ -245,16 +252,16 @@ class NvmeShadow(BDev, NvmeBDev):
 
     def _completed_in(self, collect, skip: int = 0) -> int:
         """Forget the requests the driver put in `collect` (after the first `skip`)."""
-        inflight, mem = self.inflight, self.mem
-        done = peek(collect, BlockReq)[skip:]
-        for slot, gen, off in done:
-            if inflight.pop((slot, gen), None) is None:
+        inflight = self.inflight
+        slots, gens, offs = self.ops.peek_records(collect, skip)
+        for key in zip(slots.tolist(), gens.tolist()):
+            if inflight.pop(key, None) is None:
                 raise DriverLost(f"{self.driver_name} completed a request that was not in flight "
-                                 f"(slot {slot}); refusing to pass on a double completion")
-            if _U32.unpack_from(mem, off + OFF_STATUS)[0]:
-                self.errors += 1
-        self.completed += len(done)
-        return len(done)
+                                 f"(slot {key[0]}); refusing to pass on a double completion")
+        if offs.size:
+            self.errors += int(np.count_nonzero(self.ops.get(offs, "status")))
+        self.completed += offs.size
+        return int(offs.size)
 
     def _submit_and_poll_copying(self, submit, collect, write: bool):
         """More than the driver's queue can hold: move what fits into our own deque."""

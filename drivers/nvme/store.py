@@ -7,9 +7,17 @@ A completed write is in the file (the OS page cache, so it survives the death of
 any process); ``flush()`` makes it durable with ``fdatasync``.
 
 ``MemoryBlockStore`` keeps the image in a bytearray, for fast tests.
+
+Both also offer the image as one writable memoryview (``image``): the controller's
+batch path copies between it and DMA memory directly, which costs a third of a
+``preadv`` per 4 KiB block.  For the file that is a shared mapping of it, so what
+is written through it is in the same page cache as ``pwritev`` would have put it
+(it survives the death of any process), and ``flush()`` msyncs it before
+``fdatasync``.
 """
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Sequence
 
@@ -20,6 +28,8 @@ class BlockStore:
     size: int
     #: file descriptor for the controller's inlined preadv/pwritev fast path, or -1
     fd: int = -1
+    #: the whole image as a writable memoryview for the batch path, or None
+    image: memoryview | None = None
 
     def readinto(self, offset: int, views: Sequence[memoryview]) -> None:
         """Fill ``views`` (in order) from ``offset``.  Raises OSError on media errors."""
@@ -59,7 +69,7 @@ class FileBlockStore(BlockStore):
     """
 
     def __init__(self, path: str | os.PathLike, size: int | None = None, *,
-                 sync: str = "fdatasync", create: bool = True) -> None:
+                 sync: str = "fdatasync", create: bool = True, map_image: bool = True) -> None:
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.path = os.fspath(path)
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -82,6 +92,13 @@ class FileBlockStore(BlockStore):
             self._sync = None
         else:
             raise ValueError(f"unknown sync mode {sync!r}")
+        self._map = None
+        if map_image:
+            try:
+                self._map = mmap.mmap(self.fd, self.size)
+            except (OSError, ValueError, OverflowError):
+                self._map = None  # e.g. an image larger than the address space: preadv only
+        self.image = memoryview(self._map) if self._map is not None else None
 
     def readinto(self, offset, views):
         n = os.preadv(self.fd, views, offset)
@@ -120,9 +137,17 @@ class FileBlockStore(BlockStore):
 
     def flush(self):
         if self._sync is not None:
+            if self._map is not None:
+                self._map.flush()  # msync: the pages written through the mapping
             self._sync(self.fd)
 
     def close(self):
+        if self.image is not None:
+            self.image.release()
+            self.image = None
+        if self._map is not None:
+            self._map.close()
+            self._map = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -140,6 +165,12 @@ class MemoryBlockStore(BlockStore):
         self.flushes = 0
         self.fail_reads = False     # fault injection: raise EIO
         self.fail_writes = False
+
+    @property
+    def image(self):
+        """The bytearray's view, unless a fault is being injected (then every
+        command takes the path that can fail)."""
+        return None if self.fail_reads or self.fail_writes else self.mv
 
     def readinto(self, offset, views):
         if self.fail_reads:
