@@ -33,12 +33,19 @@ assert [RECORD_DTYPE.fields[f][1] // 4 for f in ("state", "owner", "gen", "type_
 assert REC_SIZE == 40
 
 EMPTY = np.empty(0, dtype=np.int64)
+try:  # the C function behind np.count_nonzero (whose Python wrapper costs as much again)
+    from numpy._core._multiarray_umath import count_nonzero
+except ImportError:  # pragma: no cover - other numpy layouts
+    count_nonzero = np.count_nonzero
+_CHECK_IN = np.array([_W_TYPE, _W_PARENT])                           # an element inside a deque
+_CHECK_OWNED = np.array([_W_OWNER, _W_PARENT, _W_BORROWER, _W_TYPE])  # owned, top level, unlent
+
+
+def _has_duplicates(slots: np.ndarray) -> bool:
+    s = np.sort(slots)
+    return bool(count_nonzero(s[1:] == s[:-1]))
 _FIELD_VIEW = {"<u8": np.uint64, "<u4": np.uint32, "<i8": np.int64, "<i4": np.int32,
                "|u1": np.uint8, "<u2": np.uint16, "<f8": np.float64}
-
-
-def _offsets(g: np.ndarray) -> np.ndarray:
-    return g[:, _W_OFF_LO].astype(np.int64) | (g[:, _W_OFF_HI].astype(np.int64) << 32)
 
 
 def _ring_index(start: int, k: int, cap: int):
@@ -58,6 +65,13 @@ class RecordOps:
         # column compares (much cheaper than field access on a structured copy)
         self.recw = np.ndarray((heap.n_records, REC_SIZE // 4), dtype=np.uint32, buffer=heap.mem,
                                offset=hf.layout.records)
+        # the same table as rows of five u64 words: a gathered row's word 2 is the
+        # object's offset, and `.view(np.uint32)` gives the u32 fields for free
+        self.rec64 = np.ndarray((heap.n_records, REC_SIZE // 8), dtype=np.uint64, buffer=heap.mem,
+                                offset=hf.layout.records)
+        self._pair_views: dict = {}
+        self._want_in: dict = {}  # deque slot -> (type id, parent) its elements must show
+        self._want_owned = np.array([self.did, 0, 0, rtype.type_id], dtype=np.uint32)
         self.maps = hf.maps.reshape(-1)
         self.arena = hf.arena_off
         self.n_records = heap.n_records
@@ -133,24 +147,41 @@ class RecordOps:
         return head, n, cap
 
     def _pairs(self, dq, cap: int) -> np.ndarray:
-        return np.ndarray((cap, 2), dtype=np.uint32, buffer=self.heap.mem, offset=dq.offset + DQ_HDR)
+        key = (dq.offset, cap)
+        v = self._pair_views.get(key)
+        if v is None:
+            if len(self._pair_views) > 256:
+                self._pair_views.clear()
+            v = self._pair_views[key] = np.ndarray((cap, 2), dtype=np.uint32, buffer=self.heap.mem,
+                                                   offset=dq.offset + DQ_HDR)
+        return v
 
     def _elements(self, dq, head: int, k: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated (slots, gens, offsets) of the first k elements (live objects of
-        this type, of the generation the entry names, inside dq)."""
-        pairs = self._pairs(dq, cap)[_ring_index(head, k, cap)]
-        slots = pairs[:, 0].astype(np.int64)
+        this type, of the generation the entry names, inside dq, each once)."""
+        pairs = self._pairs(dq, cap)
+        p = pairs[head:head + k] if head + k <= cap else pairs[_ring_index(head, k, cap)]
+        slots = p[:, 0].astype(np.int64)
+        gens = p[:, 1].astype(np.int64)
         # one gather of whole records (an out-of-range slot is clipped, then refused)
-        g = self.recw.take(slots, axis=0, mode="clip")
-        ok = ((slots > 0) & (slots < self.n_records) & (g[:, _W_GEN] == pairs[:, 1])
-              & (g[:, _W_PARENT] == dq.slot) & (g[:, _W_TYPE] == self.tid)
-              & ((g[:, _W_STATE] & 0xFF) == R_LIVE))
-        if not ok.all():
+        g = self.rec64.take(slots, axis=0, mode="clip")
+        w = g.view(np.uint32)
+        want = self._want_in.get(dq.slot)
+        if want is None:
+            if len(self._want_in) > 256:
+                self._want_in.clear()
+            want = self._want_in[dq.slot] = np.array([self.tid, dq.slot], dtype=np.uint32)
+        if (count_nonzero(w[:, _CHECK_IN] != want) or count_nonzero(w[:, _W_GEN] != gens)
+                or count_nonzero((w[:, _W_STATE] & 0xFF) != R_LIVE)
+                or count_nonzero((slots <= 0) | (slots >= self.n_records))):
+            ok = ((slots > 0) & (slots < self.n_records) & (w[:, _W_GEN] == gens)
+                  & (w[:, _W_PARENT] == dq.slot) & (w[:, _W_TYPE] == self.tid)
+                  & ((w[:, _W_STATE] & 0xFF) == R_LIVE))
             raise OwnershipError(f"RRefDeque[{self.name}] holds {int((~ok).sum())} entries "
                                  f"that are not live {self.name}s inside it")
-        if k > 1 and np.unique(slots).size != k:
+        if k > 1 and _has_duplicates(slots):
             raise OwnershipError(f"RRefDeque[{self.name}] names the same object twice")
-        return slots, pairs[:, 1].astype(np.int64), _offsets(g)
+        return slots, gens, g[:, 2].astype(np.int64)
 
     def length(self, dq) -> int:
         return self._hdr(dq)[1]
@@ -185,33 +216,43 @@ class RecordOps:
         recw[slots, _W_PARENT] = 0              # the commit, as in pop_front
         return offs
 
-    def _owned(self, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(ok mask, slots, records) for objects this domain owns at top level, unlent."""
+    def _owned(self, offs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(None if all are fine else the ok mask, slots, u32 record rows) for objects
+        this domain owns at top level, unlent."""
         # the occupancy map names the record whose object starts at each 64-byte
         # unit; an offset that is not such a start (or lies outside the arena, so
         # is clipped) finds a record whose offset differs, and is refused
         slots = self.maps.take((offs - self.arena) // UNIT, mode="clip").astype(np.int64)
-        g = self.recw.take(slots, axis=0, mode="clip")
-        ok = ((slots > 0) & (g[:, _W_OWNER] == self.did) & (g[:, _W_PARENT] == 0) & (g[:, _W_BORROWER] == 0)
-              & (g[:, _W_TYPE] == self.tid) & ((g[:, _W_STATE] & 0xFF) == R_LIVE) & (_offsets(g) == offs))
-        return ok, slots, g
+        g = self.rec64.take(slots, axis=0, mode="clip")
+        w = g.view(np.uint32)
+        if (count_nonzero(w[:, _CHECK_OWNED] != self._want_owned)
+                or count_nonzero((w[:, _W_STATE] & 0xFF) != R_LIVE)
+                or count_nonzero(g[:, 2].view(np.int64) != offs) or count_nonzero(slots == 0)):
+            ok = ((slots > 0) & (w[:, _W_OWNER] == self.did) & (w[:, _W_PARENT] == 0)
+                  & (w[:, _W_BORROWER] == 0) & (w[:, _W_TYPE] == self.tid)
+                  & ((w[:, _W_STATE] & 0xFF) == R_LIVE) & (g[:, 2].view(np.int64) == offs))
+            return ok, slots, w
+        return None, slots, w
 
     def owned(self, offsets) -> np.ndarray:
         """Which of `offsets` are objects of this type this domain owns at top level."""
         offs = np.asarray(offsets, dtype=np.int64)
-        return self._owned(offs)[0] if offs.size else np.zeros(0, dtype=bool)
+        if not offs.size:
+            return np.zeros(0, dtype=bool)
+        ok = self._owned(offs)[0]
+        return np.ones(offs.size, dtype=bool) if ok is None else ok
 
     def owned_slots(self, offs: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
         """(slots, generations) of objects of this type this domain owns at top
         level, unlent; OwnershipError naming `what` otherwise."""
-        ok, slots, g = self._owned(offs)
-        if not ok.all():
+        ok, slots, w = self._owned(offs)
+        if ok is not None:
             raise OwnershipError(f"{what}: {int((~ok).sum())} of {len(offs)} objects are not "
                                  f"{self.name}s this domain owns at top level "
                                  f"(or not the start of a heap object)")
-        if len(slots) > 1 and np.unique(slots).size != len(slots):
+        if len(slots) > 1 and _has_duplicates(slots):
             raise OwnershipError(f"{what}: the same object appears twice in one batch")
-        return slots, g[:, _W_GEN]
+        return slots, w[:, _W_GEN]
 
     def put(self, dq, offsets) -> int:
         """Append objects (owned by this domain, top level) to `dq`, as many as fit.
@@ -223,10 +264,13 @@ class RecordOps:
             return 0
         offs = offs[:k]
         slots, gens = self.owned_slots(offs, "put")
-        idx = _ring_index((head + n) % cap, k, cap)
+        start = (head + n) % cap
         pairs = self._pairs(dq, cap)
-        pairs[idx, 0] = slots
-        pairs[idx, 1] = gens
+        rows = np.column_stack((slots, gens))
+        if start + k <= cap:
+            pairs[start:start + k] = rows
+        else:
+            pairs[_ring_index(start, k, cap)] = rows
         self.recw[slots, _W_PARENT] = dq.slot    # the commit, as in push_back
         _HDR.pack_into(self.heap.mem, dq.offset, head, n + k, cap, self.tid)
         return k

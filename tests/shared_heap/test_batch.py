@@ -1,0 +1,83 @@
+"""RecordOps on a record type other than Packet: the checks that matter for a
+driver trusting a client's deque (duplicates, forged entries, foreign objects),
+field access, and the heap staying consistent (checker) after batch moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared_heap import OwnershipError, record, u32, u64
+from shared_heap.batch import RecordOps
+from tests.conftest import ECHO_MANIFEST
+
+
+@record
+class Req:
+    block: u64
+    status: u32
+    flags: u32
+
+
+@pytest.fixture
+def client(make_instance):
+    inst = make_instance(ECHO_MANIFEST)
+    with inst.attach() as c:
+        yield inst, c
+
+
+def test_fields_round_trip_and_deque_moves(client):
+    _inst, c = client
+    ops = RecordOps(c.heap, Req)
+    offs = ops.alloc(20)
+    ops.set(offs, "block", np.arange(20) * 7)
+    ops.set(offs, "status", 3)
+    assert ops.get(offs, "block").tolist() == [i * 7 for i in range(20)]
+    dq = ops.deque(16)
+    assert ops.put(dq, offs) == 16 and ops.length(dq) == 16
+    slots, gens, got = ops.peek_records(dq, skip=10)
+    assert got.tolist() == offs[10:16].tolist() and slots.size == gens.size == 6
+    assert ops.owned(offs).tolist() == [False] * 16 + [True] * 4   # inside the deque now
+    out = ops.take(dq, 5)
+    assert out.tolist() == offs[:5].tolist() and ops.owned(out).all()
+    # handles see the same objects, with the same fields
+    h = dq.pop_front()
+    assert h.offset == offs[5] and int(h.np["block"]) == 35
+
+
+def test_a_deque_naming_one_object_twice_is_refused_before_anything_moves(client):
+    _inst, c = client
+    ops = RecordOps(c.heap, Req)
+    offs = ops.alloc(3)
+    dq = ops.deque(4, offs)
+    pairs = np.ndarray((4, 2), dtype=np.uint32, buffer=c.heap.mem, offset=dq.offset + 16)
+    pairs[3] = pairs[0]                                   # forge a fourth entry
+    np.ndarray((4,), dtype=np.uint32, buffer=c.heap.mem, offset=dq.offset)[1] = 4
+    with pytest.raises(OwnershipError, match="twice"):
+        ops.take(dq)
+    assert ops.length(dq) == 4 and not ops.owned(offs).any()
+
+
+def test_put_refuses_duplicates_and_foreign_types(client):
+    _inst, c = client
+    ops = RecordOps(c.heap, Req)
+    offs = ops.alloc(2)
+    with pytest.raises(OwnershipError, match="twice"):
+        ops.put(ops.deque(4), np.array([offs[0], offs[0]]))
+    blob = c.heap.alloc_vec(np.uint8, 64)
+    with pytest.raises(OwnershipError, match="not Reqs this domain owns"):
+        ops.put(ops.deque(4), np.array([blob.offset]))
+
+
+def test_heap_is_consistent_after_batch_moves_and_frees(client):
+    inst, c = client
+    ops = RecordOps(c.heap, Req)
+    offs = ops.alloc(100)
+    a, b = ops.deque(64), ops.deque(64)
+    ops.put(a, offs[:60])
+    ops.transfer(a, b, 25)
+    ops.free(ops.take(b))
+    ops.free(offs[60:])
+    with pytest.raises(OwnershipError):
+        ops.free(offs[60:61])                              # already freed
+    assert inst.request("heap", check=True)["violations"] == []
