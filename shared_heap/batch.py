@@ -41,7 +41,7 @@ _CHECK_IN = np.array([_W_TYPE, _W_PARENT])                           # an elemen
 _CHECK_OWNED = np.array([_W_OWNER, _W_PARENT, _W_BORROWER, _W_TYPE])  # owned, top level, unlent
 
 
-def _has_duplicates(slots: np.ndarray) -> bool:
+def has_duplicates(slots: np.ndarray) -> bool:
     s = np.sort(slots)
     return bool(count_nonzero(s[1:] == s[:-1]))
 _FIELD_VIEW = {"<u8": np.uint64, "<u4": np.uint32, "<i8": np.int64, "<i4": np.int32,
@@ -179,7 +179,7 @@ class RecordOps:
                   & ((w[:, _W_STATE] & 0xFF) == R_LIVE))
             raise OwnershipError(f"RRefDeque[{self.name}] holds {int((~ok).sum())} entries "
                                  f"that are not live {self.name}s inside it")
-        if k > 1 and _has_duplicates(slots):
+        if k > 1 and has_duplicates(slots):
             raise OwnershipError(f"RRefDeque[{self.name}] names the same object twice")
         return slots, gens, g[:, 2].astype(np.int64)
 
@@ -250,7 +250,7 @@ class RecordOps:
             raise OwnershipError(f"{what}: {int((~ok).sum())} of {len(offs)} objects are not "
                                  f"{self.name}s this domain owns at top level "
                                  f"(or not the start of a heap object)")
-        if len(slots) > 1 and _has_duplicates(slots):
+        if len(slots) > 1 and has_duplicates(slots):
             raise OwnershipError(f"{what}: the same object appears twice in one batch")
         return slots, w[:, _W_GEN]
 

@@ -45,13 +45,13 @@ from . import regs as R
 from . import spec as S
 from .spec import DmaFault
 from .store import BlockStore
+from shared_heap.batch import count_nonzero
 
 _SQE_IO = struct.Struct("<BBHI16xQQIII")     # the first 52 bytes of an SQE (no CDW2-5)
 #: SQE dwords that are constant in the common batch shape: NSID 1, PRP1 below 4 GiB,
 #: CDW11 0 (a 32-bit LBA), CDW12 0 (one block, no FUA or limited retry)
 _CANON_COLS = np.array([1, 7, 11, 12])
 _CANON = np.array([1, 0, 0, 0])
-count_nonzero = np.count_nonzero  # a plain C function: cheaper than .any()/.all()
 #: below this many commands the per-command loop is cheaper than the numpy batch
 _VEC_MIN = 4
 

@@ -32,6 +32,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from shared_heap.batch import count_nonzero, has_duplicates
+
 from . import regs as R
 from . import spec as S
 
@@ -43,11 +45,8 @@ _SQE_PACK = S.SQE.pack_into
 #: opc, flags, cid, nsid, (CDW2-5 zero), prp1, prp2, cdw10, cdw11, cdw12, (CDW13-15 zero)
 _RW_PACK = struct.Struct("<BBHI16xQQIII12x").pack_into
 assert struct.calcsize("<BBHI16xQQIII12x") == S.SQE_SIZE
-#: a whole SQE as numpy fields (the unnamed bytes are zero in a fresh np.zeros array)
-SQE_DTYPE = np.dtype({"names": ["opc", "flags", "cid", "nsid", "prp1", "prp2", "cdw10", "cdw11", "cdw12"],
-                      "formats": ["u1", "u1", "<u2", "<u4", "<u8", "<u8", "<u4", "<u4", "<u4"],
-                      "offsets": [0, 1, 2, 4, 24, 32, 40, 44, 48], "itemsize": S.SQE_SIZE})
 _NO_OFFS = np.empty(0, dtype=np.int64)
+
 
 
 class NvmeError(Exception):
@@ -229,7 +228,7 @@ class NvmeDriverCore:
         self._free = list(range(qs - 2, -1, -1))     # CIDs; pop() hands out 0 first
         self._reqs = {}
         # the batch path (submit_batch / reap_arrays): whole batches as numpy ops
-        self._sq_np = np.frombuffer(self._sq, dtype=SQE_DTYPE, count=qs)
+        self._sq_w64 = np.frombuffer(self._sq, dtype=np.uint64, count=qs * 8).reshape(qs, 8)
         self._cq_dw = np.frombuffer(self._cq, dtype=np.uint32, count=qs * 4).reshape(qs, 4)
         self._batch_off = np.full(qs, -1, dtype=np.int64)  # cid -> buffer offset, -1 = not batch
         self._prp_lists: list[tuple[int, memoryview] | None] = [None] * qs
@@ -454,19 +453,21 @@ class NvmeDriverCore:
                 self._batch_off[cid] = buf
             return k
         free = self._free
-        cids = np.array(free[-k:], dtype=np.uint16)[::-1]
+        cids = np.array(free[-k:], dtype=np.int64)
         del free[-k:]
-        e = np.zeros(k, dtype=SQE_DTYPE)
-        e["opc"] = opc
-        e["cid"] = cids
-        e["nsid"] = self.nsid
-        e["prp1"] = bufs
-        e["cdw10"] = lbas & 0xFFFFFFFF
-        e["cdw11"] = lbas >> 32
+        # an SQE as eight u64 words: 0 = opc | flags << 8 | cid << 16 | nsid << 32,
+        # 3 = PRP1, 5 = CDW10 | CDW11 << 32 (the LBA), 6 = CDW12 (0: one block)
+        e = np.zeros((k, 8), dtype=np.uint64)
+        e[:, 0] = (cids << 16) | (opc | self.nsid << 32)
+        e[:, 3] = bufs
+        e[:, 5] = lbas
         t = self._sq_tail
         qs = self.io_queue_size
         self._batch_off[cids] = bufs
-        self._sq_np[np.arange(t, t + k) % qs if t + k > qs else slice(t, t + k)] = e
+        if t + k <= qs:
+            self._sq_w64[t:t + k] = e
+        else:
+            self._sq_w64[np.arange(t, t + k) % qs] = e
         self._sq_tail = (t + k) % qs
         return k
 
@@ -496,12 +497,12 @@ class NvmeDriverCore:
         last = (nh - 1) % size
         self._cq_head, self._cq_phase = nh, np_
         self._sq_head = int(dw[last, 2]) & 0xFFFF
-        cids = (d & 0xFFFF).astype(np.int64)
-        status = (d >> 17).astype(np.int64)
+        d = d.astype(np.int64)
+        cids = d & 0xFFFF
+        status = d >> 17
         boff = self._batch_off.take(cids, mode="clip")
-        isb = (boff >= 0) & (cids < size)
         others: list = []
-        if not isb.all() or np.unique(cids).size != cids.size:
+        if count_nonzero((boff < 0) | (cids >= size)) or has_duplicates(cids):
             # commands submitted one at a time (or a CID twice: a misbehaving device)
             reqs, free, bo = self._reqs, self._free, self._batch_off
             keep = np.zeros(cids.size, dtype=bool)
@@ -521,8 +522,6 @@ class NvmeDriverCore:
         else:
             self._batch_off[cids] = -1
             self._free.extend(cids.tolist())
-            if boff.size != cids.size:
-                boff, status = boff[isb], status[isb]
         self._u32[self._cq_db] = nh
         return others, boff, status
 

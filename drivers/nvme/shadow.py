@@ -46,7 +46,7 @@ import numpy as np
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockReq, NvmeBDev
-from shared_heap.batch import RecordOps
+from shared_heap.batch import RecordOps, count_nonzero
 
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
@@ -73,6 +73,68 @@ class Pending:
     data: bytes | None  # the write's data, kept until the write completes
 
 
+class InflightTable:
+    """The requests passed to the driver and not yet handed back, by ownership slot.
+
+    Why arrays over the slot numbers rather than a dict of objects: a batch is
+    noted and forgotten with a few vector stores (the shadow's cost per request is
+    what bounds `redleaf-shadow` against `redleaf`); only a write's data needs a
+    Python object each, the copy of its 4 KiB."""
+
+    def __init__(self, n_records: int):
+        self.gen = np.zeros(n_records, dtype=np.int64)      # generation + 1; 0 = not in flight
+        self.block = np.zeros(n_records, dtype=np.uint64)
+        self.write = np.zeros(n_records, dtype=bool)
+        self.data: dict[int, bytes] = {}                     # slot -> a write's data
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, slots: np.ndarray, gens: np.ndarray, blocks, write: bool, datas=None) -> None:
+        if count_nonzero(self.gen[slots]):  # ownership makes this impossible for a client
+            raise RuntimeError("shadow bookkeeping: a request already in flight was noted again")
+        self.gen[slots] = gens + 1
+        self.block[slots] = blocks
+        self.write[slots] = write
+        if datas is not None:
+            self.data.update(zip(slots.tolist(), datas))
+        self.n += len(slots)
+
+    def complete(self, slots: np.ndarray, gens: np.ndarray) -> int:
+        """Forget requests the driver completed; a request not in flight is refused."""
+        if count_nonzero(self.gen[slots] != gens + 1):
+            raise DriverLost("the driver completed a request that was not in flight; "
+                             "refusing to pass on a double completion")
+        self._forget(slots)
+        return len(slots)
+
+    def forget(self, slots: np.ndarray, gens: np.ndarray) -> int:
+        """Forget those of (slots, gens) that are in flight (the driver left them)."""
+        mine = self.gen[slots] == gens + 1
+        self._forget(slots[mine])
+        return int(count_nonzero(mine))
+
+    def _forget(self, slots: np.ndarray) -> None:
+        self.gen[slots] = 0
+        self.n -= len(slots)
+        if self.data:
+            pop = self.data.pop
+            for s in slots.tolist():
+                pop(s, None)
+
+    def drain(self) -> list[Pending]:
+        """Every request in flight (and forget them all), to re-issue."""
+        slots = np.flatnonzero(self.gen)
+        data = self.data
+        out = [Pending(b, w, data.get(s)) for s, b, w in
+               zip(slots.tolist(), self.block[slots].tolist(), self.write[slots].tolist())]
+        self.gen[slots] = 0
+        self.data = {}
+        self.n = 0
+        return out
+
+
 class NvmeShadow(BDev, NvmeBDev):
     def __init__(self, ctx):
         self.ctx = ctx
@@ -89,7 +151,7 @@ class NvmeShadow(BDev, NvmeBDev):
         self.nvme = self._connect(NvmeBDev, deadline)
         self.block_size, self.nblocks = self._retry(self.bdev.info)
         self.depth = int(cfg.get("queue_depth", 256)) - 1
-        self.inflight: dict[tuple[int, int], Pending] = {}  # (slot, gen) -> request
+        self.inflight = InflightTable(self.heap.n_records)
         self.ready: list = []  # completed requests (our RRefs) not yet handed back
         self.dsub = self.dcol = None
         self._new_deques()
@@ -148,8 +210,7 @@ class NvmeShadow(BDev, NvmeBDev):
         t0 = time.monotonic()
         deadline = t0 + self.restart_timeout
         self.recoveries += 1
-        owed = list(self.inflight.values())
-        self.inflight = {}
+        owed = self.inflight.drain()
         while True:
             self._wait_for_driver(deadline)
             self._new_deques()
@@ -164,14 +225,14 @@ class NvmeShadow(BDev, NvmeBDev):
                         _U64.pack_into(self.mem, r.offset + OFF_BLOCK, p.block)
                         if write:
                             self.mem[r.offset:r.offset + BLOCK_SIZE] = p.data
-                        self.inflight[(r.slot, r.gen)] = p
+                        self.inflight.add(np.array([r.slot]), np.array([r.gen]), p.block, write,
+                                          [p.data] if write else None)
                         self.dsub.push_back(r)
                     self._forward(write)
                 self.last_recovery_s = time.monotonic() - t0
                 return
             except DRIVER_GONE:
-                owed += self.inflight.values()
-                self.inflight = {}
+                owed += self.inflight.drain()
 
     def _forward(self, write: bool) -> None:
         """Pass `dsub` to the driver; keep what it returns completed in `ready`.
@@ -189,10 +250,10 @@ class NvmeShadow(BDev, NvmeBDev):
     def _take_completions(self) -> None:
         ready, inflight = self.ready, self.inflight
         for r in self.dcol:
-            if inflight.pop((r.slot, r.gen), None) is None:
-                r.drop()  # not ours (cannot happen with a well-behaved driver)
-            else:
+            if inflight.forget(np.array([r.slot]), np.array([r.gen])):
                 ready.append(r)
+            else:
+                r.drop()  # not ours (cannot happen with a well-behaved driver)
 
     # -- NvmeBDev -------------------------------------------------------------------------
     def submit_and_poll(self, submit, collect, write: bool):
@@ -202,14 +263,9 @@ class NvmeShadow(BDev, NvmeBDev):
         sub_cap, col_cap = submit.capacity, collect.capacity
         mem, inflight = self.mem, self.inflight
         slots, gens, offs = self.ops.peek_records(submit)
-        blocks = self.ops.get(offs, "block").tolist()
-        keys = list(zip(slots.tolist(), gens.tolist()))
-        if write:
-            inflight.update(zip(keys, [Pending(b, True, bytes(mem[o:o + BLOCK_SIZE]))
-                                       for b, o in zip(blocks, offs.tolist())]))
-        else:
-            inflight.update(zip(keys, [Pending(b, False, None) for b in blocks]))
-        self.submitted += len(keys)
+        inflight.add(slots, gens, self.ops.get(offs, "block"), write,
+                     [bytes(mem[o:o + BLOCK_SIZE]) for o in offs.tolist()] if write else None)
+        self.submitted += len(slots)
         before = len(collect)  # what the client has not drained yet
         try:
             n, submit, collect = self.nvme.submit_and_poll(submit, collect, write)
@@ -224,12 +280,10 @@ class NvmeShadow(BDev, NvmeBDev):
             if not collect.alive:
                 collect = self.heap.alloc_deque(BlockReq, col_cap)
             self._hand_back(collect)
-            return len(keys), submit, collect
-        if n != len(keys):  # the driver left some: they are not in flight
+            return len(slots), submit, collect
+        if n != len(slots):  # the driver left some: they are not in flight
             left_slots, left_gens, _offs = self.ops.peek_records(submit)
-            for key in zip(left_slots.tolist(), left_gens.tolist()):
-                if inflight.pop(key, None) is not None:
-                    self.submitted -= 1
+            self.submitted -= inflight.forget(left_slots, left_gens)
         self._completed_in(collect, skip=before)
         self._hand_back(collect)
         return n, submit, collect
@@ -252,14 +306,14 @@ class NvmeShadow(BDev, NvmeBDev):
 
     def _completed_in(self, collect, skip: int = 0) -> int:
         """Forget the requests the driver put in `collect` (after the first `skip`)."""
-        inflight = self.inflight
         slots, gens, offs = self.ops.peek_records(collect, skip)
-        for key in zip(slots.tolist(), gens.tolist()):
-            if inflight.pop(key, None) is None:
-                raise DriverLost(f"{self.driver_name} completed a request that was not in flight "
-                                 f"(slot {key[0]}); refusing to pass on a double completion")
-        if offs.size:
-            self.errors += int(np.count_nonzero(self.ops.get(offs, "status")))
+        if not offs.size:
+            return 0
+        try:
+            self.inflight.complete(slots, gens)
+        except DriverLost as e:
+            raise DriverLost(f"{self.driver_name}: {e}") from None
+        self.errors += int(count_nonzero(self.ops.get(offs, "status")))
         self.completed += offs.size
         return int(offs.size)
 
@@ -271,8 +325,8 @@ class NvmeShadow(BDev, NvmeBDev):
         for _ in range(k):
             r = submit.pop_front()
             off = r.offset
-            inflight[(r.slot, r.gen)] = Pending(unpack(mem, off + OFF_BLOCK)[0], write,
-                                                bytes(mem[off:off + BLOCK_SIZE]) if write else None)
+            inflight.add(np.array([r.slot]), np.array([r.gen]), unpack(mem, off + OFF_BLOCK)[0], write,
+                         [bytes(mem[off:off + BLOCK_SIZE])] if write else None)
             dsub.push_back(r)
         self.submitted += k
         try:
