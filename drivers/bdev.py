@@ -40,7 +40,11 @@ class BDev:
 
 @interface(timeout_s=30.0)
 class NvmeBDev:
+    """BlockError: a malformed deque from the caller (the driver is unharmed)."""
+
+    @raises(BlockError)
     def submit_and_poll(self, submit: RRefDeque[BlockReq], collect: RRefDeque[BlockReq],
                         write: bool) -> tuple[int, RRefDeque[BlockReq], RRefDeque[BlockReq]]: ...
+    @raises(BlockError)
     def poll(self, collect: RRefDeque[BlockReq]) -> tuple[int, RRefDeque[BlockReq]]: ...
     def stats(self) -> tuple[int, int, int, int]: ...  # (submitted, completed, errors, in flight)

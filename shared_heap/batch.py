@@ -16,6 +16,7 @@ same deque, the supervisor reclaims them with their owner, the checker sees them
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -39,6 +40,24 @@ except ImportError:  # pragma: no cover - other numpy layouts
     count_nonzero = np.count_nonzero
 _CHECK_IN = np.array([_W_TYPE, _W_PARENT])                           # an element inside a deque
 _CHECK_OWNED = np.array([_W_OWNER, _W_PARENT, _W_BORROWER, _W_TYPE])  # owned, top level, unlent
+
+
+def ownership_errors_as(error_type):
+    """Decorator for a batch method of a domain: an OwnershipError out of it (a
+    client's forged or malformed deque, refused by RecordOps) becomes the
+    interface's declared `error_type`, so the caller gets its own error back
+    instead of the callee panicking on an undeclared exception."""
+    def wrap(method):
+        name = method.__name__
+
+        @functools.wraps(method)
+        def checked(self, *args):
+            try:
+                return method(self, *args)
+            except OwnershipError as e:
+                raise error_type(f"{name}: {e}") from None
+        return checked
+    return wrap
 
 
 def has_duplicates(slots: np.ndarray) -> bool:
@@ -201,6 +220,19 @@ class RecordOps:
         if n == skip:
             return EMPTY, EMPTY, EMPTY
         return self._elements(dq, (head + skip) % cap, n - skip, cap)
+
+    def peek_pairs(self, dq, skip: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, gens) the entries of `dq` after the first `skip` name, without
+        checking the records: for a caller that matches them against its own
+        table of what it handed out (the NVMe shadow's completions)."""
+        head, n, cap = self._hdr(dq)
+        skip = max(0, min(skip, n))
+        if n == skip:
+            return EMPTY, EMPTY
+        pairs = self._pairs(dq, cap)
+        h, k = (head + skip) % cap, n - skip
+        p = pairs[h:h + k] if h + k <= cap else pairs[_ring_index(h, k, cap)]
+        return p[:, 0].astype(np.int64), p[:, 1].astype(np.int64)
 
     def take(self, dq, max_n: int | None = None) -> np.ndarray:
         """Remove up to `max_n` objects from the front of `dq`; this domain owns them

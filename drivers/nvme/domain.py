@@ -39,7 +39,7 @@ import numpy as np
 
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
 from drivers.binding import DeviceBinding
-from shared_heap.batch import EMPTY, RecordOps
+from shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
@@ -172,6 +172,7 @@ class NvmeDriver(BDev, NvmeBDev):
         return BLOCK_SIZE, self.nblocks
 
     # -- NvmeBDev ---------------------------------------------------------------------
+    @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         core = self.core
         offs = self.ops.take(submit, core.space())
@@ -192,6 +193,7 @@ class NvmeDriver(BDev, NvmeBDev):
                 self._collect(collect)
         return int(offs.size), submit, collect
 
+    @ownership_errors_as(BlockError)
     def poll(self, collect):
         k = self._collect(collect) if (self._reap() or self.done.size) else 0
         if not k and self.inflight_batch:

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockReq, NvmeBDev
-from shared_heap.batch import RecordOps, count_nonzero
+from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
+from shared_heap.batch import RecordOps, count_nonzero, has_duplicates, ownership_errors_as
 
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
@@ -84,6 +84,7 @@ class InflightTable:
     def __init__(self, n_records: int):
         self.gen = np.zeros(n_records, dtype=np.int64)      # generation + 1; 0 = not in flight
         self.block = np.zeros(n_records, dtype=np.uint64)
+        self.offset = np.zeros(n_records, dtype=np.int64)   # where the request object is
         self.write = np.zeros(n_records, dtype=bool)
         self.data: dict[int, bytes] = {}                     # slot -> a write's data
         self.n = 0
@@ -91,23 +92,28 @@ class InflightTable:
     def __len__(self) -> int:
         return self.n
 
-    def add(self, slots: np.ndarray, gens: np.ndarray, blocks, write: bool, datas=None) -> None:
+    def add(self, slots: np.ndarray, gens: np.ndarray, offsets, blocks, write: bool, datas=None) -> None:
         if count_nonzero(self.gen[slots]):  # ownership makes this impossible for a client
             raise RuntimeError("shadow bookkeeping: a request already in flight was noted again")
         self.gen[slots] = gens + 1
+        self.offset[slots] = offsets
         self.block[slots] = blocks
         self.write[slots] = write
         if datas is not None:
             self.data.update(zip(slots.tolist(), datas))
         self.n += len(slots)
 
-    def complete(self, slots: np.ndarray, gens: np.ndarray) -> int:
-        """Forget requests the driver completed; a request not in flight is refused."""
-        if count_nonzero(self.gen[slots] != gens + 1):
+    def complete(self, slots: np.ndarray, gens: np.ndarray) -> np.ndarray:
+        """Forget requests the driver completed (a request not in flight, or named
+        twice, is refused); returns their offsets."""
+        if count_nonzero(self.gen.take(slots, mode="clip") != gens + 1) or count_nonzero(
+                (slots < 0) | (slots >= len(self.gen))) or (
+                len(slots) > 1 and has_duplicates(slots)):
             raise DriverLost("the driver completed a request that was not in flight; "
                              "refusing to pass on a double completion")
+        offs = self.offset[slots]
         self._forget(slots)
-        return len(slots)
+        return offs
 
     def forget(self, slots: np.ndarray, gens: np.ndarray) -> int:
         """Forget those of (slots, gens) that are in flight (the driver left them)."""
@@ -225,7 +231,7 @@ class NvmeShadow(BDev, NvmeBDev):
                         _U64.pack_into(self.mem, r.offset + OFF_BLOCK, p.block)
                         if write:
                             self.mem[r.offset:r.offset + BLOCK_SIZE] = p.data
-                        self.inflight.add(np.array([r.slot]), np.array([r.gen]), p.block, write,
+                        self.inflight.add(np.array([r.slot]), np.array([r.gen]), r.offset, p.block, write,
                                           [p.data] if write else None)
                         self.dsub.push_back(r)
                     self._forward(write)
@@ -256,6 +262,7 @@ class NvmeShadow(BDev, NvmeBDev):
                 r.drop()  # not ours (cannot happen with a well-behaved driver)
 
     # -- NvmeBDev -------------------------------------------------------------------------
+    @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         """Record the requests in place (peek) and pass the client's deques on as they are."""
         if len(submit) + len(self.inflight) > self.depth:
@@ -263,7 +270,7 @@ class NvmeShadow(BDev, NvmeBDev):
         sub_cap, col_cap = submit.capacity, collect.capacity
         mem, inflight = self.mem, self.inflight
         slots, gens, offs = self.ops.peek_records(submit)
-        inflight.add(slots, gens, self.ops.get(offs, "block"), write,
+        inflight.add(slots, gens, offs, self.ops.get(offs, "block"), write,
                      [bytes(mem[o:o + BLOCK_SIZE]) for o in offs.tolist()] if write else None)
         self.submitted += len(slots)
         before = len(collect)  # what the client has not drained yet
@@ -281,6 +288,11 @@ class NvmeShadow(BDev, NvmeBDev):
                 collect = self.heap.alloc_deque(BlockReq, col_cap)
             self._hand_back(collect)
             return len(slots), submit, collect
+        except BlockError:
+            # the driver refused the client's deque (changed under us since we read
+            # it): nothing of it is in flight
+            self.submitted -= self.inflight.forget(slots, gens)
+            raise
         if n != len(slots):  # the driver left some: they are not in flight
             left_slots, left_gens, _offs = self.ops.peek_records(submit)
             self.submitted -= inflight.forget(left_slots, left_gens)
@@ -288,6 +300,7 @@ class NvmeShadow(BDev, NvmeBDev):
         self._hand_back(collect)
         return n, submit, collect
 
+    @ownership_errors_as(BlockError)
     def poll(self, collect):
         if self.ready or not self.inflight:
             return self._hand_back(collect), collect
@@ -306,11 +319,11 @@ class NvmeShadow(BDev, NvmeBDev):
 
     def _completed_in(self, collect, skip: int = 0) -> int:
         """Forget the requests the driver put in `collect` (after the first `skip`)."""
-        slots, gens, offs = self.ops.peek_records(collect, skip)
-        if not offs.size:
+        slots, gens = self.ops.peek_pairs(collect, skip)  # checked against our table
+        if not slots.size:
             return 0
         try:
-            self.inflight.complete(slots, gens)
+            offs = self.inflight.complete(slots, gens)
         except DriverLost as e:
             raise DriverLost(f"{self.driver_name}: {e}") from None
         self.errors += int(count_nonzero(self.ops.get(offs, "status")))
@@ -325,7 +338,7 @@ class NvmeShadow(BDev, NvmeBDev):
         for _ in range(k):
             r = submit.pop_front()
             off = r.offset
-            inflight.add(np.array([r.slot]), np.array([r.gen]), unpack(mem, off + OFF_BLOCK)[0], write,
+            inflight.add(np.array([r.slot]), np.array([r.gen]), off, unpack(mem, off + OFF_BLOCK)[0], write,
                          [bytes(mem[off:off + BLOCK_SIZE])] if write else None)
             dsub.push_back(r)
         self.submitted += k

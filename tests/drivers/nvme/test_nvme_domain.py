@@ -130,6 +130,37 @@ def test_misprogrammed_commands_get_device_errors_not_a_device_crash(make_instan
     assert st["pid"] == dev_pid and st["state"] == "running" and st["restarts"] == 0
 
 
+@pytest.mark.parametrize("shadow", [False, True])
+def test_a_forged_request_deque_is_the_clients_error_not_a_driver_crash(make_instance, image, shadow):
+    """A client that forges its deque (an entry naming a stale generation, an
+    object twice) gets the declared BlockError; the driver and its shadow keep
+    running and serve the next batch."""
+    import numpy as np
+    inst = make_instance(nvme_manifest(image, shadow=shadow))
+    before = {n: st["pid"] for n, st in inst.status().items()}
+    with inst.attach() as c:
+        nvme = c.lookup("nvme0", NvmeBDev)
+        q = BatchQueue(c.heap, nvme, depth=8)
+        for forge in ("generation", "twice"):
+            offs = q._take(3)
+            q.ops.set(offs, "block", np.arange(3))
+            sub = q.ops.deque(8, offs)
+            pairs = np.ndarray((8, 2), dtype=np.uint32, buffer=c.heap.mem, offset=sub.offset + 16)
+            if forge == "generation":
+                pairs[1, 1] += 1
+            else:
+                pairs[2] = pairs[0]
+            with pytest.raises(BlockError, match="submit_and_poll"):
+                nvme.submit_and_poll(sub, q.ops.deque(8), False)
+        data = bytes(range(256)) * 16
+        comp = q.submit(True, [(5, data)]) + q.wait()
+        comp += q.submit(False, [(5, None)]) + q.wait()
+        assert bytes(q.data_of(comp[-1])) == data and q.status_of(comp[-1]) == 0
+        assert nvme.stats()[3] == 0  # nothing of the refused batches is in flight
+    after = {n: st["pid"] for n, st in inst.status().items()}
+    assert after == before
+
+
 def test_kill_9_of_the_driver_mid_call_then_restart_reinitialises_the_controller(make_instance, image):
     """The device keeps running; the restarted driver resets and re-initialises it."""
     inst = make_instance(nvme_manifest(image))
