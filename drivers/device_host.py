@@ -33,7 +33,9 @@ import numpy as np
 SHELL_SIZE = 64
 SHELL_DRIVER = 0  # u32: domain id of the bound driver, written by the supervisor
 SHELL_BINDS = 4  # u32: bumped by the supervisor on every bind (the id may be reused)
-SPIN_NS = 200_000  # polling (yielding) this long after the last work, then sleep
+#: polling (yielding) this long after the last work, then sleep: longer than the gap
+#: between a busy driver's batches, so a device under load never pays a wake-up
+SPIN_NS = 1_000_000
 sched_yield = os.sched_yield
 IDLE_SLEEP_MS = 20
 _U32 = struct.Struct("<I")
