@@ -237,16 +237,21 @@ class RecordOps:
     def take(self, dq, max_n: int | None = None) -> np.ndarray:
         """Remove up to `max_n` objects from the front of `dq`; this domain owns them
         (top level) afterwards.  Returns their offsets."""
+        return self.take_records(dq, max_n)[2]
+
+    def take_records(self, dq, max_n: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`take`, returning (slots, gens, offsets): what `put_records` needs to put
+        them back without checking them again."""
         head, n, cap = self._hdr(dq)
         k = n if max_n is None else max(0, min(n, max_n))
         if not k:
-            return EMPTY
-        slots, _gens, offs = self._elements(dq, head, k, cap)
+            return EMPTY, EMPTY, EMPTY
+        slots, gens, offs = self._elements(dq, head, k, cap)
         _HDR.pack_into(self.heap.mem, dq.offset, (head + k) % cap, n - k, cap, self.tid)
         recw = self.recw
         recw[slots, _W_OWNER] = self.did
         recw[slots, _W_PARENT] = 0              # the commit, as in pop_front
-        return offs
+        return slots, gens, offs
 
     def _owned(self, offs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(None if all are fine else the ok mask, slots, u32 record rows) for objects
@@ -294,8 +299,27 @@ class RecordOps:
         k = min(cap - n, offs.size)
         if k <= 0:
             return 0
-        offs = offs[:k]
-        slots, gens = self.owned_slots(offs, "put")
+        slots, gens = self.owned_slots(offs[:k], "put")
+        return self._append(dq, head, n, cap, slots, gens)
+
+    def records_of(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, gens) of objects at `offsets` that this domain owns and has
+        tracked itself (no checks: for `put_records`)."""
+        slots = self.maps.take((offsets - self.arena) // UNIT, mode="clip").astype(np.int64)
+        return slots, self.recw[slots, _W_GEN]
+
+    def put_records(self, dq, slots: np.ndarray, gens: np.ndarray) -> int:
+        """`put` for objects this domain took (`take_records`) or allocated and has
+        tracked since: their records are not read and checked again (the receiver
+        checks them when it takes them, as always).  A prefix of them, as many as fit."""
+        head, n, cap = self._hdr(dq)
+        k = min(cap - n, len(slots))
+        if k <= 0:
+            return 0
+        return self._append(dq, head, n, cap, slots[:k], gens[:k])
+
+    def _append(self, dq, head: int, n: int, cap: int, slots: np.ndarray, gens: np.ndarray) -> int:
+        k = len(slots)
         start = (head + n) % cap
         pairs = self._pairs(dq, cap)
         rows = np.column_stack((slots, gens))

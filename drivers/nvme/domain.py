@@ -204,7 +204,8 @@ class NvmeDriver(BDev, NvmeBDev):
         return k, collect
 
     def _collect(self, collect) -> int:
-        k = self.ops.put(collect, self.done)
+        # the driver took these requests itself (checked then) and still owns them
+        k = self.ops.put_records(collect, *self.ops.records_of(self.done))
         self.done = self.done[k:]
         self.completed += k
         self.inflight_batch -= k
