@@ -25,7 +25,7 @@ from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_
 from .errors import DomainCrashed, DomainUnavailable, ControlError, RpcTimeout
 from .interface import spec_of
 from .paths import InstancePaths
-from .proxy import Dispatcher, make_proxy
+from .proxy import Dispatcher, make_proxy, panic
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -137,6 +137,7 @@ class Runtime:
         self.bell = Bell(self.paths.bell(domain_id))
         self.exports: dict[str, Export] = {}
         self.inbound: list[tuple[chan.Channel, Dispatcher]] = []
+        self.deferred: list = []  # see defer()
         self.inbound_by_id: dict[int, tuple[chan.Channel, Dispatcher]] = {}
         self.channels: dict[int, chan.Channel] = {}
         self.wakers: dict[int, PeerWaker] = {}
@@ -252,9 +253,29 @@ class Runtime:
             ch.post_response(kind, payload)
             (waker or self.waker_for(ch.caller)).wake()
             n += 1
+            if self.deferred:
+                self._run_deferred()
         if n:
             self.calls_served += n
         return n
+
+    def defer(self, fn) -> None:
+        """Run `fn()` once the call being served has been answered (a driver's
+        bottom half: its caller goes on while the driver finishes the work, e.g.
+        handing a batch it accepted to the device).  An exception from `fn` is a
+        fault of this domain, as if it escaped a method."""
+        self.deferred.append(fn)
+
+    def _run_deferred(self) -> None:
+        work, self.deferred = self.deferred, []
+        self.area[RA_BUSY] = 1
+        try:
+            for fn in work:
+                fn()
+        except BaseException:
+            panic("a deferred task failed")
+        finally:
+            self.area[RA_BUSY] = 0
 
     def _flush_counters(self) -> None:
         self.heartbeat += 1

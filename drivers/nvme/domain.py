@@ -17,12 +17,14 @@ Waiting for the device: after ringing a doorbell the driver wakes the device pro
 the device wakes the driver when it posts completions (the interrupt); in between
 the driver spins briefly and then sleeps on its doorbell (Runtime.wait_until).
 
-`NvmeBDev` semantics (as in RedLeaf): `submit_and_poll` queues as many requests as
+`NvmeBDev` semantics (as in RedLeaf): `submit_and_poll` takes as many requests as
 the I/O queue has room for (one doorbell write for the whole batch), returns the
 ones it could not take in `submit`, and moves every request completed so far into
-`collect`.  It does not wait, except when nothing else was in flight: then the
-caller could only poll next, so it waits (up to POLL_WAIT_S) for the first
-completion itself, which saves a call per batch at queue depth 1.  `poll` collects too, but if nothing has completed and
+`collect`.  It does not wait: the batch it took goes to the device right after the
+answer (Runtime.defer), while the client prepares its next one.  The exception is
+queue depth 1 (one request, nothing else in flight): the caller could only poll
+next, so the driver issues it and waits (up to POLL_WAIT_S) for its completion
+itself, which saves a call per request.  `poll` collects too, but if nothing has completed and
 requests are in flight it waits up to POLL_WAIT_S for the first completion, so a
 client that has nothing else to do does not spin through cross-domain calls.  The
 batch path leaves LBA checking to the controller (an out-of-range block completes
@@ -85,6 +87,7 @@ class NvmeDriver(BDev, NvmeBDev):
         self.sync_done: dict[int, int] = {}  # tag -> status of synchronous commands
         self.ops = RecordOps(ctx.heap, BlockReq)
         self.done = EMPTY  # offsets of batch requests completed, not yet collected
+        self.accepted = None  # (offsets, write): taken from a client, not yet queued
         self.next_tag = 1
         self.submitted = self.completed = self.errors = 0
         self.inflight_batch = 0
@@ -175,13 +178,19 @@ class NvmeDriver(BDev, NvmeBDev):
     @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         core = self.core
+        self._issue_accepted()
         offs = self.ops.take(submit, core.space())
         idle = not self.inflight_batch
         if offs.size:
-            core.submit_batch(S.NVM_WRITE if write else S.NVM_READ, self.ops.get(offs, "block"), offs)
-            self._kick()
             self.submitted += offs.size
             self.inflight_batch += offs.size
+            if idle and offs.size == 1:
+                self._issue(offs, write)
+            else:
+                # accepted now, handed to the device once the caller has its answer:
+                # the client prepares its next batch meanwhile
+                self.accepted = (offs, write)
+                self.rt.defer(self._issue_accepted)
         if self._reap() or self.done.size:
             self._collect(collect)
         elif idle and offs.size == 1:
@@ -195,6 +204,7 @@ class NvmeDriver(BDev, NvmeBDev):
 
     @ownership_errors_as(BlockError)
     def poll(self, collect):
+        self._issue_accepted()
         k = self._collect(collect) if (self._reap() or self.done.size) else 0
         if not k and self.inflight_batch:
             if self.rt.wait_until(self._reap, POLL_WAIT_S):
@@ -202,6 +212,16 @@ class NvmeDriver(BDev, NvmeBDev):
             else:
                 self._check_fatal()
         return k, collect
+
+    def _issue(self, offs, write: bool) -> None:
+        self.core.submit_batch(S.NVM_WRITE if write else S.NVM_READ, self.ops.get(offs, "block"), offs)
+        self._kick()
+
+    def _issue_accepted(self) -> None:
+        if self.accepted is not None:
+            offs, write = self.accepted
+            self.accepted = None
+            self._issue(offs, write)
 
     def _collect(self, collect) -> int:
         # the driver took these requests itself (checked then) and still owns them
