@@ -21,13 +21,11 @@ costs a few microseconds of Python per packet, more than the whole packet budget
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from domains import interface, raises
-from shared_heap import Bytes, OwnershipError, RRefDeque, record, u32, u64
-from shared_heap.batch import RecordOps
+from shared_heap import Bytes, RRefDeque, record, u32, u64
+from shared_heap.batch import RecordOps, ownership_errors_as
 
 PACKET_BUF = 2048
 MAX_FRAME = 1514  # without FCS; what fits a standard 2 KiB receive buffer comfortably
@@ -87,18 +85,9 @@ class NetApp:
 _LEN_OFF = Packet.dtype.fields["length"][1]
 
 
-def client_errors_as_net_errors(method):
-    """A client's malformed deque is the client's error, reported as the declared
-    NetError, not an undeclared exception that would panic the driver (or shadow)."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def checked(self, *args):
-        try:
-            return method(self, *args)
-        except OwnershipError as e:
-            raise NetError(f"{name}: {e}") from None
-    return checked
+#: a client's malformed deque is the client's error, reported as the declared
+#: NetError, not an undeclared exception that would panic the driver (or shadow)
+client_errors_as_net_errors = ownership_errors_as(NetError)
 
 
 class PacketOps(RecordOps):
@@ -110,14 +99,18 @@ class PacketOps(RecordOps):
 
     def __init__(self, heap):
         super().__init__(heap, Packet)
-        self.mem32 = np.frombuffer(heap.mem, dtype=np.uint32, count=len(heap.mem) // 4)
+        # _len_at[o] is the length field of the Packet at offset o (a u32 view with a
+        # stride of one byte: one gather or scatter per batch, no index arithmetic)
+        self._len_at = np.ndarray((len(heap.mem) - _LEN_OFF - 3,), dtype="<u4", buffer=heap.mem,
+                                  offset=_LEN_OFF, strides=(1,))
 
     def alloc_packets(self, n: int) -> np.ndarray:
         """Allocate `n` zeroed Packets owned by this domain; returns their offsets."""
         return self.alloc(n)
 
     def lengths(self, offsets: np.ndarray) -> np.ndarray:
-        return self.mem32[(offsets + _LEN_OFF) >> 2].astype(np.int64)
+        return self._len_at[offsets].astype(np.int64)
 
     def set_lengths(self, offsets: np.ndarray, lengths) -> None:
-        self.mem32[(offsets + _LEN_OFF) >> 2] = lengths
+        self._len_at[offsets] = lengths
+

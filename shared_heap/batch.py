@@ -60,6 +60,9 @@ def ownership_errors_as(error_type):
     return wrap
 
 
+_UNIT_SHIFT = UNIT.bit_length() - 1
+
+
 def has_duplicates(slots: np.ndarray) -> bool:
     s = np.sort(slots)
     return bool(count_nonzero(s[1:] == s[:-1]))
@@ -89,6 +92,8 @@ class RecordOps:
         self.rec64 = np.ndarray((heap.n_records, REC_SIZE // 8), dtype=np.uint64, buffer=heap.mem,
                                 offset=hf.layout.records)
         self._pair_views: dict = {}
+        self.mem64 = np.frombuffer(heap.mem, dtype=np.uint64, count=len(heap.mem) // 8)
+        self._mat_rows = 0
         self._want_in: dict = {}  # deque slot -> (type id, parent) its elements must show
         self._want_owned = np.array([self.did, 0, 0, rtype.type_id], dtype=np.uint32)
         self.maps = hf.maps.reshape(-1)
@@ -177,6 +182,50 @@ class RecordOps:
 
     def _elements(self, dq, head: int, k: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated (slots, gens, offsets) of the first k elements (live objects of
+        this type, of the generation the entry names, inside dq, each once).
+        One gather of the records as u64 words, one AND with a full-size mask, one
+        compare with an expected matrix (its generation column copied from the
+        entries): a handful of numpy calls whatever is checked."""
+        base = (dq.offset + DQ_HDR) >> 3
+        m64 = self.mem64
+        p = m64[base + head:base + head + k] if head + k <= cap else \
+            np.concatenate((m64[base + head:base + cap], m64[base:base + head + k - cap]))
+        slots = p.view(np.int64) & 0xFFFFFFFF
+        try:
+            g = self.rec64.take(slots, axis=0)            # a slot beyond the table: IndexError
+        except IndexError:
+            g = None
+        if g is not None:
+            exp, mask = self._matrices(k)
+            e32 = exp[0].view(np.uint32)
+            e32[:, _W_GEN] = p.view(np.uint32)[1::2]      # the entry's generation
+            e32[:, _W_PARENT] = dq.slot
+            offs = g[:, 2].astype(np.int64)
+            g &= mask[0]
+            if (count_nonzero(g == exp[0]) == 5 * k and count_nonzero(slots) == k
+                    and not (k > 1 and has_duplicates(slots))):
+                return slots, (p >> np.uint64(32)).astype(np.int64), offs
+        return self._elements_slow(dq, head, k, cap)      # raises the precise error
+
+    def _matrices(self, k: int):
+        """(expected, mask) u64 matrices [for elements inside a deque, for owned
+        objects] of at least k rows, constant columns preset; full size because a
+        broadcast (k, 5) & (5,) runs an inner loop of 5 and costs 3x."""
+        if k > self._mat_rows:
+            rows = max(k, 2 * self._mat_rows)
+            hi, ones = 0xFFFFFFFF00000000, 0xFFFFFFFFFFFFFFFF  # gen: low half of word 1
+            tid_hi = self.tid << 32
+            e_in = np.zeros((rows, 5), dtype=np.uint64)
+            e_in[:, 0], e_in[:, 1] = R_LIVE, tid_hi       # state; type (gen, parent per batch)
+            m_in = np.tile(np.array([0xFF, ones, 0, 0, hi], dtype=np.uint64), (rows, 1))
+            e_own = np.zeros((rows, 5), dtype=np.uint64)
+            e_own[:, 0], e_own[:, 1] = R_LIVE | (self.did << 32), tid_hi   # state, owner; type
+            m_own = np.tile(np.array([hi | 0xFF, hi, ones, 0, ones], dtype=np.uint64), (rows, 1))
+            self._exp, self._mask, self._mat_rows = (e_in, e_own), (m_in, m_own), rows
+        return (self._exp[0][:k], self._exp[1][:k]), (self._mask[0][:k], self._mask[1][:k])
+
+    def _elements_slow(self, dq, head: int, k: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated (slots, gens, offsets) of the first k elements (live objects of
         this type, of the generation the entry names, inside dq, each once)."""
         pairs = self._pairs(dq, cap)
         p = pairs[head:head + k] if head + k <= cap else pairs[_ring_index(head, k, cap)]
@@ -255,21 +304,20 @@ class RecordOps:
 
     def _owned(self, offs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(None if all are fine else the ok mask, slots, u32 record rows) for objects
-        this domain owns at top level, unlent."""
-        # the occupancy map names the record whose object starts at each 64-byte
-        # unit; an offset that is not such a start (or lies outside the arena, so
-        # is clipped) finds a record whose offset differs, and is refused
-        slots = self.maps.take((offs - self.arena) // UNIT, mode="clip").astype(np.int64)
+        this domain owns at top level, unlent (one masked compare, as in _elements)."""
+        k = len(offs)
+        slots = self.maps.take((offs - self.arena) >> _UNIT_SHIFT, mode="clip").astype(np.int64)
         g = self.rec64.take(slots, axis=0, mode="clip")
         w = g.view(np.uint32)
-        if (count_nonzero(w[:, _CHECK_OWNED] != self._want_owned)
-                or count_nonzero((w[:, _W_STATE] & 0xFF) != R_LIVE)
-                or count_nonzero(g[:, 2].view(np.int64) != offs) or count_nonzero(slots == 0)):
-            ok = ((slots > 0) & (w[:, _W_OWNER] == self.did) & (w[:, _W_PARENT] == 0)
-                  & (w[:, _W_BORROWER] == 0) & (w[:, _W_TYPE] == self.tid)
-                  & ((w[:, _W_STATE] & 0xFF) == R_LIVE) & (g[:, 2].view(np.int64) == offs))
-            return ok, slots, w
-        return None, slots, w
+        exp, mask = self._matrices(k)
+        exp[1][:, 2] = offs
+        gm = g & mask[1]
+        if count_nonzero(gm == exp[1]) == 5 * k and count_nonzero(slots) == k:
+            return None, slots, w
+        ok = ((slots > 0) & (w[:, _W_OWNER] == self.did) & (w[:, _W_PARENT] == 0)
+              & (w[:, _W_BORROWER] == 0) & (w[:, _W_TYPE] == self.tid)
+              & ((w[:, _W_STATE] & 0xFF) == R_LIVE) & (g[:, 2].view(np.int64) == offs))
+        return ok, slots, w
 
     def owned(self, offsets) -> np.ndarray:
         """Which of `offsets` are objects of this type this domain owns at top level."""

@@ -146,6 +146,36 @@ def tx_decode_wb(ring: RingView, idx: np.ndarray) -> np.ndarray:
     return ring.d[idx, 3]
 
 
+def ring_get(col: np.ndarray, start: int, count: int, n: int) -> np.ndarray:
+    """col[start], col[start+1], ... (count of them, modulo n) of a ring column: a
+    view when they do not wrap, else a copy (two slices, no index array)."""
+    end = start + count
+    if end <= n:
+        return col[start:end]
+    return np.concatenate((col[start:], col[:end - n]))
+
+
+def ring_set(col: np.ndarray, start: int, values, n: int) -> None:
+    """col[(start + i) % n] = values[i] (or = values, a scalar, for `count` slots
+    when `values` is a (count, scalar) tuple) with at most two slice writes."""
+    if type(values) is tuple:
+        count, v = values
+        end = start + count
+        if end <= n:
+            col[start:end] = v
+        else:
+            col[start:] = v
+            col[:end - n] = v
+        return
+    end = start + len(values)
+    if end <= n:
+        col[start:end] = values
+    else:
+        c = n - start
+        col[start:] = values[:c]
+        col[:end - n] = values[c:]
+
+
 def leading_true(mask: np.ndarray) -> int:
     """Length of the run of True at the start of a boolean array."""
     if mask.size == 0:

@@ -26,12 +26,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import regs as R
-from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, TXD_STAT_DD,
-                          RingView, leading_true, ring_indices, rx_encode_read, tx_encode_read)
+from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, TX_CMD_DEFAULT, TXD_PAYLEN_SHIFT,
+                          TXD_STAT_DD, RingView, leading_true, ring_get, ring_indices, ring_set)
 
 DmaAlloc = Callable[[int, int], "tuple[int, memoryview]"]
 
 _EMPTY = np.empty(0, dtype=np.int64)
+_DD_EOP = RXD_STAT_DD | RXD_STAT_EOP
 
 
 class DriverError(Exception):
@@ -280,11 +281,13 @@ class IxgbeDriver:
         self.initialised = False
 
     # ------------------------------------------------------------------ buffers
-    def give_rx_buffers(self, offsets) -> None:
-        """Add free packet buffers (heap offsets, each ``buf_size`` bytes) to the RX pool."""
+    def give_rx_buffers(self, offsets, refill: bool = True) -> None:
+        """Add free packet buffers (heap offsets, each ``buf_size`` bytes) to the RX pool
+        (and to the ring at once, unless `refill` is False: the next rx_batch_arrays
+        refills the ring after taking what was received, with one tail write)."""
         if len(offsets):
             self.pool.put(offsets)
-            if self.initialised:
+            if refill and self.initialised:
                 self._refill()
 
     def buffers_held(self) -> list[int]:
@@ -301,10 +304,12 @@ class IxgbeDriver:
         N = self.nrx
         m = min(self._rx_recv + N - self._rx_fill, self.pool.n)
         if m > 0:
-            idx = ring_indices(self._rx_fill % N, m, N)
+            start = self._rx_fill % N
             bufs = self.pool.take(m)
-            self._rx_bufs[idx] = bufs
-            rx_encode_read(self.rx_ring, idx, bufs)
+            ring_set(self._rx_bufs, start, bufs, N)
+            q = self.rx_ring.q
+            ring_set(q[:, 0], start, bufs, N)                # pkt_addr
+            ring_set(q[:, 1], start, (m, 0), N)              # hdr_addr 0: clears DD
             self._rx_fill += m
         tail = min(self._rx_fill, self._rx_recv + N - 1)
         if tail != self._rx_tail:
@@ -321,18 +326,21 @@ class IxgbeDriver:
                 self._refill()
             return _EMPTY, _EMPTY
         ring = self.rx_ring
-        idx = ring_indices(self._rx_recv % N, k, N)
-        st = ring.d[idx, 2]
-        n = leading_true((st & RXD_STAT_DD) != 0)
-        if n == 0:
-            return _EMPTY, _EMPTY
-        if n < k:
-            idx = idx[:n]
+        start = self._rx_recv % N
+        st = ring_get(ring.d[:, 2], start, k, N)
+        if np.count_nonzero((st & _DD_EOP) == _DD_EOP) == k:
+            n = k                                            # the whole batch, all complete frames
+        else:
+            n = leading_true((st & RXD_STAT_DD) != 0)
+            if n == 0:
+                if self.pool.n and self._rx_fill - self._rx_recv < N:
+                    self._refill()
+                return _EMPTY, _EMPTY
             st = st[:n]
-        lens = ring.h[idx, 6].astype(np.int64)              # read after DD
-        if not (st & RXD_STAT_EOP).all():
-            self.rx_errors += int(((st & RXD_STAT_EOP) == 0).sum())
-        offs = self._rx_bufs[idx]                            # fancy index: a copy
+            if not (st & RXD_STAT_EOP).all():
+                self.rx_errors += int(((st & RXD_STAT_EOP) == 0).sum())
+        lens = ring_get(ring.h[:, 6], start, n, N).astype(np.int64)     # read after DD
+        offs = ring_get(self._rx_bufs, start, n, N).copy()
         self._rx_recv += n
         self._refill()
         return offs, lens
@@ -353,9 +361,13 @@ class IxgbeDriver:
         lens = np.asarray(lengths[:n], dtype=np.int64)
         if lens.min() <= 0 or lens.max() > 0xFFFF or offs.min() < 0:
             raise ValueError("tx_batch: lengths must be 1..65535 and offsets non-negative")
-        idx = ring_indices(self._tx_post % N, n, N)
-        tx_encode_read(self.tx_ring, idx, offs, lens)
-        self._tx_bufs[idx] = offs
+        start = self._tx_post % N
+        ring = self.tx_ring
+        len32 = lens.astype(np.uint32)
+        ring_set(ring.q[:, 0], start, offs, N)                          # buffer_addr
+        ring_set(ring.d[:, 2], start, len32 | np.uint32(TX_CMD_DEFAULT), N)  # cmd_type_len
+        ring_set(ring.d[:, 3], start, len32 << np.uint32(TXD_PAYLEN_SHIFT), N)  # olinfo: PAYLEN
+        ring_set(self._tx_bufs, start, offs, N)
         self._tx_post += n
         self.regs.write32(self._tdt, self._tx_post % N)      # one doorbell per batch
         return n
@@ -372,11 +384,15 @@ class IxgbeDriver:
         if k <= 0:
             return _EMPTY
         N = self.ntx
-        idx = ring_indices(self._tx_clean % N, k, N)
-        n = leading_true((self.tx_ring.d[idx, 3] & TXD_STAT_DD) != 0)
-        if n == 0:
-            return _EMPTY
-        bufs = self._tx_bufs[idx[:n]]
+        start = self._tx_clean % N
+        st = ring_get(self.tx_ring.d[:, 3], start, k, N)
+        if np.count_nonzero(st & TXD_STAT_DD) == k:
+            n = k
+        else:
+            n = leading_true((st & TXD_STAT_DD) != 0)
+            if n == 0:
+                return _EMPTY
+        bufs = ring_get(self._tx_bufs, start, n, N).copy()
         self._tx_clean += n
         return bufs
 
@@ -385,6 +401,14 @@ class IxgbeDriver:
 
     def tx_in_flight(self) -> int:
         return self._tx_post - self._tx_clean
+
+    def rx_waiting(self) -> bool:
+        """The device holds RX descriptors (given, not yet received from)."""
+        return self._rx_tail > self._rx_recv
+
+    def rx_ready(self) -> bool:
+        """The next RX descriptor has been written back (DD): rx_batch_arrays has a frame."""
+        return self._rx_tail > self._rx_recv and bool(self.rx_ring.d[self._rx_recv % self.nrx, 2] & RXD_STAT_DD)
 
     # ------------------------------------------------------------------ stats
     def _read_stats(self) -> dict:

@@ -28,7 +28,11 @@ reacts to what it finds there the way the hardware reacts to register writes:
   process shell may sleep until the driver rings (a generator on the wire would
   otherwise keep the emulated NIC spinning on a full ring, taking the CPU the
   driver needs to empty it).  A wire with ``recv_array``/``send_array`` (pktgen)
-  is served by one numpy scatter/gather per batch instead of one copy per frame.
+  is served by one numpy scatter/gather per batch instead of one copy per frame;
+  if it can also ``drop(n)`` (pktgen), the frames that find no descriptor are
+  counted in MPC without being built, and a uniform TX batch (one frame kind and
+  length, buffers in the window) is checked with a few whole-batch reductions
+  (``_tx_fast``); anything else takes the general path, which reports it.
 * Misprogramming (address outside [dma_base, dma_limit), bad descriptor, tail
   beyond the ring, ...) is a device error: counted in the BAR
   (EMU_ERR_COUNT/LAST/ARG/QUEUE), logged in ``Nic.errors``, and the offending
@@ -52,10 +56,12 @@ import numpy as np
 
 from . import regs as R
 from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, RingView,
-                          TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS, TXD_DTYP_DATA, TXD_DTYP_MASK,
+                          TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS, TXD_DTYP_DATA, TXD_DTYP_MASK, TXD_STAT_DD,
                           leading_true, ring_indices, rx_encode_wb, tx_encode_wb)
 
 FCS_LEN = 4
+_TX_FAST_MASK = TXD_DCMD_DEXT | TXD_DTYP_MASK | TXD_DCMD_EOP | TXD_DCMD_RS
+_TX_FAST_VAL = TXD_DCMD_DEXT | TXD_DTYP_DATA | TXD_DCMD_EOP | TXD_DCMD_RS
 MIN_FRAME = 60             # without FCS; TXPADEN pads to this
 MAX_FRAME_STD = 1514       # without FCS
 MAX_FRAME_JUMBO = 9216
@@ -107,6 +113,9 @@ class Nic:
         self.rxq: list[_Queue | None] = [None] * num_queues
         self.txq: list[_Queue | None] = [None] * num_queues
         self._link_countdown: int | None = None
+        self._wire_drop = getattr(wire, "drop", None)
+        self._wire_send_array = getattr(wire, "send_array", None)
+        self._row_views: dict[int, np.ndarray] = {}
         # offsets used on the hot path
         self._rdt = [R.RDT(i) >> 2 for i in range(num_queues)]
         self._rdh = [R.RDH(i) >> 2 for i in range(num_queues)]
@@ -299,6 +308,8 @@ class Nic:
         if avail == 0:
             return False
         k = min(avail, self.batch)
+        if self._wire_send_array is not None and self._tx_fast(q, head, min(k, n - head)):
+            return True
         ring = q.ring
         idx = ring_indices(head, k, n)
         addr = ring.q[idx, 0]
@@ -336,6 +347,37 @@ class Nic:
             self._stop_tx(i)
         return bool(c) or fault
 
+    def _tx_fast(self, q: _Queue, head: int, k: int) -> bool:
+        """The common batch, for a wire that takes frames as one array: k descriptors
+        from `head` (not wrapping) that are all the same single-descriptor frame kind
+        (advanced data, EOP|RS, one length the wire accepts) with buffers inside the
+        DMA window.  Sends them with one gather, writes DD back, advances TDH.
+        Returns False, having done nothing, for anything else (`_tx` then runs the
+        general path, which finds and reports what is wrong)."""
+        ring = q.ring
+        cmd = ring.d[head:head + k, 2]
+        c = int(cmd.min())
+        if c != int(cmd.max()) or c & _TX_FAST_MASK != _TX_FAST_VAL:
+            return False
+        s = c & 0xFFFF
+        if s == 0 or s > self._max_frame() or (s < MIN_FRAME and self._w[R.HLREG0 >> 2] & R.HLREG0_TXPADEN):
+            return False
+        addr = ring.q[head:head + k, 0]
+        if int(addr.min()) < self.dma_base or int(addr.max()) + s > self.dma_limit:
+            return False
+        frames = self._rows(s)[addr]
+        try:
+            self._wire_send_array(frames)
+        except Exception as e:
+            self._error(R.DevErr.WIRE_ERROR, q.q, 0, f"wire send failed: {e!r}")
+        self._stat(1, k)                                    # GPTC
+        self._stat(3, (s + FCS_LEN) * k)                    # GOTC
+        ring.d[head:head + k, 2] = 0                        # write-back: DD (every descriptor has RS)
+        ring.d[head:head + k, 3] = TXD_STAT_DD
+        q.head = (head + k) % q.n
+        self._w[self._tdh[q.q]] = q.head
+        return True
+
     def _send(self, q: _Queue, addr: np.ndarray, lens: np.ndarray, ends) -> None:
         mv = self.dma
         maxf = self._max_frame()
@@ -345,7 +387,7 @@ class Nic:
             s = int(lens[0])
             if (lens == s).all() and s <= maxf and (s >= MIN_FRAME or not pad):
                 # one gather for the whole batch instead of a memoryview per frame
-                frames = self.mem[addr.astype(np.int64)[:, None] + np.arange(s)]
+                frames = self._rows(s)[addr]
                 try:
                     send_array(frames)
                 except Exception as e:
@@ -395,6 +437,89 @@ class Nic:
 
     # ------------------------------------------------------------------ RX
     def _rx_array(self, bme: bool, recv_array) -> bool:
+        """_rx for a wire that hands over equal-size frames as one array and can
+        drop frames without making them (pktgen's ``drop(n)``): the frames that find
+        no descriptor are only counted (MPC), never generated and copied, and the
+        ones that do are DMAed with one scatter per ring segment.  The same checks,
+        counters and errors as `_rx_array_any`, which serves wires without ``drop``."""
+        drop = self._wire_drop
+        if drop is None:
+            return self._rx_array_any(bme, recv_array)
+        w = self._w
+        q = self.rxq[0]
+        batch = self.batch
+        mpc = 5                                             # MPC(0) slot
+        try:
+            if q is None or not bme or not (w[R.RXCTRL >> 2] & R.RXCTRL_RXEN):
+                self._stat(mpc, drop(batch))
+                return False
+            size = self.wire.frame_size
+            if size > min(self._max_frame(), q.bufsize):
+                self._stat(4, drop(batch))                  # ROC
+                return False
+            n = q.n
+            tail = w[self._rdt[0]]
+            if tail >= n:
+                self._error(R.DevErr.RDT_OUT_OF_RANGE, 0, tail, f"rx queue 0: RDT {tail} beyond ring of {n}")
+                self._stop_rx(0)
+                self._stat(mpc, drop(batch))
+                return True
+            head = q.head
+            m = min(batch, (tail - head) % n)
+            frames = recv_array(m) if m else None
+            k = 0 if frames is None else frames.shape[0]
+            extra = drop(batch - m) if k == m and m < batch else 0
+        except Exception as e:
+            self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e!r}")
+            return True
+        if extra:
+            self._stat(mpc, extra)
+        if not k:
+            return False
+        ring = q.ring
+        rows = self._rows(size)
+        done = 0
+        while done < k:                                     # one or two ring segments
+            h = (head + done) % n
+            c = min(k - done, n - h)
+            addr = ring.q[h:h + c, 0]
+            if int(addr.min()) < self.dma_base or int(addr.max()) + size > self.dma_limit:
+                nb = leading_true((addr >= self.dma_base) & (addr + np.uint64(size) <= self.dma_limit))
+            else:
+                nb = c
+            if nb:
+                rows[addr[:nb]] = frames[done:done + nb]
+                ring.q[h:h + nb, 0] = 0                     # write-back: length, then DD|EOP
+                ring.d[h:h + nb, 3] = size
+                ring.d[h:h + nb, 2] = RXD_STAT_DD | RXD_STAT_EOP
+                done += nb
+            if nb < c:
+                a = int(addr[nb])
+                self._error(R.DevErr.BAD_DMA_ADDR, 0, a,
+                            f"rx queue 0 desc {h + nb}: buffer {a:#x} outside DMA window")
+                self._stop_rx(0)
+                self._stat(mpc, k - done)
+                k = done
+                break
+        if done:
+            q.head = (head + done) % n
+            w[self._rdh[0]] = q.head
+            self._stat(0, done)                                 # GPRC
+            self._stat(2, (size + FCS_LEN) * done)              # GORC
+        return True
+
+    def _rows(self, size: int) -> np.ndarray:
+        """A view of DMA memory whose row a is mem[a:a + size]: a batch of frames
+        at arbitrary addresses moves with one gather or scatter of rows (instead of
+        a (batch, size) index array)."""
+        v = self._row_views.get(size)
+        if v is None:
+            mem = self.mem
+            v = self._row_views[size] = np.lib.stride_tricks.as_strided(
+                mem, shape=(mem.size - size + 1, size), strides=(1, 1))
+        return v
+
+    def _rx_array_any(self, bme: bool, recv_array) -> bool:
         """_rx for a wire that hands over equal-size frames as one array: one
         scatter into the buffers for the whole batch.  Same checks, same counters."""
         try:
@@ -430,7 +555,7 @@ class Nic:
             ok = (addr >= self.dma_base) & (addr + np.uint64(size) <= self.dma_limit)
             nb = leading_true(ok)
             if nb:
-                self.mem[addr[:nb].astype(np.int64)[:, None] + np.arange(size)] = frames[:nb]
+                self._rows(size)[addr[:nb]] = frames[:nb]
                 rx_encode_wb(ring, idx[:nb], np.full(nb, size, dtype=np.uint64), RXD_STAT_DD | RXD_STAT_EOP)
                 q.head = (head + nb) % n
                 w[self._rdh[0]] = q.head
@@ -529,6 +654,7 @@ class Nic:
         self.txq = [None] * self.num_queues
         self._real = None
         self.mem = None
+        self._row_views = {}
         for v in (self._w, self._q64):
             try:
                 v.release()

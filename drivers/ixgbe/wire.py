@@ -384,6 +384,17 @@ class PktGenWire(_Counters):
         self.template = t
         self._buf = np.tile(t, (max_batch, 1))
         self.max_batch = max_batch
+        # the seq and check fields of every row of _buf, as (unaligned) u64 columns
+        self._seq_col = np.ndarray((max_batch,), dtype="<u8", buffer=self._buf, offset=16, strides=(frame_size,))
+        self._check_col = np.ndarray((max_batch,), dtype="<u8", buffer=self._buf, offset=24,
+                                     strides=(frame_size,))
+        self._seq_ar = np.arange(max_batch, dtype=np.uint64)
+        if frame_size % 4 == 0:                   # the sink's whole-batch pattern check
+            words = t[12:].view("<u4")
+            mask = np.full(words.size, 0xFFFFFFFF, dtype=np.uint32)
+            mask[1:5] = 0                         # seq and check vary
+            self._pat_mask = np.tile(mask, (256, 1))
+            self._pat_exp = np.tile(words & mask, (256, 1))
         # sink state
         self.sink_frames = 0
         self.sink_bytes = 0
@@ -403,10 +414,9 @@ class PktGenWire(_Counters):
         s = self.frame_size
         return [raw[i:i + s] for i in range(0, n * s, s)]
 
-    def recv_array(self, max) -> np.ndarray:
-        """recv() as one (n, frame_size) uint8 array (a view, valid until the next
-        call): the NIC's vectorised RX path takes it without a bytes object per frame."""
-        n = min(max, self.max_batch)
+    def _avail(self, max) -> int:
+        """How many frames the generator offers now (at most `max`); takes their tokens."""
+        n = max
         if self.count is not None:
             n = min(n, self.count - self.next_seq)
         if self.rate is not None:
@@ -414,17 +424,34 @@ class PktGenWire(_Counters):
             self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
             self._last = now
             n = min(n, int(self._tokens))
+            if n > 0:
+                self._tokens -= n
+        return n
+
+    def recv_array(self, max) -> np.ndarray:
+        """recv() as one (n, frame_size) uint8 array (a view, valid until the next
+        call): the NIC's vectorised RX path takes it without a bytes object per frame."""
+        n = self._avail(min(max, self.max_batch))
         if n <= 0:
             return self._buf[:0]
-        if self.rate is not None:
-            self._tokens -= n
-        seqs = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
+        seqs = self._seq_ar[:n] + np.uint64(self.next_seq)
         self.next_seq += n
-        b = self._buf[:n]
-        b[:, 16:24] = seqs.astype("<u8").view(np.uint8).reshape(n, 8)
-        b[:, 24:32] = ((seqs * self.K) ^ self.SALT).astype("<u8").view(np.uint8).reshape(n, 8)
+        self._seq_col[:n] = seqs
+        np.multiply(seqs, self.K, out=seqs)
+        np.bitwise_xor(seqs, self.SALT, out=self._check_col[:n])
         self.rx_frames += n
-        return b
+        return self._buf[:n]
+
+    def drop(self, max) -> int:
+        """Frames that arrive while the NIC has nowhere to put them (no free RX
+        descriptor): they take their sequence numbers and tokens, as if received
+        and dropped, but are never built.  Returns how many (at most `max`)."""
+        n = self._avail(max)
+        if n <= 0:
+            return 0
+        self.next_seq += n
+        self.rx_frames += n
+        return n
 
     # ---- sink side: the NIC transmits into this
     def send(self, frames):
@@ -453,6 +480,48 @@ class PktGenWire(_Counters):
         self._sink(a)
 
     def _sink(self, a: np.ndarray) -> None:
+        """Check and count frames of the right length, one per row of `a`.
+
+        Fast path for the usual batch (every frame intact, sequence numbers rising
+        and all above those seen): the same checks in a few whole-batch operations;
+        anything else goes through `_sink_any`, which classifies frame by frame."""
+        m, s = a.shape
+        if not m:
+            return
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        seqs = np.ndarray((m,), dtype="<u8", buffer=a, offset=16, strides=(s,)).copy()
+        check = np.ndarray((m,), dtype="<u8", buffer=a, offset=24, strides=(s,))
+        top = int(seqs[-1])
+        if (int(seqs[0]) > self.sink_max_seq
+                and np.count_nonzero(check == (seqs * self.K) ^ self.SALT) == m
+                and self._pattern_ok(a)
+                and (m == 1 or np.count_nonzero(seqs[1:] > seqs[:-1]) == m - 1)):
+            if top >= self._seen.size:
+                grow = np.zeros(max(top + 1, 2 * self._seen.size), dtype=bool)
+                grow[:self._seen.size] = self._seen
+                self._seen = grow
+            self._seen[seqs] = True             # all new: above every sequence seen
+            self.sink_frames += m
+            self.sink_bytes += m * s
+            self.sink_max_seq = top
+            return
+        self._sink_any(a)
+
+    def _pattern_ok(self, a: np.ndarray) -> bool:
+        """Every row of `a` (contiguous) has the template's bytes 12..16 and 32..end."""
+        m, s = a.shape
+        if s % 4:
+            return (np.count_nonzero(a[:, 12:16] != self.template[12:16]) == 0
+                    and np.count_nonzero(a[:, 32:] != self.template[32:]) == 0)
+        if m > self._pat_exp.shape[0]:
+            self._pat_mask = np.tile(self._pat_mask[0], (m, 1))
+            self._pat_exp = np.tile(self._pat_exp[0], (m, 1))
+        # bytes 12.. as u32 words; the seq and check words (bytes 16..32) masked out
+        v = np.ndarray((m, (s - 12) // 4), dtype="<u4", buffer=a, offset=12, strides=(s, 4))
+        return np.count_nonzero((v & self._pat_mask[:m]) != self._pat_exp[:m]) == 0
+
+    def _sink_any(self, a: np.ndarray) -> None:
         """Check and count frames of the right length, one per row of `a`."""
         m, s = a.shape
         seqs = a[:, 16:24].copy().view("<u8").ravel()

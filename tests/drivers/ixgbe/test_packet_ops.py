@@ -89,3 +89,70 @@ def test_offsets_outside_the_arena_and_forged_slots_are_refused(ops):
     pairs[0, 0] = 0xFFFFFFF0                       # a slot beyond the table
     with pytest.raises(OwnershipError, match="not live Packets inside it"):
         ops.peek(dq)
+
+
+def test_fast_moves_match_record_ops_across_ring_wraps(ops):
+    """PacketOps' take/put/peek (fewer numpy operations) against RecordOps' (the
+    reference) on the same deques, through many wraps of the deque's ring."""
+    from shared_heap.batch import RecordOps
+    from drivers.net import Packet
+    ref = RecordOps(ops.heap, Packet)
+    rng = np.random.default_rng(7)
+    pool = ops.alloc_packets(64)
+    dq = ops.deque(24)
+    inside: list[int] = []
+    for i in range(200):
+        use = ops if i % 2 else ref
+        if rng.random() < 0.5 and pool.size:
+            k = int(rng.integers(1, 12))
+            if i % 3 == 0:                          # objects tracked since taken: no second check
+                n = use.put_records(dq, *use.records_of(pool[:k]))
+            else:
+                n = use.put(dq, pool[:k])
+            inside += pool[:n].tolist()
+            pool = pool[n:]
+        else:
+            k = int(rng.integers(0, 12))
+            got = use.take(dq, k)
+            assert got.tolist() == inside[:len(got)]
+            inside = inside[len(got):]
+            pool = np.concatenate([pool, got])
+        assert ops.peek(dq).tolist() == inside == ref.peek(dq).tolist()
+        s1, g1, o1 = ops.peek_records(dq)
+        s2, g2, o2 = ref.peek_records(dq)
+        assert s1.tolist() == s2.tolist() and g1.tolist() == g2.tolist() and o1.tolist() == o2.tolist()
+
+
+def test_fast_moves_refuse_what_record_ops_refuses(ops):
+    offs = ops.alloc_packets(6)
+    dq = ops.deque(8, offs[:4])
+    pairs = np.ndarray((8, 2), dtype=np.uint32, buffer=ops.heap.mem, offset=dq.offset + 16)
+    # the same object named twice
+    saved = pairs[1].copy()
+    pairs[1] = pairs[0]
+    with pytest.raises(OwnershipError, match="twice"):
+        ops.take(dq)
+    pairs[1] = saved
+    # an entry naming an object that is not inside this deque (owned at top level)
+    saved = pairs[3].copy()
+    other = ops.deque(4, offs[4:5])
+    pairs[3] = np.ndarray((4, 2), dtype=np.uint32, buffer=ops.heap.mem, offset=other.offset + 16)[0]
+    with pytest.raises(OwnershipError, match="not live Packets inside it"):
+        ops.take(dq)
+    pairs[3] = saved
+    # slot 0 (no object)
+    saved = pairs[2].copy()
+    pairs[2, 0] = 0
+    with pytest.raises(OwnershipError):
+        ops.peek(dq)
+    pairs[2] = saved
+    assert ops.take(dq).tolist() == offs[:4].tolist()
+    # put: the same offset twice in one batch, a lent object
+    with pytest.raises(OwnershipError, match="twice"):
+        ops.put(ops.deque(8), np.array([offs[5], offs[5]]))
+    h = ops.heap.alloc(Packet)
+    h.lend_to(ops.did + 1)
+    with pytest.raises(OwnershipError, match="not Packets this domain owns"):
+        ops.put(ops.deque(8), np.array([h.offset]))
+    h.end_lend()
+    assert ops.put(ops.deque(8), np.array([h.offset])) == 1

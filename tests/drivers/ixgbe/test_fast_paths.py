@@ -1,0 +1,197 @@
+"""The whole-batch fast paths (NIC model, pktgen wire, driver core, forwarder) do
+what the general paths do: the same frames, counters, write-backs and errors."""
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from drivers.ixgbe import descriptors as D
+from drivers.ixgbe import l2fwd
+from drivers.ixgbe import regs as R
+from drivers.ixgbe.nic import Nic
+from drivers.ixgbe.sim import Port
+from drivers.ixgbe.wire import PktGenWire
+
+
+# ------------------------------------------------------------------ ring helpers
+@given(st.integers(1, 64), st.integers(0, 10 ** 6), st.integers(0, 200))
+@settings(max_examples=200, deadline=None)
+def test_ring_get_and_set_wrap(n, start, count):
+    start %= n
+    count %= n + 1
+    col = np.arange(n, dtype=np.int64) * 10
+    got = D.ring_get(col, start, count, n)
+    assert got.tolist() == [col[(start + i) % n] for i in range(count)]
+    vals = np.arange(count, dtype=np.int64) + 1000
+    D.ring_set(col, start, vals, n)
+    assert [int(col[(start + i) % n]) for i in range(count)] == vals.tolist()
+    D.ring_set(col, start, (count, -1), n)                  # a scalar for `count` slots
+    assert all(col[(start + i) % n] == -1 for i in range(count))
+    assert (col != -1).sum() == n - count
+
+
+# ------------------------------------------------------------------ forward
+@given(st.lists(st.integers(0, 200), min_size=0, max_size=40, unique=True))
+@settings(max_examples=50, deadline=None)
+def test_forward_swaps_macs_and_touches_like_the_naive_loop(slots):
+    rng = np.random.default_rng(len(slots))
+    mem = rng.integers(0, 256, 64 * 256, dtype=np.uint8)
+    want = mem.copy()
+    offs = np.array(slots, dtype=np.int64) * 64 + 3
+    for o in offs.tolist():
+        hdr = want[o:o + 12].copy()
+        hdr[1:2] += 1                            # uint8: wraps
+        want[o:o + 6], want[o + 6:o + 12] = hdr[6:12], hdr[0:6]
+    l2fwd.forward(mem, offs)
+    assert (mem == want).all()
+
+
+# ------------------------------------------------------------------ pktgen sink
+def _frames(gen, n):
+    return gen.recv_array(n).copy()
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_sink_fast_path_counts_like_the_frame_by_frame_check(data):
+    """Whatever arrives (intact, corrupted, duplicated, reordered), _sink gives the
+    counters _sink_any gives."""
+    gen = PktGenWire()
+    batches = [_frames(gen, data.draw(st.integers(1, 20))) for _ in range(data.draw(st.integers(1, 4)))]
+    ops = data.draw(st.lists(st.tuples(st.sampled_from(["flip", "dup", "swap", "none"]),
+                                       st.integers(0, 10 ** 6), st.integers(0, 59)), max_size=6))
+    for kind, i, byte in ops:
+        b = batches[i % len(batches)]
+        r = i % b.shape[0]
+        if kind == "flip":
+            b[r, byte] ^= 0x40
+        elif kind == "dup" and b.shape[0] > 1:
+            b[(r + 1) % b.shape[0]] = b[r]
+        elif kind == "swap" and b.shape[0] > 1:
+            b[[r, (r + 1) % b.shape[0]]] = b[[(r + 1) % b.shape[0], r]]
+    fast, slow = copy.deepcopy(gen), copy.deepcopy(gen)
+    for b in batches:
+        fast._sink(b.copy())
+        slow._sink_any(b.copy())
+    assert fast.sink_stats() == slow.sink_stats()
+
+
+def test_pktgen_drop_takes_sequence_numbers_and_tokens():
+    t = [0.0]
+    gen = PktGenWire(rate_pps=1000, burst=10, clock=lambda: t[0])
+    assert gen.recv_array(4).shape[0] == 4
+    assert gen.drop(100) == 6                       # only the burst's remaining tokens
+    assert gen.drop(5) == 0
+    t[0] += 0.005                                   # 5 more tokens
+    f = gen.recv_array(10)
+    assert f.shape[0] == 5
+    assert f[0, 16:24].view("<u8")[0] == 10         # the dropped frames had 4..9
+    gen2 = PktGenWire(count=8)
+    assert gen2.drop(5) == 5 and gen2.recv_array(10).shape[0] == 3 and gen2.drop(1) == 0
+    gen2.send_array(gen2.recv_array(0))
+    assert gen2.sink_stats()["missing"] == 8
+
+
+# ------------------------------------------------------------------ NIC RX/TX over pktgen
+def _port(n=32, batch=16):
+    gen = PktGenWire(count=0)
+    p = Port(gen, num_rx_desc=n, num_tx_desc=n, batch=batch, num_bufs=4 * n)
+    p.init()
+    gen.count = None
+    return p, gen
+
+
+def _stat(p, reg):
+    return p.drv.regs.read32(reg)
+
+
+def test_rx_fills_the_ring_drops_the_rest_and_wraps():
+    p, gen = _port(n=32, batch=16)
+    drv, nic = p.drv, p.nic
+    got = []
+    for _ in range(12):                             # the ring wraps several times
+        nic.process()
+        nic.process()                               # finds the ring nearly full: drops
+        offs, lens = drv.rx_batch_arrays(64)
+        assert (lens == 60).all()
+        for o in offs.tolist():
+            got.append(int(np.frombuffer(p.dma, np.uint8, 8, o + 16).view("<u8")[0]))
+        drv.give_rx_buffers(offs)
+    assert got == sorted(got) and len(set(got)) == len(got)
+    missed = _stat(p, R.MPC(0))
+    assert missed > 0                                # a full ring drops, counted
+    assert len(got) + missed == gen.next_seq        # every generated frame: received or missed
+    assert nic.error_count == 0
+
+
+def test_rx_bad_buffer_address_is_a_device_error_after_the_good_ones():
+    p, gen = _port(n=32, batch=16)
+    drv, nic = p.drv, p.nic
+    head = nic.rxq[0].head
+    ring = drv.rx_ring
+    ring.q[(head + 3) % 32, 0] = 1 << 40            # outside the DMA window
+    nic.process()
+    assert nic.errors[-1].code == R.DevErr.BAD_DMA_ADDR
+    assert nic.rxq[0] is None                        # the queue is stopped
+    assert _stat(p, R.GPRC) == 3                     # the three before it were delivered
+    assert _stat(p, R.MPC(0)) == 16 - 3
+
+
+def test_tx_fast_path_sends_writes_back_and_wraps():
+    p, gen = _port(n=32, batch=16)
+    drv, nic = p.drv, p.nic
+    sent = 0
+    for _ in range(10):
+        nic.process()
+        offs, lens = drv.rx_batch_arrays(16)
+        l2fwd.forward(p.mem, offs)
+        sent += drv.tx_batch_arrays(offs, lens)
+        nic.process()
+        drv.give_rx_buffers(drv.tx_reclaim_arrays())
+    s = gen.sink_stats()
+    assert s["frames"] == sent and s["bad"] == 0 and s["dup"] == 0
+    assert _stat(p, R.GPTC) == sent and nic.error_count == 0
+
+
+def test_tx_odd_batches_take_the_general_path_with_the_same_errors():
+    p, gen = _port(n=32, batch=16)
+    drv, nic = p.drv, p.nic
+    nic.process()
+    offs, lens = drv.rx_batch_arrays(8)
+    lens = lens.copy()
+    lens[2] = 59                                     # mixed lengths: not the fast path
+    assert drv.tx_batch_arrays(offs[:4], lens[:4]) == 4
+    nic.process()
+    assert gen.sink_bad == 1 and gen.sink_frames == 3
+    # a bad address in the middle of an otherwise uniform batch
+    ring, t = drv.tx_ring, drv._tx_post % 32
+    assert drv.tx_batch_arrays(offs[4:8], lens[4:8]) == 4
+    ring.q[(t + 2) % 32, 0] = 1 << 40
+    nic.process()
+    assert nic.errors[-1].code == R.DevErr.BAD_DMA_ADDR
+    assert gen.sink_frames == 5                      # the two before it went out
+    assert nic.txq[0] is None
+
+
+def test_rx_without_a_queue_counts_every_frame_as_missed():
+    bar, dma = bytearray(R.BAR_SIZE), bytearray(1 << 20)
+    gen = PktGenWire()
+    nic = Nic(memoryview(bar), memoryview(dma), 4096, 1 << 20, gen, batch=32)
+    nic.process()
+    r = R.Regs(memoryview(bar))
+    assert r.read32(R.MPC(0)) == 32 and gen.next_seq == 32
+
+
+def test_rx_ready_and_waiting_follow_the_ring():
+    p, gen = _port(n=32, batch=16)
+    drv, nic = p.drv, p.nic
+    assert drv.rx_waiting() and not drv.rx_ready()  # buffers given, nothing written back
+    nic.process()
+    assert drv.rx_ready()
+    offs, _ = drv.rx_batch_arrays(64)
+    assert offs.size == 16 and not drv.rx_ready() and drv.rx_waiting()
+    drv.give_rx_buffers(offs)
+    gen.count = gen.next_seq                        # the generator stops
+    nic.process()
+    assert not drv.rx_ready() and drv.rx_waiting()
