@@ -198,7 +198,11 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
             m.sweep_orphans()
             assert m.check() == []
             st = m.stats()
-            assert st["objects"] == 0 and st["free_bytes"] == st["arena_bytes"], st
+            left = np.flatnonzero(rec["state"] == R_LIVE)
+            assert st["objects"] == 0 and st["free_bytes"] == st["arena_bytes"], (
+                st, [(int(s), int(rec["owner"][s]), int(rec["parent"][s]), int(rec["borrower"][s]),
+                      int(m.hf.domains["state"][rec["owner"][s]])) for s in left[:8]],
+                [did for _p, did in procs.values()])
         return kills, len(live)
     finally:
         serving = False
