@@ -9,7 +9,6 @@ pyzmq-reqrep-ipc, mp-pipe, socketpair (for the move cases they send the bytes).
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import numpy as np
 

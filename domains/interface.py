@@ -20,7 +20,7 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import InterfaceError
 

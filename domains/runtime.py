@@ -178,7 +178,6 @@ class Runtime:
         for e in self.exports.values():
             if e.obj is obj:
                 return e.name
-        spec = spec_of(obj)
         name = f"{self.domain_id}.cap{next(self._auto_names)}"
         self.export(name, obj)
         self.ctl.request("ready", domain_id=self.domain_id, exports=self.export_list())

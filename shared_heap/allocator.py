@@ -16,9 +16,8 @@ import numpy as np
 
 from .arena import HeapFile
 from .errors import HeapExhausted, OwnershipError
-from .layout import (C_LARGE, CHUNK, DOMAIN_ENTRY, F_BORROWER, F_GEN, F_OWNER, F_PARENT, F_STATE, J_FREE, JOURNAL,
-                     JOURNAL_OFF, K_ARRAY, K_DEQUE, K_RECORD, K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC,
-                     REC_SIZE, UNIT, UNITS)
+from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD, K_VEC, MAX_CLASS,
+                     MIN_CLASS, R_FREE, R_LIVE, REC, REC_SIZE, UNIT)
 from . import types as T
 from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
 

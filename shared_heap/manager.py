@@ -43,16 +43,14 @@ Crash consistency (a domain killed at any instruction):
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-import msgpack
 import numpy as np
 
 from .arena import HeapFile
 from .errors import HeapExhausted
 from .layout import (C_FREE, C_LARGE, C_LARGE_TAIL, C_LEASED, C_ORPHAN, CHUNK, D_ALIVE, D_DEAD, DOMAIN_ENTRY,
-                     J_FREE, JOURNAL, JOURNAL_OFF, K_ARRAY, K_DEQUE, R_DEFERRED, R_FREE, R_LIVE, REGISTRY, UNIT,
+                     J_FREE, JOURNAL, JOURNAL_OFF, K_ARRAY, K_DEQUE, R_DEFERRED, R_FREE, R_LIVE, UNIT,
                      UNITS)
 
 

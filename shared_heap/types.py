@@ -12,7 +12,6 @@ qualified name and layout), so every process agrees on ids without coordination.
 
 from __future__ import annotations
 
-import typing
 import zlib
 
 import numpy as np

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from domains.errors import ControlError, InstanceNotRunning, RedleafError
+from domains.errors import ControlError, RedleafError
 from domains.paths import InstancePaths, check_instance_name
 
 

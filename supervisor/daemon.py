@@ -19,14 +19,12 @@ import heapq
 import logging
 import os
 import secrets
-import shutil
 import signal
 import struct
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import msgpack
 import psutil
@@ -40,7 +38,7 @@ from domains.paths import InstancePaths
 
 from .manifest import DomainSpec, Manifest, ManifestError, domain_spec, expand_shadow
 from .policy import RestartTracker
-from .table import BACKOFF, CRASHED, FAILED, LIVE_STATES, RUNNING, STARTING, STOPPED, STOPPING, Entry
+from .table import BACKOFF, CRASHED, FAILED, RUNNING, STARTING, STOPPED, STOPPING, Entry
 from . import stale
 
 SUPERVISOR_ID = 1

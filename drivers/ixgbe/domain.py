@@ -47,7 +47,7 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
 
     def __init__(self, ctx):
         self.ctx = ctx
-        rt = self.rt = ctx.rt
+        self.rt = ctx.rt
         cfg = ctx.config
         dev = cfg.get("device", "ixgbe0-dev")
         self.binding = DeviceBinding(ctx, dev)

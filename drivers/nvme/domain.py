@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
+from drivers.bdev import BLOCK_SIZE, BDev, BlockError, BlockReq, NvmeBDev
 from drivers.binding import DeviceBinding
 from shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
 

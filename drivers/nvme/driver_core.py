@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import numpy as np
 

@@ -6,7 +6,6 @@ import msgpack
 import numpy as np
 import pytest
 
-from domains import BadArgument, CallRejected
 from domains import channel as chan
 from domains.builtin.echo import Echo
 from domains.interface import spec_of

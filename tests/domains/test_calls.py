@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from domains import BadArgument, DomainCrashed, RpcTimeout, interface
+from domains import BadArgument, DomainCrashed, RpcTimeout
 from domains.builtin.echo import Echo, NotFound
 
 

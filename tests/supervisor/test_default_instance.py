@@ -3,7 +3,6 @@ disk image is created there), serving every domain it lists."""
 
 import time
 
-import numpy as np
 
 from drivers.bdev import BLOCK_SIZE, BDev, Block
 from domains.builtin.echo import Echo

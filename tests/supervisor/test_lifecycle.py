@@ -1,7 +1,6 @@
 """The supervisor with real processes: boot, load, unload, faults, restart policy."""
 
 import os
-import signal
 import subprocess
 import sys
 import time

@@ -3,7 +3,6 @@ what the general paths do: the same frames, counters, write-backs and errors."""
 import copy
 
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from drivers.ixgbe import descriptors as D

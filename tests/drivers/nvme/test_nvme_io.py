@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from drivers.nvme import regs as R
 from drivers.nvme import spec as S
 from drivers.nvme.driver_core import NvmeDriverCore, QueueFull
-from drivers.nvme.store import FileBlockStore, MemoryBlockStore
+from drivers.nvme.store import FileBlockStore
 
 from .nvme_rig import Rig
 
