@@ -247,7 +247,13 @@ class HeapManager:
         op, slot, mapidx = JOURNAL.unpack_from(self.mem, off)
         if op == J_FREE and 0 < slot < self.hf.layout.n_records and mapidx < self.hf.maps.size:
             flat = self.hf.maps.reshape(-1)
-            if flat[mapidx] == slot and self.hf.records["state"][slot] == R_FREE:
+            rec = self.hf.records
+            if flat[mapidx] == slot and rec["state"][slot] == R_FREE:
+                # killed inside _free_raw after "state FREE": the generation may not
+                # have been bumped yet, and a slot recycled with its old generation
+                # would make stale handles to the freed object valid again.  A second
+                # bump (if the first landed) is harmless: generations only must change.
+                rec["gen"][slot] += 1
                 flat[mapidx] = 0
         JOURNAL.pack_into(self.mem, off, 0, 0, 0)
 

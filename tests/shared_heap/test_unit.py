@@ -257,7 +257,10 @@ def test_crash_after_free_before_map_clear(world):
     unit = (off - m.hf.arena_off) // L.UNIT
     L.JOURNAL.pack_into(m.hf.mem, m.hf.layout.domains + 2 * L.DOMAIN_ENTRY + L.JOURNAL_OFF,
                         L.J_FREE, slot, unit)
-    m.hf.records["state"][slot] = L.R_FREE
+    m.hf.records["state"][slot] = L.R_FREE          # killed before "gen + 1"
+    gen = int(m.hf.records["gen"][slot])
     assert any("occupancy" in x for x in m.check())
     m.reclaim(2)
     assert m.check() == []
+    # the slot goes back to the pool with a new generation: the old handle stays dead
+    assert int(m.hf.records["gen"][slot]) != gen
