@@ -436,6 +436,16 @@ class Nic:
         self._stat(3, sum(sizes) + FCS_LEN * nf)            # GOTC
 
     # ------------------------------------------------------------------ RX
+    def _rx_tail(self, q):
+        """RDT of RX queue 0, or None if it points beyond the ring (a device error:
+        reported, and the queue stops, as on the 82599)."""
+        tail = self._w[self._rdt[0]]
+        if tail >= q.n:
+            self._error(R.DevErr.RDT_OUT_OF_RANGE, 0, tail, f"rx queue 0: RDT {tail} beyond ring of {q.n}")
+            self._stop_rx(0)
+            return None
+        return tail
+
     def _rx_array(self, bme: bool, recv_array) -> bool:
         """_rx for a wire that hands over equal-size frames as one array and can
         drop frames without making them (pktgen's ``drop(n)``): the frames that find
@@ -458,10 +468,8 @@ class Nic:
                 self._stat(4, drop(batch))                  # ROC
                 return False
             n = q.n
-            tail = w[self._rdt[0]]
-            if tail >= n:
-                self._error(R.DevErr.RDT_OUT_OF_RANGE, 0, tail, f"rx queue 0: RDT {tail} beyond ring of {n}")
-                self._stop_rx(0)
+            tail = self._rx_tail(q)
+            if tail is None:
                 self._stat(mpc, drop(batch))
                 return True
             head = q.head
@@ -599,10 +607,8 @@ class Nic:
             if not frames:
                 return True
         n = q.n
-        tail = w[self._rdt[0]]
-        if tail >= n:
-            self._error(R.DevErr.RDT_OUT_OF_RANGE, 0, tail, f"rx queue 0: RDT {tail} beyond ring of {n}")
-            self._stop_rx(0)
+        tail = self._rx_tail(q)
+        if tail is None:
             self._stat(mpc, len(frames))
             return True
         head = q.head
