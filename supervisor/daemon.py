@@ -108,8 +108,14 @@ class Supervisor:
         """Clean a stale instance of this name, then lay out the runtime dir and heap."""
         stale.clean_stale(self.name)
         root = self.paths.root
-        root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        root.mkdir(mode=0o700)
+        for attempt in range(5):
+            root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                root.mkdir(mode=0o700)
+                break
+            except FileNotFoundError:  # an instance going down removed the empty parent
+                if attempt == 4:
+                    raise
         os.chmod(root, 0o700)
         self.paths.logs.mkdir(mode=0o700)
         self._setup_logging()

@@ -104,3 +104,7 @@ def remove_instance_files(paths: InstancePaths) -> None:
     except FileNotFoundError:
         pass
     shutil.rmtree(paths.root, ignore_errors=True)
+    try:  # the per-user runtime dir, once no instance is left in it
+        os.rmdir(paths.root.parent)
+    except OSError:
+        pass  # another instance lives there (or it is gone already)
