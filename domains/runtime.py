@@ -33,8 +33,8 @@ _U32 = struct.Struct("<I")
 #: (sched_yield) every few rounds: with more busy processes than cores (a client, a
 #: driver and a device on two), a spinner that does not yield holds the very CPU
 #: its peer needs to produce what it waits for, and a sleeper pays a wake-up per
-#: hop.  Yielding spinners hand the CPU over without either cost, which doubled
-#: the NVMe batch rate (bench nvme); with a free core the yield returns at once.
+#: hop.  Yielding spinners hand the CPU over without either cost; with a free core
+#: the yield returns at once.
 SPIN_NS = 1_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
 

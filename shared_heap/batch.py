@@ -27,7 +27,7 @@ from .rref import DQ_HDR
 
 _HDR = struct.Struct("<IIII")
 # u32 word index of each record field (layout.RECORD_DTYPE)
-_W_STATE, _W_OWNER, _W_GEN, _W_TYPE, _W_OFF_LO, _W_OFF_HI = 0, 1, 2, 3, 4, 5
+_W_STATE, _W_OWNER, _W_GEN, _W_TYPE = 0, 1, 2, 3
 _W_BORROWER, _W_PARENT = 8, 9
 assert [RECORD_DTYPE.fields[f][1] // 4 for f in ("state", "owner", "gen", "type_id", "offset", "borrower",
                                                  "parent")] == [0, 1, 2, 3, 4, 8, 9]
@@ -38,8 +38,6 @@ try:  # the C function behind np.count_nonzero (whose Python wrapper costs as mu
     from numpy._core._multiarray_umath import count_nonzero
 except ImportError:  # pragma: no cover - other numpy layouts
     count_nonzero = np.count_nonzero
-_CHECK_IN = np.array([_W_TYPE, _W_PARENT])                           # an element inside a deque
-_CHECK_OWNED = np.array([_W_OWNER, _W_PARENT, _W_BORROWER, _W_TYPE])  # owned, top level, unlent
 
 
 def ownership_errors_as(error_type):
@@ -66,6 +64,8 @@ _UNIT_SHIFT = UNIT.bit_length() - 1
 def has_duplicates(slots: np.ndarray) -> bool:
     s = np.sort(slots)
     return bool(count_nonzero(s[1:] == s[:-1]))
+
+
 _FIELD_VIEW = {"<u8": np.uint64, "<u4": np.uint32, "<i8": np.int64, "<i4": np.int32,
                "|u1": np.uint8, "<u2": np.uint16, "<f8": np.float64}
 
@@ -94,8 +94,6 @@ class RecordOps:
         self._pair_views: dict = {}
         self.mem64 = np.frombuffer(heap.mem, dtype=np.uint64, count=len(heap.mem) // 8)
         self._mat_rows = 0
-        self._want_in: dict = {}  # deque slot -> (type id, parent) its elements must show
-        self._want_owned = np.array([self.did, 0, 0, rtype.type_id], dtype=np.uint32)
         self.maps = hf.maps.reshape(-1)
         self.arena = hf.arena_off
         self.n_records = heap.n_records
@@ -205,7 +203,7 @@ class RecordOps:
             if (count_nonzero(g == exp[0]) == 5 * k and count_nonzero(slots) == k
                     and not (k > 1 and has_duplicates(slots))):
                 return slots, (p >> np.uint64(32)).astype(np.int64), offs
-        return self._elements_slow(dq, head, k, cap)      # raises the precise error
+        self._refuse_elements(dq, head, k, cap)
 
     def _matrices(self, k: int):
         """(expected, mask) u64 matrices [for elements inside a deque, for owned
@@ -224,32 +222,19 @@ class RecordOps:
             self._exp, self._mask, self._mat_rows = (e_in, e_own), (m_in, m_own), rows
         return (self._exp[0][:k], self._exp[1][:k]), (self._mask[0][:k], self._mask[1][:k])
 
-    def _elements_slow(self, dq, head: int, k: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validated (slots, gens, offsets) of the first k elements (live objects of
-        this type, of the generation the entry names, inside dq, each once)."""
+    def _refuse_elements(self, dq, head: int, k: int, cap: int) -> None:
+        """Raise the precise OwnershipError for a batch `_elements` refused."""
         pairs = self._pairs(dq, cap)
         p = pairs[head:head + k] if head + k <= cap else pairs[_ring_index(head, k, cap)]
         slots = p[:, 0].astype(np.int64)
-        gens = p[:, 1].astype(np.int64)
-        # one gather of whole records (an out-of-range slot is clipped, then refused)
-        g = self.rec64.take(slots, axis=0, mode="clip")
-        w = g.view(np.uint32)
-        want = self._want_in.get(dq.slot)
-        if want is None:
-            if len(self._want_in) > 256:
-                self._want_in.clear()
-            want = self._want_in[dq.slot] = np.array([self.tid, dq.slot], dtype=np.uint32)
-        if (count_nonzero(w[:, _CHECK_IN] != want) or count_nonzero(w[:, _W_GEN] != gens)
-                or count_nonzero((w[:, _W_STATE] & 0xFF) != R_LIVE)
-                or count_nonzero((slots <= 0) | (slots >= self.n_records))):
-            ok = ((slots > 0) & (slots < self.n_records) & (w[:, _W_GEN] == gens)
-                  & (w[:, _W_PARENT] == dq.slot) & (w[:, _W_TYPE] == self.tid)
-                  & ((w[:, _W_STATE] & 0xFF) == R_LIVE))
+        w = self.rec64.take(slots, axis=0, mode="clip").view(np.uint32)  # beyond the table: refused
+        ok = ((slots > 0) & (slots < self.n_records) & (w[:, _W_GEN] == p[:, 1])
+              & (w[:, _W_PARENT] == dq.slot) & (w[:, _W_TYPE] == self.tid)
+              & ((w[:, _W_STATE] & 0xFF) == R_LIVE))
+        if not ok.all():
             raise OwnershipError(f"RRefDeque[{self.name}] holds {int((~ok).sum())} entries "
                                  f"that are not live {self.name}s inside it")
-        if k > 1 and has_duplicates(slots):
-            raise OwnershipError(f"RRefDeque[{self.name}] names the same object twice")
-        return slots, gens, g[:, 2].astype(np.int64)
+        raise OwnershipError(f"RRefDeque[{self.name}] names the same object twice")
 
     def length(self, dq) -> int:
         return self._hdr(dq)[1]
@@ -353,7 +338,7 @@ class RecordOps:
     def records_of(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(slots, gens) of objects at `offsets` that this domain owns and has
         tracked itself (no checks: for `put_records`)."""
-        slots = self.maps.take((offsets - self.arena) // UNIT, mode="clip").astype(np.int64)
+        slots = self.maps.take((offsets - self.arena) >> _UNIT_SHIFT, mode="clip").astype(np.int64)
         return slots, self.recw[slots, _W_GEN]
 
     def put_records(self, dq, slots: np.ndarray, gens: np.ndarray) -> int:

@@ -499,7 +499,9 @@ class NvmeController:
         if todo >= _VEC_MIN:
             image = self.store.image
             if image is not None:
-                return self._run_io_batch(sq, todo, image)
+                irq = self._run_io_batch(sq, todo, image)
+                if irq is not None:
+                    return irq
         dma, base, limit = self.dma, self.dma_base, self.dma_limit
         pmask, psize, shift, nsze = self._pmask, self._page_size, self.lba_shift, self.nsze
         maxt = self.max_transfer
@@ -559,16 +561,16 @@ class NvmeController:
         st["completions"] += todo
         return cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
 
-    def _run_io_batch(self, sq: _SQ, todo: int, image: memoryview) -> bool:
-        """`todo` I/O commands as one batch, for a store mapped in memory (`image`).
+    def _run_io_batch(self, sq: _SQ, todo: int, image: memoryview) -> bool | None:
+        """`todo` I/O commands as one batch, for a store mapped in memory (`image`),
+        if they all have the common shape; None (nothing done) otherwise, and the
+        per-command loop of `_run_io_sq` takes them.
 
-        The checks of the inlined path run as numpy operations over all the entries
-        at once (as int64 columns of a copy of the entries: what is checked is what
-        is used); each valid one-page Read/Write is then one memoryview copy between
-        the image and DMA memory (no system call); the others go through
-        ``_io_safe`` one by one, in order.  The completions are posted with two
-        vector stores: every DW2 (SQ head, SQ id) first, then every DW3, whose
-        phase tag publishes the entry (x86 keeps stores in order)."""
+        The shape is checked with a few whole-batch tests on a copy of the entries
+        (what is checked is what is used); each command is then one memoryview copy
+        between the image and DMA memory (no system call).  The completions are
+        posted with two vector stores: every DW2 (SQ head, SQ id) first, then every
+        DW3, whose phase tag publishes the entry (x86 keeps stores in order)."""
         cq = sq.cq
         size, head = sq.size, sq.head
         ct, cs, ph = cq.tail, cq.size, cq.phase
@@ -578,31 +580,28 @@ class NvmeController:
         dw0 = e[:, 0]
         opc0 = int(dw0[0]) & 0xFFFF
         prp1 = e[:, 6]
-        if ((opc0 == 2 or opc0 == 1) and self._one_block_ok
+        # the common shape: all Reads or all Writes of one block, NSID 1, no flags,
+        # 32-bit LBAs in range, page-aligned buffers below 4 GiB inside the DMA window
+        if not ((opc0 == 2 or opc0 == 1) and self._one_block_ok
                 and not count_nonzero(e[:, _CANON_COLS] != _CANON)
                 and not count_nonzero((dw0 & 0xFFFF) != opc0)
                 and int(e[:, 10].max()) < self.nsze and not count_nonzero(prp1 & self._pmask)
                 and int(prp1.min()) >= self.dma_base
                 and int(prp1.max()) + (1 << self.lba_shift) <= self.dma_limit):
-            # the common shape, checked with a few whole-batch tests: all Reads or all
-            # Writes of one block, NSID 1, no flags, 32-bit LBAs in range, page-aligned
-            # buffers below 4 GiB inside the DMA window
-            status = 0
-            n = 1 << self.lba_shift
-            dma = self.dma
-            if opc0 == 2:
-                for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
-                    dma[a:a + n] = image[b:b + n]
-            else:
-                for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
-                    image[b:b + n] = dma[a:a + n]
+            return None
+        n = 1 << self.lba_shift
+        dma = self.dma
+        if opc0 == 2:
+            for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
+                dma[a:a + n] = image[b:b + n]
         else:
-            status = self._run_io_general(sq, e, image)
+            for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
+                image[b:b + n] = dma[a:a + n]
         sqhd = np.arange(head + 1, end + 1)
         if end >= size:
             sqhd %= size
         dw2 = sqhd | (sq.qid << 16)
-        dw3 = (dw0 >> 16) | (status << 17) | (ph << 16)
+        dw3 = (dw0 >> 16) | (ph << 16)                     # status 0
         dw = cq.dw
         cend = ct + todo
         if cend <= cs:
@@ -624,37 +623,6 @@ class NvmeController:
         st["commands"] += todo
         st["completions"] += todo
         return cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
-
-    def _run_io_general(self, sq: _SQ, e: np.ndarray, image: memoryview):
-        """The batch path for entries not all of the common shape: every check of
-        the inlined path per entry (as columns), the odd ones through `_io_safe`.
-        Returns the statuses (0, or an array)."""
-        dw0, c12 = e[:, 0], e[:, 12]
-        opc = dw0 & 0xFF
-        prp1 = e[:, 6] | (e[:, 7] << 32)      # the high words are checked below: no wrap
-        slba = e[:, 10] | (e[:, 11] << 32)
-        nlb = (c12 & 0xFFFF) + 1
-        length = nlb << self.lba_shift
-        nsze, base, limit = self.nsze, self.dma_base, self.dma_limit
-        fast = (((opc == 2) | (opc == 1)) & ((dw0 & 0xFF00) == 0) & (e[:, 1] == 1)
-                & ((c12 & (S.RW_FUA | S.RW_LR)) == 0)
-                & (e[:, 11] < 1 << 31) & (slba < nsze) & (nlb <= nsze - slba)
-                & (length <= self.max_transfer)
-                & (e[:, 7] < 1 << 30) & ((prp1 & 3) == 0)
-                & ((prp1 & self._pmask) + length <= self._page_size)
-                & (prp1 >= base) & (prp1 + length <= limit))
-        dma = self.dma
-        status = np.zeros(len(e), dtype=np.int64)
-        mem, io_safe, size, head = sq.mem, self._io_safe, sq.size, sq.head
-        for i, (f, a, b, n, o) in enumerate(zip(fast.tolist(), prp1.tolist(), (slba << self.lba_shift).tolist(),
-                                                length.tolist(), opc.tolist())):
-            if not f:
-                status[i] = io_safe(mem, ((head + i) % size) << 6)
-            elif o == 2:
-                dma[a:a + n] = image[b:b + n]
-            else:
-                image[b:b + n] = dma[a:a + n]
-        return status
 
     def _io_safe(self, mem, off: int) -> int:
         try:
