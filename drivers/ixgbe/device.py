@@ -33,7 +33,12 @@ def make_wire(config: dict):
         return W.ShmWire(config["cable"], int(config.get("end", 0)))
     if kind == "tap":
         ns = W.NetNamespace(config.get("netns", "redleaf0"))
-        return W.TapWire(ns, config.get("ifname", "rltap0"), config.get("addr", "10.77.0.1/24"))
+        try:
+            return W.TapWire(ns, config.get("ifname", "rltap0"), config.get("addr", "10.77.0.1/24"),
+                             own_netns=True)   # the namespace goes with the device
+        except BaseException:
+            ns.close()
+            raise
     raise ValueError(f"unknown wire {kind!r}: use loopback, pktgen, udp, shm or tap")
 
 
@@ -56,3 +61,4 @@ class IxgbeDevice:
 
     def close(self) -> None:
         self.nic.close()
+        self.wire.close()   # sockets, the TAP device and its namespace

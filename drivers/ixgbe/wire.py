@@ -658,7 +658,11 @@ class TapWire(SocketWire):
     receives; frames the NIC transmits are injected into the namespace.
     """
 
-    def __init__(self, netns: NetNamespace, ifname: str = "rltap0", addr: str | None = "10.77.0.1/24"):
+    def __init__(self, netns: NetNamespace, ifname: str = "rltap0", addr: str | None = "10.77.0.1/24",
+                 own_netns: bool = False):
+        """`own_netns`: close() also removes the namespace (a device that made it for
+        its wire); otherwise the caller keeps it."""
+        self.own_netns = own_netns
         if not os.path.exists("/dev/net/tun"):
             raise WireUnavailable("/dev/net/tun is missing (load the tun module or run in a "
                                   "container with the device)")
@@ -715,3 +719,5 @@ class TapWire(SocketWire):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.own_netns:
+            self.netns.close()
