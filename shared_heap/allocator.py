@@ -44,6 +44,7 @@ class Heap:
         self.map_base = lay.maps
         self.arena = hf.arena_off
         self.arena_end = hf.arena_end
+        self.max_domains = lay.max_domains
         self.journal_off = lay.domains + domain_id * DOMAIN_ENTRY + JOURNAL_OFF
         self.free_slots: list[int] = []
         self.free_lists = {k: [] for k in range(MIN_CLASS, MAX_CLASS + 1)}

@@ -36,6 +36,17 @@ Crash consistency (a domain killed at any instruction):
   marks it ORPHAN (lessee 0); live owners keep freeing objects in it, and
   sweep_orphans() frees it once its map is empty.  Map entries in a dead lessee's chunk
   only go from non-zero to zero, so the "empty" decision cannot be invalidated.
+- torn reads: the manager's vectorised scans run while live domains keep writing
+  their own records, so a scan must never combine fields read at different moments
+  into a fact that never held.  (It did: "state FREE" read from a mover's cached slot,
+  then "owner = dead id" read after the mover had allocated that slot again and moved
+  the object to the dead domain; the manager then reset the owner of a LIVE object to
+  0, and nobody ever freed it.)  So state and owner, the pair every decision rests on,
+  are read together with one aligned 8-byte load per record (`_state_owner`).  Parent
+  and borrower are read *before* that pair: a record that is LIVE and owned by a dead
+  domain at the later read is frozen from then on, and it cannot have become a
+  container element or a loan in between (only a live owner pushes or lends, and it
+  keeps its own id in the owner field when it does).
 - the manager's own pool list is only a hint: every slot is re-verified FREE and
   unowned in the table before it is leased, so a manager crash or a bookkeeping slip
   cannot hand one slot to two domains.
@@ -50,8 +61,10 @@ import numpy as np
 from .arena import HeapFile
 from .errors import HeapExhausted
 from .layout import (C_FREE, C_LARGE, C_LARGE_TAIL, C_LEASED, C_ORPHAN, CHUNK, D_ALIVE, D_DEAD, DOMAIN_ENTRY,
-                     J_FREE, JOURNAL, JOURNAL_OFF, K_ARRAY, K_DEQUE, R_DEFERRED, R_FREE, R_LIVE, UNIT,
-                     UNITS)
+                     F_OWNER, F_STATE, J_FREE, JOURNAL, JOURNAL_OFF, K_ARRAY, K_DEQUE, R_DEFERRED, R_FREE,
+                     R_LIVE, REC_SIZE, UNIT, UNITS)
+
+assert F_STATE == 0 and F_OWNER == 4 and REC_SIZE % 8 == 0  # state+owner share record word 0
 
 
 @dataclass
@@ -76,6 +89,10 @@ class HeapManager:
         self.mem = hf.mem
         self.registry: dict[int, dict] = hf.read_registry()
         rec = hf.records
+        # word 0 of every record (state, flags, kind, owner), 8-byte aligned: see _state_owner
+        self._word0 = np.ndarray(hf.layout.n_records, "<u8", buffer=hf.mem, offset=hf.layout.records,
+                                 strides=(REC_SIZE,))
+        assert self._word0.flags.aligned
         self.free_records = list(np.flatnonzero((rec["state"] == R_FREE) & (rec["owner"] == 0))[::-1])
         self.free_records = [int(s) for s in self.free_records if s != 0]
 
@@ -168,9 +185,21 @@ class HeapManager:
             if s in seen or s == 0:
                 continue
             seen.add(s)
-            if rec["state"][s] == R_FREE and rec["owner"][s] == 0:
+            w = int(self._word0[s])
+            if w & 0xFF == R_FREE and w >> 32 == 0:
                 out.append(s)
         return out
+
+    def _state_owner(self) -> tuple[np.ndarray, np.ndarray]:
+        """(state, owner) of every record, each pair from one atomic read.
+
+        Why: comparing `records["state"]` and then `records["owner"]` reads the two
+        fields of a record microseconds apart, and a live domain may write in between
+        (module docstring, "torn reads").  Both live in the record's first aligned 8-byte
+        word, which numpy copies with one 64-bit load per element, and an aligned load is
+        atomic on every platform we run on (x86-64, aarch64)."""
+        w = self._word0.copy()
+        return (w & 0xFF).astype(np.uint8), (w >> 32).astype(np.uint32)
 
     def _exhausted_msg(self, want: int) -> str:
         free = int((self.hf.chunks["state"] == C_FREE).sum()) * CHUNK
@@ -195,8 +224,9 @@ class HeapManager:
             raise ValueError(f"domain id {did} out of range 1..{hf.layout.max_domains - 1}")
         hf.domains["state"][did] = D_DEAD   # first: from now on the manager is its records' writer
         self._redo_journal(did)
-        live = rec["state"] == R_LIVE
-        top = np.flatnonzero(live & (rec["owner"] == did) & (rec["parent"] == 0))
+        parent = rec["parent"].copy()   # before state+owner: see "torn reads" above
+        state, owner = self._state_owner()
+        top = np.flatnonzero((state == R_LIVE) & (owner == did) & (parent == 0))
         # objects lent to a live borrower wait until the borrow ends
         lent = top[rec["borrower"][top] != 0]
         keep = []
@@ -211,8 +241,10 @@ class HeapManager:
         freed = self._free_tree(top)
         rep.objects = len(freed)
         rep.bytes = int(rec["size"][freed].sum()) if len(freed) else 0
-        # cached free records go back to the pool
-        mine = np.flatnonzero((rec["state"] == R_FREE) & (rec["owner"] == did))
+        # cached free records go back to the pool.  FREE and owned by the dead domain at
+        # one instant means "in its cache": no live domain writes such a record.
+        state, owner = self._state_owner()
+        mine = np.flatnonzero((state == R_FREE) & (owner == did))
         rec["owner"][mine] = 0
         self.free_records.extend(int(s) for s in mine if s != 0)
         self.free_records.extend(int(s) for s in freed)
@@ -248,7 +280,11 @@ class HeapManager:
         if op == J_FREE and 0 < slot < self.hf.layout.n_records and mapidx < self.hf.maps.size:
             flat = self.hf.maps.reshape(-1)
             rec = self.hf.records
-            if flat[mapidx] == slot and rec["state"][slot] == R_FREE:
+            w = int(self._word0[slot])   # state and owner at one instant ("torn reads")
+            # FREE and still owned by the dead domain: the slot is in its cache, so no
+            # live domain writes it; the journal may be stale (it is not cleared on the
+            # hot path) and the slot recycled elsewhere, and then it is not ours to touch
+            if w & 0xFF == R_FREE and w >> 32 == did and flat[mapidx] == slot:
                 # killed inside _free_raw after "state FREE": the generation may not
                 # have been bumped yet, and a slot recycled with its old generation
                 # would make stale handles to the freed object valid again.  A second
@@ -317,12 +353,13 @@ class HeapManager:
         n = 0
         dead = np.flatnonzero(hf.domains["state"] == D_DEAD)
         if len(dead):
-            downed = np.isin(rec["owner"], dead)
-            stray = np.flatnonzero(downed & (rec["state"] == R_LIVE) & (rec["parent"] == 0))
-            stray = stray[rec["borrower"][stray] == 0]
+            parent, borrower = rec["parent"].copy(), rec["borrower"].copy()  # first: "torn reads"
+            state, owner = self._state_owner()
+            downed = np.isin(owner, dead)
+            stray = np.flatnonzero(downed & (state == R_LIVE) & (parent == 0) & (borrower == 0))
             if len(stray):
                 self.free_records.extend(int(s) for s in self._free_tree(stray))
-            cached = np.flatnonzero(downed & (rec["state"] == R_FREE))
+            cached = np.flatnonzero(downed & (state == R_FREE))
             cached = cached[cached != 0]
             if len(cached):
                 rec["owner"][cached] = 0
@@ -424,8 +461,11 @@ class HeapManager:
             if len(fc):
                 v.append(f"{len(fc)} occupancy entries lie in free chunks")
         # owners must be registered, alive domains (DEFERRED objects wait for a borrow to end)
-        alive = set(int(d) for d in np.flatnonzero(hf.domains["state"] == D_ALIVE)) - dead
+        alive = set(int(d) for d in np.flatnonzero(hf.domains["state"] == D_ALIVE)) - dead - {0}
         top_live = np.flatnonzero((rec["state"] == R_LIVE) & (rec["parent"] == 0))
+        pooled = top_live[rec["owner"][top_live] == 0]
+        for s in pooled[:5]:
+            v.append(f"record {s} is live but owned by id 0 (the record pool): no domain will ever free it")
         orphan_owner = top_live[~np.isin(rec["owner"][top_live], list(alive | {0}))]
         orphan_owner = orphan_owner[~np.isin(rec["owner"][orphan_owner], list(dead))]
         for s in orphan_owner[:5]:

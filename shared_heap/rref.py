@@ -98,6 +98,8 @@ class _Handle:
     def move_to(self, domain_id: int) -> tuple[int, int, int]:
         """Give the object to another domain; this handle dies.  Returns the wire form."""
         h = self.heap
+        if not 0 < domain_id < h.max_domains:
+            raise _bad_target(domain_id, h.max_domains)
         if self.mode == _OWNED:  # fast path: one read of the record checks everything
             base = h.rec_base + self.slot * REC_SIZE
             st, _f, _k, owner, gen, _t, _o, _s, borrower, _p = REC.unpack_from(h.mem, base)
@@ -112,6 +114,8 @@ class _Handle:
 
     def lend_to(self, domain_id: int) -> None:
         """Let `domain_id` read the object during one call; `end_lend()` takes it back."""
+        if not 0 < domain_id < self.heap.max_domains:
+            raise _bad_target(domain_id, self.heap.max_domains)
         self._check_unlent()
         self.heap.set_field(self.slot, F_BORROWER, domain_id)
 
@@ -145,6 +149,12 @@ class _Handle:
     def __repr__(self):
         state = ("owned", "borrowed", "dead")[self.mode]
         return f"<{type(self).__name__} slot={self.slot} gen={self.gen} {self.size}B {state}>"
+
+
+def _bad_target(domain_id, max_domains: int) -> ValueError:
+    # id 0 is the heap's record pool: an object given to it is never freed by anyone
+    return ValueError(f"cannot give a heap object to domain {domain_id!r}: domain ids run from 1 to "
+                      f"{max_domains - 1} (0 is the heap's record pool, not a domain)")
 
 
 class RRef(_Handle, Generic[E]):

@@ -140,7 +140,7 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
 
     free_ids = []   # reclaimed ids, reused oldest first (stale wires to them must be refused)
 
-    def spawn(pos):
+    def assign(pos):
         if next_id[0] < 60:
             did = next_id[0]
             next_id[0] += 1
@@ -149,6 +149,11 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
         with lock:
             m.register_domain(did)
         ids[pos] = did
+        return did
+
+    def spawn(pos, did=None):
+        if did is None:
+            did = assign(pos)
         parent_end, child_end = CTX.Pipe()
         p = CTX.Process(target=worker, args=(path, did, pos, child_end, rfds, wfds, ids, errors,
                                              stop, rng.randrange(1 << 30)), daemon=True)
@@ -160,8 +165,10 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
     kills = 0
     t = threading.Thread(target=serve, daemon=True)
     try:
-        for pos in range(workers):
-            spawn(pos)
+        # every position has an id before any worker runs: a worker may move objects to
+        # any position at once (id 0 is the heap's record pool, not a domain)
+        for pos, did in [(pos, assign(pos)) for pos in range(workers)]:
+            spawn(pos, did)
         t.start()
         end = time.monotonic() + seconds
         while time.monotonic() < end:

@@ -114,6 +114,24 @@ def test_move_and_stale_adopt(world):
     assert world.m.check() == []
 
 
+def test_objects_go_only_to_domain_ids(world):
+    a = world.domain(2)
+    r = a.alloc(Point, x=1.0)
+    for bad in (0, -1, 16, 10 ** 9):      # 0 is the record pool; max_domains is 16
+        with pytest.raises(ValueError, match="domain ids run from 1 to 15"):
+            r.move_to(bad)
+        with pytest.raises(ValueError, match="domain ids run from 1 to 15"):
+            r.lend_to(bad)
+    assert r.value["x"] == 1.0            # refused before anything changed
+    assert world.m.check() == []
+    # the checker names a live object given to the pool (nobody would ever free it)
+    world.m.hf.records["owner"][r.slot] = 0
+    assert any("owned by id 0" in v for v in world.m.check())
+    world.m.hf.records["owner"][r.slot] = 2
+    r.drop()
+    assert world.m.check() == []
+
+
 def test_remote_free_rescan(world):
     a, b = world.domain(2), world.domain(3)
     objs = [a.alloc_vec(np.uint8, 1000) for _ in range(64)]   # one whole 1 KiB-class chunk
