@@ -139,6 +139,9 @@ class Runtime:
         self.inbound: list[tuple[chan.Channel, Dispatcher]] = []
         self.deferred: list = []  # see defer()
         self.inbound_by_id: dict[int, tuple[chan.Channel, Dispatcher]] = {}
+        #: the inbound channel whose call is being served (or was last): a server that
+        #: keeps per-client state tells its clients apart by it (see client_alive)
+        self.serving: chan.Channel | None = None
         self.channels: dict[int, chan.Channel] = {}
         self.wakers: dict[int, PeerWaker] = {}
         self.links: dict[tuple[str, type], Link] = {}
@@ -247,6 +250,7 @@ class Runtime:
                 continue
             area = self.area
             area[RA_BUSY] = 1
+            self.serving = ch
             kind, payload = disp.serve(self, ch, req)
             area[RA_BUSY] = 0
             ch.post_response(kind, payload)
@@ -257,6 +261,15 @@ class Runtime:
         if n:
             self.calls_served += n
         return n
+
+    def client_alive(self, chan_id: int) -> bool:
+        """Is the caller at the far end of inbound channel `chan_id` still there?  The
+        supervisor closes a channel when its caller goes (exit, crash, detach); pending
+        notices are read first, so a client that just went is seen as gone."""
+        if chan_id not in self.inbound_by_id:
+            return False
+        self.handle_pushes()
+        return chan_id in self.inbound_by_id
 
     def defer(self, fn) -> None:
         """Run `fn()` once the call being served has been answered (a driver's

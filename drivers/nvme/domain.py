@@ -29,8 +29,16 @@ requests are in flight it waits up to POLL_WAIT_S for the first completion, so a
 client that has nothing else to do does not spin through cross-domain calls.  The
 batch path leaves LBA checking to the controller (an out-of-range block completes
 with the NVMe status "LBA Out of Range" in `status`), the way hardware reports a
-misprogrammed command.  One client at a time should use `NvmeBDev`: completions go
-to whichever caller polls.
+misprogrammed command.
+
+One `NvmeBDev` client at a time (clients are told apart by their channel): the
+queue pair and its completions are not labelled by client, so while one client has
+requests it has not collected, another's calls get a BlockError saying so; the first
+client is not disturbed, and the refused call's deques are freed (a failed call
+consumes what it moved, as in RedLeaf: reset and retry).  When a client goes away with requests outstanding (crash, exit), the next
+client's first call waits for them to complete and frees them: they are the driver's
+to free, and nobody else may see their data.  `BDev` calls are synchronous and serve
+any number of clients.
 """
 
 from __future__ import annotations
@@ -90,7 +98,8 @@ class NvmeDriver(BDev, NvmeBDev):
         self.accepted = None  # (offsets, write): taken from a client, not yet queued
         self.next_tag = 1
         self.submitted = self.completed = self.errors = 0
-        self.inflight_batch = 0
+        self.inflight_batch = 0  # batch requests accepted and not yet collected
+        self.client = 0  # channel id of the NvmeBDev client those belong to
         ctx.export(ctx.name, self, BDev)
         ctx.export(ctx.name, self, NvmeBDev)
 
@@ -175,9 +184,43 @@ class NvmeDriver(BDev, NvmeBDev):
         return BLOCK_SIZE, self.nblocks
 
     # -- NvmeBDev ---------------------------------------------------------------------
+    def _claim(self, *deques) -> None:
+        """The caller becomes the NvmeBDev client, if the last one is done or gone."""
+        chan_id = self.rt.serving.chan_id
+        if chan_id == self.client:
+            return
+        if self.inflight_batch:
+            if self.rt.client_alive(self.client):
+                for d in deques:  # a refused call consumes what it moved, as any failed call
+                    d.drop()
+                raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
+                                 f"{self.inflight_batch} requests it has not collected; this call's deques are freed: "
+                                 "retry with new ones once it has (or give each client its own device)")
+            self._abandon()
+        self.client = chan_id
+
+    def _abandon(self) -> None:
+        """Free the requests of a client that went away (waiting for the device to
+        finish those it has): nothing of them may reach the next client."""
+        if self.accepted is not None:
+            offs, _write = self.accepted
+            self.accepted = None
+            self.ops.free(offs)
+            self.inflight_batch -= offs.size
+        deadline = time.monotonic() + SYNC_TIMEOUT_S
+        while self.inflight_batch > self.done.size:
+            if not self.rt.wait_until(self._reap, WAIT_SLICE_S) and time.monotonic() > deadline:
+                self._check_fatal()
+                raise BlockError(f"{self.ctx.name}: the requests of a departed client did not complete "
+                                 f"within {SYNC_TIMEOUT_S}s")
+        self.ops.free(self.done)
+        self.inflight_batch -= self.done.size
+        self.done = EMPTY
+
     @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         core = self.core
+        self._claim(submit, collect)
         self._issue_accepted()
         offs = self.ops.take(submit, core.space())
         idle = not self.inflight_batch
@@ -204,6 +247,7 @@ class NvmeDriver(BDev, NvmeBDev):
 
     @ownership_errors_as(BlockError)
     def poll(self, collect):
+        self._claim(collect)
         self._issue_accepted()
         k = self._collect(collect) if (self._reap() or self.done.size) else 0
         if not k and self.inflight_batch:

@@ -163,6 +163,8 @@ class NvmeShadow(BDev, NvmeBDev):
         self._new_deques()
         self.wbuf = self.heap.alloc(Block)  # lent to the driver by write()
         self.submitted = self.completed = self.errors = 0
+        self.abandoned = 0  # requests of clients that went away before collecting them
+        self.client = 0     # channel id of the NvmeBDev client (see _claim)
         self.recoveries = 0
         self.last_recovery_s = 0.0
         ctx.export(ctx.name, self, BDev)
@@ -262,9 +264,44 @@ class NvmeShadow(BDev, NvmeBDev):
                 r.drop()  # not ours (cannot happen with a well-behaved driver)
 
     # -- NvmeBDev -------------------------------------------------------------------------
+    def _claim(self, *deques) -> None:
+        """One NvmeBDev client at a time, as the driver (drivers/nvme/domain.py)."""
+        chan_id = self.ctx.rt.serving.chan_id
+        if chan_id == self.client:
+            return
+        owed = len(self.inflight) + len(self.ready)
+        if owed:
+            if self.ctx.rt.client_alive(self.client):
+                for d in deques:  # a refused call consumes what it moved, as any failed call
+                    d.drop()
+                raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
+                                 f"{owed} requests it has not collected; this call's deques are freed: "
+                                 "retry with new ones once it has (or give each client its own device)")
+            self._abandon()
+        self.client = chan_id
+
+    def _abandon(self) -> None:
+        """Wait for the requests of a client that went away and free them."""
+        deadline = time.monotonic() + self.restart_timeout
+        n = len(self.inflight) + len(self.ready)
+        while len(self.inflight):
+            try:
+                _k, self.dcol = self.nvme.poll(self.dcol)
+                self._take_completions()
+            except DRIVER_GONE:
+                self._recover()  # re-issued: they come back in `ready`
+            if len(self.inflight) and time.monotonic() > deadline:
+                raise BlockError(f"{self.ctx.name}: the requests of a departed client did not complete "
+                                 f"within {self.restart_timeout}s")
+        for r in self.ready:
+            r.drop()
+        self.ready = []
+        self.abandoned += n
+
     @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         """Record the requests in place (peek) and pass the client's deques on as they are."""
+        self._claim(submit, collect)
         if len(submit) + len(self.inflight) > self.depth:
             return self._submit_and_poll_copying(submit, collect, write)
         sub_cap, col_cap = submit.capacity, collect.capacity
@@ -302,6 +339,7 @@ class NvmeShadow(BDev, NvmeBDev):
 
     @ownership_errors_as(BlockError)
     def poll(self, collect):
+        self._claim(collect)
         if self.ready or not self.inflight:
             return self._hand_back(collect), collect
         col_cap = collect.capacity
@@ -366,7 +404,7 @@ class NvmeShadow(BDev, NvmeBDev):
 
     def stats(self) -> tuple[int, int, int, int]:
         """The client's view, across driver restarts."""
-        return self.submitted, self.completed, self.errors, self.submitted - self.completed
+        return self.submitted, self.completed, self.errors, self.submitted - self.completed - self.abandoned
 
     # -- BDev -----------------------------------------------------------------------------
     def read(self, block: int, buf):
