@@ -136,6 +136,23 @@ def capability_from_wire(w, iface: type, rt):
 # Callee side
 
 
+def _free_left(adopted: list) -> None:
+    """A call that failed with a declared error gives up what it was moved, as a Rust
+    callee returning Err drops its arguments: objects it neither passed on, freed nor
+    kept are freed here.  Without this each refused call leaked its arguments into the
+    callee until the callee died (a client sending bad batches could fill the heap).
+
+    "Kept" is the callee storing the handle (in `self`, a list...): then something else
+    still refers to it, and it is left alone.  By now the only references are this
+    list, the loop variable and getrefcount's argument."""
+    for h in adopted:
+        if h.alive and not h.borrowed and sys.getrefcount(h) <= 3:
+            try:
+                h.drop()
+            except Exception:  # noqa: BLE001 - e.g. lent out meanwhile: not ours to free now
+                pass
+
+
 class Dispatcher:
     """Serves calls for one exported object: decode, re-check, call, encode."""
 
@@ -170,17 +187,23 @@ class Dispatcher:
                     h.drop()
             kind = type(e).__name__ if type(e).__name__ in ("OwnershipError", "BadArgument") else "CallRejected"
             return chan.REJECTED, packb((kind, str(e)))
+        declared = None
         try:
             result = fn(*args)
         except raises as e:
-            return chan.DECLARED, packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
-                                         _exc_args(e)))
+            declared = packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
+                              _exc_args(e)))
         except BaseException:
             panic(f"undeclared exception escaped {self.name}.{m.name}()")
         finally:
             if ctx is not None:
                 for h in ctx.borrowed_in:
                     h.invalidate()
+        if declared is not None:
+            if ctx is not None and ctx.adopted:
+                args = None  # (and the exception with its frames is gone): see _free_left
+                _free_left(ctx.adopted)
+            return chan.DECLARED, declared
         try:
             ret_check(result)
             if ret_enc is None:

@@ -228,6 +228,18 @@ class _Container(_Handle):
         h.set_field(slot, F_PARENT, 0)
         return handle_from_record(h, slot, gen, kind, tid, off, size, None, None, borrowed=False)
 
+    def _drop_strays(self) -> None:
+        """Free elements still parented here that no valid entry named (a misbehaving
+        domain overwrote the entries or the header).  Why: dropping a container must not
+        fail half-way and leave its elements behind; they are found in the ownership
+        table (a scan, only on this rare path).  Only this domain writes them."""
+        rec = self.heap.hf.records
+        for s in np.flatnonzero((rec["state"] == R_LIVE) & (rec["parent"] == self.slot)).tolist():
+            try:
+                self._elem_from(s, int(rec["gen"][s])).drop()
+            except OwnershipError:
+                pass
+
     def _put(self, x: _Handle) -> tuple[int, int]:
         if not isinstance(x, _Handle):
             raise TypeError(f"containers hold heap handles, got {type(x).__name__}")
@@ -280,10 +292,17 @@ class RRefArray(_Container, Generic[E]):
         return self._elem_from(slot, gen)
 
     def _drop_contents(self):
+        forged = False
         for i in range(len(self)):
-            x = self.take(i)
+            try:
+                x = self.take(i)
+            except OwnershipError:
+                forged = True  # an entry a misbehaving domain wrote: not trusted, skipped
+                continue
             if x is not None:
                 x.drop()
+        if forged:
+            self._drop_strays()
 
 
 class RRefDeque(_Container, Generic[E]):
@@ -340,8 +359,23 @@ class RRefDeque(_Container, Generic[E]):
             yield x
 
     def _drop_contents(self):
-        for x in self:
+        forged = False
+        while True:
+            try:
+                self._hdr()
+            except OwnershipError:
+                forged = True
+                break
+            try:
+                x = self.pop_front()  # (the head moves past an entry even if it is refused)
+            except OwnershipError:
+                forged = True  # an entry a misbehaving domain wrote: not trusted, skipped
+                continue
+            if x is None:
+                break
             x.drop()
+        if forged:
+            self._drop_strays()
 
 
 _KIND_CLASS = {K_RECORD: RRef, K_VEC: RRefVec, K_ARRAY: RRefArray, K_DEQUE: RRefDeque}

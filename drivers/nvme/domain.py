@@ -184,18 +184,16 @@ class NvmeDriver(BDev, NvmeBDev):
         return BLOCK_SIZE, self.nblocks
 
     # -- NvmeBDev ---------------------------------------------------------------------
-    def _claim(self, *deques) -> None:
+    def _claim(self) -> None:
         """The caller becomes the NvmeBDev client, if the last one is done or gone."""
         chan_id = self.rt.serving.chan_id
         if chan_id == self.client:
             return
         if self.inflight_batch:
             if self.rt.client_alive(self.client):
-                for d in deques:  # a refused call consumes what it moved, as any failed call
-                    d.drop()
                 raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
-                                 f"{self.inflight_batch} requests it has not collected; this call's deques are freed: "
-                                 "retry with new ones once it has (or give each client its own device)")
+                                 f"{self.inflight_batch} requests it has not collected; this call's deques are freed (as by "
+                                 "any failed call): retry with new ones once it has (or give each client its own device)")
             self._abandon()
         self.client = chan_id
 
@@ -220,7 +218,7 @@ class NvmeDriver(BDev, NvmeBDev):
     @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         core = self.core
-        self._claim(submit, collect)
+        self._claim()
         self._issue_accepted()
         offs = self.ops.take(submit, core.space())
         idle = not self.inflight_batch
@@ -247,7 +245,7 @@ class NvmeDriver(BDev, NvmeBDev):
 
     @ownership_errors_as(BlockError)
     def poll(self, collect):
-        self._claim(collect)
+        self._claim()
         self._issue_accepted()
         k = self._collect(collect) if (self._reap() or self.done.size) else 0
         if not k and self.inflight_batch:

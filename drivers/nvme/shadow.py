@@ -264,7 +264,7 @@ class NvmeShadow(BDev, NvmeBDev):
                 r.drop()  # not ours (cannot happen with a well-behaved driver)
 
     # -- NvmeBDev -------------------------------------------------------------------------
-    def _claim(self, *deques) -> None:
+    def _claim(self) -> None:
         """One NvmeBDev client at a time, as the driver (drivers/nvme/domain.py)."""
         chan_id = self.ctx.rt.serving.chan_id
         if chan_id == self.client:
@@ -272,11 +272,9 @@ class NvmeShadow(BDev, NvmeBDev):
         owed = len(self.inflight) + len(self.ready)
         if owed:
             if self.ctx.rt.client_alive(self.client):
-                for d in deques:  # a refused call consumes what it moved, as any failed call
-                    d.drop()
                 raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
-                                 f"{owed} requests it has not collected; this call's deques are freed: "
-                                 "retry with new ones once it has (or give each client its own device)")
+                                 f"{owed} requests it has not collected; this call's deques are freed (as by "
+                                 "any failed call): retry with new ones once it has (or give each client its own device)")
             self._abandon()
         self.client = chan_id
 
@@ -301,7 +299,7 @@ class NvmeShadow(BDev, NvmeBDev):
     @ownership_errors_as(BlockError)
     def submit_and_poll(self, submit, collect, write: bool):
         """Record the requests in place (peek) and pass the client's deques on as they are."""
-        self._claim(submit, collect)
+        self._claim()
         if len(submit) + len(self.inflight) > self.depth:
             return self._submit_and_poll_copying(submit, collect, write)
         sub_cap, col_cap = submit.capacity, collect.capacity
@@ -339,7 +337,7 @@ class NvmeShadow(BDev, NvmeBDev):
 
     @ownership_errors_as(BlockError)
     def poll(self, collect):
-        self._claim(collect)
+        self._claim()
         if self.ready or not self.inflight:
             return self._hand_back(collect), collect
         col_cap = collect.capacity

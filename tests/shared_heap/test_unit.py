@@ -1,3 +1,5 @@
+import struct
+
 import numpy as np
 import pytest
 
@@ -176,6 +178,32 @@ def test_reclaim_defers_lent_objects(world):
     assert world.m.stats()["objects"] == 0
     with pytest.raises(OwnershipError):
         keep.buf
+
+
+@pytest.mark.parametrize("forge", ["generation", "twice", "header"])
+def test_dropping_a_forged_container_frees_every_element(world, forge):
+    """Entries a misbehaving domain overwrote are not trusted, and the elements they
+    hid are still found and freed: a drop never stops half-way."""
+    a = world.domain(2)
+    dq = a.alloc_deque(Point, 4)
+    arr = a.alloc_array(Point, 3)
+    for i in range(3):
+        dq.push_back(a.alloc(Point, x=float(i)))
+        arr.put(i, a.alloc(Point, x=float(i)))
+    for c in (dq, arr):
+        pairs = np.ndarray((3, 2), dtype=np.uint32, buffer=a.mem, offset=c.offset + 16)
+        if forge == "generation":
+            pairs[1, 1] += 1
+        elif forge == "twice":
+            pairs[2] = pairs[0]
+        elif c is dq:
+            struct.pack_into("<I", a.mem, c.offset + 4, 99)   # length beyond the capacity
+        else:
+            pairs[1] = (10 ** 6, 0)                           # a slot out of range
+    dq.drop()
+    arr.drop()
+    assert world.m.check() == []
+    assert world.m.stats()["objects"] == 0
 
 
 def test_containers(world):

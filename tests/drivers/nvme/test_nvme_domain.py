@@ -141,6 +141,7 @@ def test_a_forged_request_deque_is_the_clients_error_not_a_driver_crash(make_ins
     with inst.attach() as c:
         nvme = c.lookup("nvme0", NvmeBDev)
         q = BatchQueue(c.heap, nvme, depth=8)
+        held = driver_objects(inst)
         for forge in ("generation", "twice"):
             offs = q._take(3)
             q.ops.set(offs, "block", np.arange(3))
@@ -152,6 +153,7 @@ def test_a_forged_request_deque_is_the_clients_error_not_a_driver_crash(make_ins
                 pairs[2] = pairs[0]
             with pytest.raises(BlockError, match="submit_and_poll"):
                 nvme.submit_and_poll(sub, q.ops.deque(8), False)
+        assert driver_objects(inst) == held  # the refused deques were freed, not kept
         data = bytes(range(256)) * 16
         comp = q.submit(True, [(5, data)]) + q.wait()
         comp += q.submit(False, [(5, None)]) + q.wait()
