@@ -31,13 +31,8 @@ batch path leaves LBA checking to the controller (an out-of-range block complete
 with the NVMe status "LBA Out of Range" in `status`), the way hardware reports a
 misprogrammed command.
 
-One `NvmeBDev` client at a time (clients are told apart by their channel): the
-queue pair and its completions are not labelled by client, so while one client has
-requests it has not collected, another's calls get a BlockError saying so; the first
-client is not disturbed, and the refused call's deques are freed (a failed call
-consumes what it moved, as in RedLeaf: reset and retry).  When a client goes away with requests outstanding (crash, exit), the next
-client's first call waits for them to complete and frees them: they are the driver's
-to free, and nobody else may see their data.  `BDev` calls are synchronous and serve
+One `NvmeBDev` client at a time (drivers/nvme/one_client.py says why and what
+happens to a departed client's requests).  `BDev` calls are synchronous and serve
 any number of clients.
 """
 
@@ -53,6 +48,7 @@ from shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
+from .one_client import OneClientAtATime
 
 #: bound on one wait inside `poll` (the client calls again if nothing arrived)
 POLL_WAIT_S = 0.005
@@ -71,7 +67,7 @@ class DeviceSetupError(RuntimeError):
     """The controller could not be brought up (the domain fails to start)."""
 
 
-class NvmeDriver(BDev, NvmeBDev):
+class NvmeDriver(OneClientAtATime, BDev, NvmeBDev):
     SHADOW = "drivers.nvme.shadow:NvmeShadow"
 
     def __init__(self, ctx):
@@ -99,7 +95,6 @@ class NvmeDriver(BDev, NvmeBDev):
         self.next_tag = 1
         self.submitted = self.completed = self.errors = 0
         self.inflight_batch = 0  # batch requests accepted and not yet collected
-        self.client = 0  # channel id of the NvmeBDev client those belong to
         ctx.export(ctx.name, self, BDev)
         ctx.export(ctx.name, self, NvmeBDev)
 
@@ -184,18 +179,8 @@ class NvmeDriver(BDev, NvmeBDev):
         return BLOCK_SIZE, self.nblocks
 
     # -- NvmeBDev ---------------------------------------------------------------------
-    def _claim(self) -> None:
-        """The caller becomes the NvmeBDev client, if the last one is done or gone."""
-        chan_id = self.rt.serving.chan_id
-        if chan_id == self.client:
-            return
-        if self.inflight_batch:
-            if self.rt.client_alive(self.client):
-                raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
-                                 f"{self.inflight_batch} requests it has not collected; this call's deques are freed (as by "
-                                 "any failed call): retry with new ones once it has (or give each client its own device)")
-            self._abandon()
-        self.client = chan_id
+    def _outstanding(self) -> int:
+        return self.inflight_batch
 
     def _abandon(self) -> None:
         """Free the requests of a client that went away (waiting for the device to

@@ -48,6 +48,8 @@ from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
 from shared_heap.batch import RecordOps, count_nonzero, has_duplicates, ownership_errors_as
 
+from .one_client import OneClientAtATime
+
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
 
@@ -141,7 +143,7 @@ class InflightTable:
         return out
 
 
-class NvmeShadow(BDev, NvmeBDev):
+class NvmeShadow(OneClientAtATime, BDev, NvmeBDev):
     def __init__(self, ctx):
         self.ctx = ctx
         self.heap = ctx.heap
@@ -164,7 +166,6 @@ class NvmeShadow(BDev, NvmeBDev):
         self.wbuf = self.heap.alloc(Block)  # lent to the driver by write()
         self.submitted = self.completed = self.errors = 0
         self.abandoned = 0  # requests of clients that went away before collecting them
-        self.client = 0     # channel id of the NvmeBDev client (see _claim)
         self.recoveries = 0
         self.last_recovery_s = 0.0
         ctx.export(ctx.name, self, BDev)
@@ -264,19 +265,8 @@ class NvmeShadow(BDev, NvmeBDev):
                 r.drop()  # not ours (cannot happen with a well-behaved driver)
 
     # -- NvmeBDev -------------------------------------------------------------------------
-    def _claim(self) -> None:
-        """One NvmeBDev client at a time, as the driver (drivers/nvme/domain.py)."""
-        chan_id = self.ctx.rt.serving.chan_id
-        if chan_id == self.client:
-            return
-        owed = len(self.inflight) + len(self.ready)
-        if owed:
-            if self.ctx.rt.client_alive(self.client):
-                raise BlockError(f"{self.ctx.name} serves one NvmeBDev client at a time, and another client has "
-                                 f"{owed} requests it has not collected; this call's deques are freed (as by "
-                                 "any failed call): retry with new ones once it has (or give each client its own device)")
-            self._abandon()
-        self.client = chan_id
+    def _outstanding(self) -> int:
+        return len(self.inflight) + len(self.ready)
 
     def _abandon(self) -> None:
         """Wait for the requests of a client that went away and free them."""
