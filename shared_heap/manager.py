@@ -113,6 +113,7 @@ class HeapManager:
         return self.hf.dma_window()
 
     def close(self) -> None:
+        self._word0 = None  # a view of the mapping: it must go for the unmap to happen
         self.hf.close()
 
     # -- domains ------------------------------------------------------------------

@@ -183,15 +183,28 @@ def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
     p = ctx.Process(target=_lender, args=(inst.name, ready))
     p.start()
     assert ready.wait(30)
-    time.sleep(0.2)  # the callee is now inside hold(), with the borrow
     cid = str(inst.status()[f"client-{p.pid}"]["id"])
+    # wait until the lender has lent the object (not a fixed sleep: a loaded machine may
+    # run the lender late), then give the callee a moment to be inside hold()
+    from shared_heap import HeapManager
+    heap = HeapManager.open(str(inst.paths.heap), readonly=True)
+    try:
+        rec = heap.hf.records
+        deadline = time.monotonic() + 30
+        while not ((rec["owner"] == int(cid)) & (rec["borrower"] != 0)).any():
+            assert time.monotonic() < deadline, "the lender never made its call"
+            time.sleep(0.01)
+    finally:
+        rec = None
+        heap.close()
+    time.sleep(0.2)
     os.kill(p.pid, 9)
     p.join()
 
     def lender_objects():
         return inst.request("heap", check=False)["stats"]["domains"].get(cid, {}).get("objects", 0)
 
-    deadline = time.monotonic() + 0.5
+    deadline = time.monotonic() + 2.0   # well inside the 3 s hold
     while time.monotonic() < deadline and any(n.startswith("client-") for n in inst.status()):
         time.sleep(0.02)
     st = inst.status()
