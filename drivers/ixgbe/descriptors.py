@@ -176,6 +176,24 @@ def ring_set(col: np.ndarray, start: int, values, n: int) -> None:
         col[:end - n] = values[c:]
 
 
+def ring_segments(start: int, count: int, n: int) -> tuple:
+    """Ring slots start, start+1, ... (count of them, modulo n) as at most two
+    (slots, lo, hi) pieces, `slots` a slice: the batch codecs above take a slice
+    where they take an index array, and slots get the batch's values[lo:hi]."""
+    end = start + count
+    if end <= n:
+        return ((slice(start, end), 0, count),)
+    c = n - start
+    return ((slice(start, n), 0, c), (slice(0, end - n), c, count))
+
+
+def byte_rows(mem: np.ndarray, width: int) -> np.ndarray:
+    """A view of the uint8 array `mem` whose row a is mem[a:a + width]: a batch of
+    frames (or headers) at arbitrary offsets moves with one gather or scatter of
+    rows, with no (batch, width) index array to build."""
+    return np.lib.stride_tricks.as_strided(mem, shape=(mem.size - width + 1, width), strides=(1, 1))
+
+
 def leading_true(mask: np.ndarray) -> int:
     """Length of the run of True at the start of a boolean array."""
     if mask.size == 0:

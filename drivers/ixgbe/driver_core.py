@@ -26,8 +26,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from . import regs as R
-from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, TX_CMD_DEFAULT, TXD_PAYLEN_SHIFT,
-                          TXD_STAT_DD, RingView, leading_true, ring_get, ring_indices, ring_set)
+from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, TXD_STAT_DD, RingView,
+                          leading_true, ring_get, ring_indices, ring_segments, ring_set, rx_encode_read,
+                          tx_encode_read)
 
 DmaAlloc = Callable[[int, int], "tuple[int, memoryview]"]
 
@@ -307,9 +308,8 @@ class IxgbeDriver:
             start = self._rx_fill % N
             bufs = self.pool.take(m)
             ring_set(self._rx_bufs, start, bufs, N)
-            q = self.rx_ring.q
-            ring_set(q[:, 0], start, bufs, N)                # pkt_addr
-            ring_set(q[:, 1], start, (m, 0), N)              # hdr_addr 0: clears DD
+            for slots, lo, hi in ring_segments(start, m, N):
+                rx_encode_read(self.rx_ring, slots, bufs[lo:hi])
             self._rx_fill += m
         tail = min(self._rx_fill, self._rx_recv + N - 1)
         if tail != self._rx_tail:
@@ -362,11 +362,8 @@ class IxgbeDriver:
         if lens.min() <= 0 or lens.max() > 0xFFFF or offs.min() < 0:
             raise ValueError("tx_batch: lengths must be 1..65535 and offsets non-negative")
         start = self._tx_post % N
-        ring = self.tx_ring
-        len32 = lens.astype(np.uint32)
-        ring_set(ring.q[:, 0], start, offs, N)                          # buffer_addr
-        ring_set(ring.d[:, 2], start, len32 | np.uint32(TX_CMD_DEFAULT), N)  # cmd_type_len
-        ring_set(ring.d[:, 3], start, len32 << np.uint32(TXD_PAYLEN_SHIFT), N)  # olinfo: PAYLEN
+        for slots, lo, hi in ring_segments(start, n, N):
+            tx_encode_read(self.tx_ring, slots, offs[lo:hi], lens[lo:hi])
         ring_set(self._tx_bufs, start, offs, N)
         self._tx_post += n
         self.regs.write32(self._tdt, self._tx_post % N)      # one doorbell per batch

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .descriptors import byte_rows
+
 _SWAP = np.array([6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5], dtype=np.int64)
 _ROWS: dict = {}   # id(mem) -> (mem, view): rows of 12 bytes starting at every byte of mem
 
@@ -22,7 +24,7 @@ def _mac_rows(mem: np.ndarray) -> np.ndarray:
         return hit[1]
     if len(_ROWS) > 8:
         _ROWS.clear()
-    v = np.lib.stride_tricks.as_strided(mem, shape=(mem.size - 11, 12), strides=(1, 1))
+    v = byte_rows(mem, 12)
     _ROWS[id(mem)] = (mem, v)
     return v
 

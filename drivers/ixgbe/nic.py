@@ -56,8 +56,8 @@ import numpy as np
 
 from . import regs as R
 from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, RingView,
-                          TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS, TXD_DTYP_DATA, TXD_DTYP_MASK, TXD_STAT_DD,
-                          leading_true, ring_indices, rx_encode_wb, tx_encode_wb)
+                          TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS, TXD_DTYP_DATA, TXD_DTYP_MASK,
+                          byte_rows, leading_true, ring_indices, rx_encode_wb, tx_encode_wb)
 
 FCS_LEN = 4
 _TX_FAST_MASK = TXD_DCMD_DEXT | TXD_DTYP_MASK | TXD_DCMD_EOP | TXD_DCMD_RS
@@ -372,8 +372,7 @@ class Nic:
             self._error(R.DevErr.WIRE_ERROR, q.q, 0, f"wire send failed: {e!r}")
         self._stat(1, k)                                    # GPTC
         self._stat(3, (s + FCS_LEN) * k)                    # GOTC
-        ring.d[head:head + k, 2] = 0                        # write-back: DD (every descriptor has RS)
-        ring.d[head:head + k, 3] = TXD_STAT_DD
+        tx_encode_wb(ring, slice(head, head + k))           # DD (every descriptor has RS)
         q.head = (head + k) % q.n
         self._w[self._tdh[q.q]] = q.head
         return True
@@ -497,9 +496,7 @@ class Nic:
                 nb = c
             if nb:
                 rows[addr[:nb]] = frames[done:done + nb]
-                ring.q[h:h + nb, 0] = 0                     # write-back: length, then DD|EOP
-                ring.d[h:h + nb, 3] = size
-                ring.d[h:h + nb, 2] = RXD_STAT_DD | RXD_STAT_EOP
+                rx_encode_wb(ring, slice(h, h + nb), size)
                 done += nb
             if nb < c:
                 a = int(addr[nb])
@@ -507,7 +504,6 @@ class Nic:
                             f"rx queue 0 desc {h + nb}: buffer {a:#x} outside DMA window")
                 self._stop_rx(0)
                 self._stat(mpc, k - done)
-                k = done
                 break
         if done:
             q.head = (head + done) % n
@@ -517,14 +513,10 @@ class Nic:
         return True
 
     def _rows(self, size: int) -> np.ndarray:
-        """A view of DMA memory whose row a is mem[a:a + size]: a batch of frames
-        at arbitrary addresses moves with one gather or scatter of rows (instead of
-        a (batch, size) index array)."""
+        """byte_rows of DMA memory, one view per frame size."""
         v = self._row_views.get(size)
         if v is None:
-            mem = self.mem
-            v = self._row_views[size] = np.lib.stride_tricks.as_strided(
-                mem, shape=(mem.size - size + 1, size), strides=(1, 1))
+            v = self._row_views[size] = byte_rows(self.mem, size)
         return v
 
     def _rx_array_any(self, bme: bool, recv_array) -> bool:

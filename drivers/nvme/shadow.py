@@ -271,7 +271,7 @@ class NvmeShadow(OneClientAtATime, BDev, NvmeBDev):
     def _abandon(self) -> None:
         """Wait for the requests of a client that went away and free them."""
         deadline = time.monotonic() + self.restart_timeout
-        n = len(self.inflight) + len(self.ready)
+        n = self._outstanding()
         while len(self.inflight):
             try:
                 _k, self.dcol = self.nvme.poll(self.dcol)
