@@ -264,9 +264,13 @@ class Runtime:
 
     def client_alive(self, chan_id: int) -> bool:
         """Is the caller at the far end of inbound channel `chan_id` still there?  The
-        supervisor closes a channel when its caller goes (exit, crash, detach); pending
-        notices are read first, so a client that just went is seen as gone."""
-        if chan_id not in self.inbound_by_id:
+        supervisor marks a channel's caller gone in the channel itself (exit, crash,
+        detach, or the caller closing it) before it tells anyone, so the answer is as
+        current as what the caller's peers already know; notices are read too."""
+        entry = self.inbound_by_id.get(chan_id)
+        if entry is None:
+            return False
+        if entry[0].state != chan.OPEN:
             return False
         self.handle_pushes()
         return chan_id in self.inbound_by_id

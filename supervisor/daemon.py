@@ -882,6 +882,10 @@ class Supervisor:
 
     def _drop_end(self, rec: ChannelRec, did: int) -> None:
         rec.ends.discard(did)
+        if did == rec.caller and rec.callee in rec.ends:
+            # in the channel itself, before the notice and before the closer's reply: a
+            # callee asking Runtime.client_alive() gets the answer the caller saw
+            chan.set_state(rec.buf, chan.CALLER_DEAD)
         other = rec.callee if did == rec.caller else rec.caller
         if other in rec.ends:
             e = self.by_id.get(other)

@@ -22,6 +22,15 @@ quiesces the device (no more DMA), then reclaims them.
 
 Restart: a new incarnation binds the device again and runs the full init sequence,
 whose global reset makes the device forget the dead driver's rings.
+
+One `Net` client at a time (drivers/one_client.py): the rings are not labelled by
+client, so a second client would receive into the first one's buffers and be handed
+its transmitted ones, data included.  While the current client has buffers here,
+another client's call fails with a NetError saying so; once it has gone, the next
+client's first call resets the NIC (the device forgets the rings, so nothing is sent
+or received into them any more) and frees every buffer the departed client left.
+The application inside the driver (`NetApp.run_app`) is the driver's own and
+bypasses the rule.
 """
 
 from __future__ import annotations
@@ -31,19 +40,21 @@ import time
 
 import numpy as np
 
-from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetStats, PacketOps, client_errors_as_net_errors
+from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps, client_errors_as_net_errors
 
 from . import regs as R
 from .app import AppHost, PacketLoop
 from drivers.binding import DeviceBinding
+from drivers.one_client import OneClientAtATime
 
 from .driver_core import DriverError, IxgbeDriver
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-class IxgbeNetDriver(AppHost, Net, NetApp):
+class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
     SHADOW = "drivers.ixgbe.shadow:IxgbeShadow"
+    client_error, client_iface, _outstanding_what = NetError, "Net", "buffers in the driver"
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -118,9 +129,30 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
         c = self.core
         return c.nrx - 1 - (c._rx_fill - c._rx_recv) - len(c.pool)
 
+    # -- one client at a time ------------------------------------------------------------
+    def _outstanding(self) -> int:
+        return len(self.core.buffers_held()) + int(self.tx_done.size)
+
+    def _abandon(self) -> None:
+        """The client that had buffers here has gone: reset the NIC, then free them."""
+        held = self.core.reset()
+        if self.tx_done.size:
+            held = np.concatenate([held, self.tx_done])
+            self.tx_done = _EMPTY
+        self.ops.free(held)
+
     # -- Net ----------------------------------------------------------------------------------
     @client_errors_as_net_errors
     def submit_and_poll(self, packets, collect, tx: bool):
+        self._claim()
+        return self._submit_and_poll(packets, collect, tx)
+
+    @client_errors_as_net_errors
+    def poll(self, collect, tx: bool):
+        self._claim()
+        return self._poll(collect, tx)
+
+    def _submit_and_poll(self, packets, collect, tx: bool):
         core, ops = self.core, self.ops
         if tx:
             self._reap_tx()
@@ -151,8 +183,7 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
                 self._rx_into(collect)
         return n, packets, collect
 
-    @client_errors_as_net_errors
-    def poll(self, collect, tx: bool):
+    def _poll(self, collect, tx: bool):
         if tx:
             self._reap_tx()
             k = self._give_back_tx(collect)
@@ -172,6 +203,9 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
         return v
 
     # -- NetApp: the application inside the driver domain ------------------------------
+    def _app_net(self):
+        return _OwnNet(self)
+
     def counters(self):
         s = self.core.stats()
         return s["rx_packets"], s["tx_packets"], s["rx_missed"], R.device_errors(self.bar)[0]
@@ -197,3 +231,15 @@ class IxgbeNetDriver(AppHost, Net, NetApp):
             self.core.shutdown()
         except Exception:
             pass
+
+
+class _OwnNet:
+    """The in-driver application's `Net`: the driver's own methods, without the
+    one-client rule (the application is part of the driver; a remote client that
+    is idle meanwhile keeps its place)."""
+
+    __slots__ = ("submit_and_poll", "poll")
+
+    def __init__(self, drv: IxgbeNetDriver):
+        self.submit_and_poll = drv._submit_and_poll
+        self.poll = drv._poll

@@ -84,6 +84,7 @@ class IxgbeDriver:
         tx_reclaim() -> list[int];  tx_reclaim_arrays() -> ndarray
         stats() -> dict;  link_up() -> bool;  reset_done() -> bool
         buffers_held() -> list[int]            # every buffer the driver holds (pool, rings)
+        reset() -> ndarray                     # reset and re-init the NIC; hand back every buffer
         shutdown() -> None                     # disable queues
     """
 
@@ -206,6 +207,17 @@ class IxgbeDriver:
         self._wait(self.link_up, "link up (LINKS.UP)", self.link_timeout)
         self.initialised = True
 
+    def reset(self) -> np.ndarray:
+        """Reset and re-initialise the NIC (the init sequence again, on the same
+        rings) and hand back every buffer the driver held: the pool's, the RX ring's
+        and the TX ring's.  The global reset makes the device forget the rings first,
+        so it no longer DMAs into any of them: the caller may free them at once."""
+        held = np.asarray(self.buffers_held(), dtype=np.int64)
+        self.initialised = False
+        self.pool.n = 0
+        self.init()
+        return held
+
     def _alloc_ring(self, n: int) -> tuple[int, RingView]:
         off, mv = self.dma_alloc(n * DESC_SIZE, RING_ALIGN)
         mv = memoryview(mv).cast("B")
@@ -227,7 +239,8 @@ class IxgbeDriver:
         srrctl &= ~(R.SRRCTL_DESCTYPE_MASK | R.SRRCTL_BSIZEPKT_MASK)
         srrctl |= R.SRRCTL_DESCTYPE_ADV_ONEBUF | R.SRRCTL_DROP_EN | (self.buf_size >> R.SRRCTL_BSIZEPKT_SHIFT)
         r.write32(R.SRRCTL(0), srrctl)
-        self.rx_ring_off, self.rx_ring = self._alloc_ring(self.nrx)
+        if self.rx_ring is None:                             # a reset() keeps its rings
+            self.rx_ring_off, self.rx_ring = self._alloc_ring(self.nrx)
         r.write32(R.RDBAL(0), self.rx_ring_off & 0xFFFFFFFF)
         r.write32(R.RDBAH(0), self.rx_ring_off >> 32)
         r.write32(R.RDLEN(0), self.nrx * DESC_SIZE)
@@ -245,7 +258,8 @@ class IxgbeDriver:
             r.write32(R.TXPBSIZE(i), 0)
         r.write32(R.DTXMXSZRQ, 0xFFFF)
         r.clear_flags(R.RTTDCS, R.RTTDCS_ARBDIS)
-        self.tx_ring_off, self.tx_ring = self._alloc_ring(self.ntx)
+        if self.tx_ring is None:
+            self.tx_ring_off, self.tx_ring = self._alloc_ring(self.ntx)
         r.write32(R.TDBAL(0), self.tx_ring_off & 0xFFFFFFFF)
         r.write32(R.TDBAH(0), self.tx_ring_off >> 32)
         r.write32(R.TDLEN(0), self.ntx * DESC_SIZE)

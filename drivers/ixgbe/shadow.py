@@ -19,6 +19,13 @@ handing them back as free buffers (the untaken part of an RX submit, or the
 completed part of a TX submit) so that a client's buffer pool does not shrink.  The
 replacements come from a reserve allocated in advance (config `reserve`, default
 2048 packets) and topped up a little per call afterwards.
+
+One client at a time, as the driver (drivers/one_client.py): the driver sees only
+the shadow, so the shadow keeps the rule for its own clients.  When the client that
+had buffers in the driver has gone, the next client's first call makes the shadow
+close its channel to the driver and open a new one: to the driver that is its client
+leaving, so it resets the NIC and frees the departed client's buffers.  Replacements
+owed to the departed client are freed here.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ import numpy as np
 
 from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.net import Net, NetError, NetStats, PacketOps, client_errors_as_net_errors
+from drivers.one_client import OneClientAtATime
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-class IxgbeShadow(Net):
+class IxgbeShadow(OneClientAtATime, Net):
+    client_error, client_iface, _outstanding_what = NetError, "Net", "buffers in the driver"
+
     def __init__(self, ctx):
         self.ctx = ctx
         self.ops = PacketOps(ctx.heap)
@@ -135,9 +145,26 @@ class IxgbeShadow(Net):
             k = self.ops.put(dq, self.spare)
             self.spare = self.spare[k:]
 
+    # -- one client at a time ------------------------------------------------------------
+    def _outstanding(self) -> int:
+        return max(self.held, 0) + int(self.spare.size)
+
+    def _abandon(self) -> None:
+        """The client with buffers in the driver has gone: a new channel to the driver
+        tells it so (it resets the NIC and frees them on our next call)."""
+        if self.spare.size:
+            self.ops.free(self.spare)
+            self.spare = _EMPTY
+        self.held = 0
+        try:
+            self.drv._rl_link.connect()      # closes the old channel first
+        except DomainUnavailable:
+            pass   # restarting: the new incarnation starts from a reset NIC anyway
+
     # -- Net ----------------------------------------------------------------------------------
     @client_errors_as_net_errors
     def submit_and_poll(self, packets, collect, tx: bool):
+        self._claim()
         before = len(packets) + len(collect)
         cap_p, cap_c = packets.capacity, collect.capacity
         r = self._call(self.drv.submit_and_poll, packets, collect, tx)
@@ -154,6 +181,7 @@ class IxgbeShadow(Net):
 
     @client_errors_as_net_errors
     def poll(self, collect, tx: bool):
+        self._claim()
         before = len(collect)
         cap_c = collect.capacity
         r = self._call(self.drv.poll, collect, tx)

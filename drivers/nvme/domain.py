@@ -31,7 +31,7 @@ batch path leaves LBA checking to the controller (an out-of-range block complete
 with the NVMe status "LBA Out of Range" in `status`), the way hardware reports a
 misprogrammed command.
 
-One `NvmeBDev` client at a time (drivers/nvme/one_client.py says why and what
+One `NvmeBDev` client at a time (drivers/one_client.py says why and what
 happens to a departed client's requests).  `BDev` calls are synchronous and serve
 any number of clients.
 """
@@ -48,7 +48,7 @@ from shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
-from .one_client import OneClientAtATime
+from drivers.one_client import OneClientAtATime
 
 #: bound on one wait inside `poll` (the client calls again if nothing arrived)
 POLL_WAIT_S = 0.005
@@ -68,6 +68,7 @@ class DeviceSetupError(RuntimeError):
 
 
 class NvmeDriver(OneClientAtATime, BDev, NvmeBDev):
+    client_error, client_iface = BlockError, "NvmeBDev"   # drivers/one_client.py
     SHADOW = "drivers.nvme.shadow:NvmeShadow"
 
     def __init__(self, ctx):

@@ -48,7 +48,7 @@ from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
 from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
 from shared_heap.batch import RecordOps, count_nonzero, has_duplicates, ownership_errors_as
 
-from .one_client import OneClientAtATime
+from drivers.one_client import OneClientAtATime
 
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)
@@ -144,6 +144,7 @@ class InflightTable:
 
 
 class NvmeShadow(OneClientAtATime, BDev, NvmeBDev):
+    client_error, client_iface = BlockError, "NvmeBDev"   # drivers/one_client.py
     def __init__(self, ctx):
         self.ctx = ctx
         self.heap = ctx.heap
