@@ -74,6 +74,7 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
             raise DriverError(f"{ctx.name}: initialising device {dev}: {e}") from None
         self.ops = PacketOps(ctx.heap)
         self.tx_done = _EMPTY          # transmitted buffers not yet handed back
+        self.tx_accepted = None        # (offsets, lengths) taken, put in the ring after the answer
         self.tx_rejected = 0
         self.app_packets = int(cfg.get("app_packets", 2048))
         # an RX submit_and_poll that finds nothing received polls this long before
@@ -102,12 +103,12 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         self.tx_done = self.tx_done[k:]
         return k
 
-    def _rx_into(self, collect) -> int:
+    def _rx_into(self, collect, refill: bool = True) -> int:
         room = self.ops.room(collect)
         if room <= 0:
             self.core.rx_batch_arrays(0)       # still refill the ring from the pool
             return 0
-        offs, lens = self.core.rx_batch_arrays(room)
+        offs, lens = self.core.rx_batch_arrays(room, refill)
         if not offs.size:
             return 0
         self.ops.set_lengths(offs, lens)
@@ -131,10 +132,12 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
 
     # -- one client at a time ------------------------------------------------------------
     def _outstanding(self) -> int:
-        return len(self.core.buffers_held()) + int(self.tx_done.size)
+        acc = self.tx_accepted
+        return len(self.core.buffers_held()) + int(self.tx_done.size) + (acc[0].size if acc else 0)
 
     def _abandon(self) -> None:
         """The client that had buffers here has gone: reset the NIC, then free them."""
+        self._issue_tx()      # (normally done already, right after the call that took them)
         held = self.core.reset()
         if self.tx_done.size:
             held = np.concatenate([held, self.tx_done])
@@ -145,15 +148,33 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
     @client_errors_as_net_errors
     def submit_and_poll(self, packets, collect, tx: bool):
         self._claim()
-        return self._submit_and_poll(packets, collect, tx)
+        return self._submit_and_poll(packets, collect, tx, defer=True)
 
     @client_errors_as_net_errors
     def poll(self, collect, tx: bool):
         self._claim()
         return self._poll(collect, tx)
 
-    def _submit_and_poll(self, packets, collect, tx: bool):
+    def _refill_rx(self) -> None:
+        if self.core.refill():
+            self.dev_waker.wake()
+
+    def _issue_tx(self) -> None:
+        acc = self.tx_accepted
+        if acc is not None:
+            self.tx_accepted = None
+            self.core.tx_batch_arrays(*acc)
+            self.dev_waker.wake()
+
+    def _submit_and_poll(self, packets, collect, tx: bool, defer: bool = False):
+        """`defer`: a remote client's call.  Then the work whose result the caller
+        does not need (writing the accepted TX descriptors, refilling the RX ring) is
+        a bottom half (Runtime.defer), done once the caller has its answer, while it
+        goes on with its own work.  The in-driver application calls with defer=False:
+        nothing would run the bottom half before its next call."""
         core, ops = self.core, self.ops
+        if self.tx_accepted is not None:
+            self._issue_tx()
         if tx:
             self._reap_tx()
             offs = ops.take(packets, core.ntx - 1 - core.tx_in_flight())
@@ -167,23 +188,37 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
                     self.tx_done = np.concatenate([self.tx_done, offs[bad]])
                     offs, lens = offs[~bad], lens[~bad]
                 if offs.size:
-                    n = core.tx_batch_arrays(offs, lens)
-                    self.dev_waker.wake()
+                    if defer:
+                        # accepted now (the ring has room: take() took no more), put in
+                        # the ring once the caller has its answer: the caller goes on
+                        # meanwhile (a bottom half, as the NVMe driver's)
+                        self.tx_accepted = (offs, lens)
+                        self.rt.defer(self._issue_tx)
+                        n = int(offs.size)
+                    else:
+                        n = core.tx_batch_arrays(offs, lens)
+                        self.dev_waker.wake()
             self._give_back_tx(collect)
         else:
             offs = ops.take(packets, self._rx_room())
             n = int(offs.size)
             if n:
                 core.give_rx_buffers(offs, refill=False)   # _rx_into refills the ring, once
-            got = self._rx_into(collect)
-            if n:
-                self.dev_waker.wake()
+            got = self._rx_into(collect, refill=not defer)
+            if got and defer:
+                self.rt.defer(self._refill_rx)       # the ring's new buffers: after the answer
+            else:
+                moved = defer and core.refill()      # nothing received: the ring needs them now
+                if n or moved:
+                    self.dev_waker.wake()
             if not got and self.rx_wait_ns and core.rx_waiting() and ops.room(collect):
                 self._wait_rx()
                 self._rx_into(collect)
         return n, packets, collect
 
     def _poll(self, collect, tx: bool):
+        if self.tx_accepted is not None:
+            self._issue_tx()
         if tx:
             self._reap_tx()
             k = self._give_back_tx(collect)

@@ -331,8 +331,10 @@ class IxgbeDriver:
             if write_tail:
                 self.regs.write32(self._rdt, tail % N)       # one doorbell per batch
 
-    def rx_batch_arrays(self, max_packets: int) -> tuple[np.ndarray, np.ndarray]:
-        """Received buffers (offsets, lengths); the ring is refilled from the pool."""
+    def rx_batch_arrays(self, max_packets: int, refill: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Received buffers (offsets, lengths); the ring is refilled from the pool
+        (unless `refill` is False and something was received: then the caller calls
+        refill() later, e.g. after answering its client)."""
         N = self.nrx
         k = min(max_packets, self._rx_tail - self._rx_recv)
         if k <= 0:
@@ -356,8 +358,16 @@ class IxgbeDriver:
         lens = ring_get(ring.h[:, 6], start, n, N).astype(np.int64)     # read after DD
         offs = ring_get(self._rx_bufs, start, n, N).copy()
         self._rx_recv += n
-        self._refill()
+        if refill:
+            self._refill()
         return offs, lens
+
+    def refill(self) -> bool:
+        """Give the device free RX descriptors from the pool; True if the tail moved."""
+        tail = self._rx_tail
+        if self.pool.n and self._rx_fill - self._rx_recv < self.nrx:
+            self._refill()
+        return self._rx_tail != tail
 
     def rx_batch(self, max_packets: int) -> list[tuple[int, int]]:
         offs, lens = self.rx_batch_arrays(max_packets)
