@@ -16,13 +16,20 @@ import numpy as np
 
 from .arena import HeapFile
 from .errors import HeapExhausted, OwnershipError
-from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD, K_VEC, MAX_CLASS,
-                     MIN_CLASS, R_FREE, R_LIVE, REC, REC_SIZE, UNIT)
+from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, F_KIND, F_OWNER, F_TYPE, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD,
+                     K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC, REC_SIZE, UNIT)
 from . import types as T
 from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
 
-_U32 = struct.Struct("<I")
-_TAIL = struct.Struct("<HIIIQQII")  # a record without its state byte (written first)
+# Shared fields are written with ONE aligned store each, through typed views of the
+# mapping (`Heap._u16`, `Heap._u32`), never with struct.pack_into: CPython's struct zeroes
+# the whole destination first and then writes it byte by byte, so a record's owner read
+# 0 (the record pool) in between, to the manager's scans and to a SIGKILL landing there.
+# The one pack_into left (_REST) covers fields nobody reads while the record is FREE.
+_REST = struct.Struct("<IQQII")  # type_id, offset, size, borrower, parent (record bytes 12..39)
+_W_OWNER, _W_GEN, _H_KIND = F_OWNER >> 2, F_GEN >> 2, F_KIND >> 1   # u32 / u16 index in a record
+_J_OP, _J_SLOT, _J_MAP = 0, 1, 2                                   # u32 index in the journal
+assert F_TYPE == 12 and JOURNAL.format == "<III"
 _make_vec = None
 RECORD_BATCH = 256
 _MAX_SMALL = 1 << MAX_CLASS
@@ -46,6 +53,11 @@ class Heap:
         self.arena_end = hf.arena_end
         self.max_domains = lay.max_domains
         self.journal_off = lay.domains + domain_id * DOMAIN_ENTRY + JOURNAL_OFF
+        # typed views of the whole mapping: `v[byte_offset >> k] = x` is one aligned store
+        self._u16 = hf.mem.cast("H")
+        self._u32 = hf.mem.cast("I")
+        assert self.rec_base % 8 == 0 and REC_SIZE % 8 == 0 and self.map_base % 4 == 0 \
+            and self.journal_off % 4 == 0
         self.free_slots: list[int] = []
         self.free_lists = {k: [] for k in range(MIN_CLASS, MAX_CLASS + 1)}
         self.class_chunks = {k: [] for k in range(MIN_CLASS, MAX_CLASS + 1)}
@@ -65,6 +77,8 @@ class Heap:
         return self.hf.dma_window()
 
     def close(self) -> None:
+        for v in (self._u16, self._u32):   # views of the mapping: they must go for the unmap
+            v.release()
         self.hf.close()
 
     # -- raw allocation -----------------------------------------------------------
@@ -159,10 +173,15 @@ class Heap:
                 raise
         ro = self.rec_base + slot * REC_SIZE
         mem = self.mem
-        gen = _U32.unpack_from(mem, ro + F_GEN)[0]
-        _TAIL.pack_into(mem, ro + 2, kind, self.domain_id, gen, type_id, off, size, 0, 0)
+        u32 = self._u32
+        w = ro >> 2
+        gen = u32[w + _W_GEN]               # kept as it is (bumped by the last free)
+        # the slot is FREE in my cache: nobody reads these fields until "state LIVE"
+        _REST.pack_into(mem, ro + F_TYPE, type_id, off, size, 0, 0)
+        self._u16[(ro >> 1) + _H_KIND] = kind
+        u32[w + _W_OWNER] = self.domain_id  # already mine: one store, so never 0 in between
         mem[ro] = R_LIVE
-        _U32.pack_into(mem, self.map_base + ((off - self.arena) >> 6) * 4, slot)
+        u32[(self.map_base >> 2) + ((off - self.arena) >> 6)] = slot
         return slot, gen, off
 
     def _give_back(self, off: int, size: int) -> None:
@@ -182,10 +201,14 @@ class Heap:
         # `rec`: the record as the caller just read and checked it (saves a read)
         _st, _f, _k, _o, gen, _t, off, size, _b, _p = rec or REC.unpack_from(mem, ro)
         mapidx = (off - self.arena) >> 6
-        JOURNAL.pack_into(mem, self.journal_off, J_FREE, slot, mapidx)
+        u32 = self._u32
+        jw = self.journal_off >> 2          # the journal, one store per field
+        u32[jw + _J_SLOT] = slot
+        u32[jw + _J_MAP] = mapidx
+        u32[jw + _J_OP] = J_FREE
         mem[ro] = R_FREE
-        _U32.pack_into(mem, ro + F_GEN, (gen + 1) & 0xFFFFFFFF)
-        _U32.pack_into(mem, self.map_base + mapidx * 4, 0)
+        u32[(ro >> 2) + _W_GEN] = (gen + 1) & 0xFFFFFFFF
+        u32[(self.map_base >> 2) + mapidx] = 0
         self.free_slots.append(slot)
         if size <= _MAX_SMALL:
             if (off - self.arena) >> 16 in self.my_chunks:
@@ -198,7 +221,9 @@ class Heap:
         return REC.unpack_from(self.mem, self.rec_base + slot * REC_SIZE)
 
     def set_field(self, slot: int, field_off: int, value: int) -> None:
-        _U32.pack_into(self.mem, self.rec_base + slot * REC_SIZE + field_off, value)
+        """Write one u32 field (owner, borrower, parent) of a record: one aligned store,
+        so a reader (or a kill) sees the old value or the new one, never 0 in between."""
+        self._u32[(self.rec_base + slot * REC_SIZE + field_off) >> 2] = value
 
     def _register(self, tid: int, name: str, descr: str) -> None:
         if tid not in self.registered:

@@ -6,9 +6,10 @@ owner is dead.  Domains write their own records and the maps of slots they alloc
 or free.  So nothing here needs a lock shared with domains.
 
 Crash consistency (a domain killed at any instruction):
-- alloc writes the record's fields (kind, owner, gen, type, offset, size, borrower=0,
-  parent=0), then state LIVE, then the map entry.  Killed before LIVE: the record is a
-  FREE record cached by the dead domain -> back to the pool; its map entry was never set.
+- alloc writes the record's fields (type, offset, size, borrower=0, parent=0, kind, and
+  owner, which already holds the allocator's id; gen is kept), then state LIVE, then the
+  map entry.  Killed before LIVE: the record is a FREE record cached by the dead domain
+  -> back to the pool; its map entry was never set.
   Killed after LIVE: a live object of the dead domain -> freed; the map entry is cleared
   only if it names that record (0 if the kill came before the map write).
 - free writes the journal (op, slot, map index) in the domain's entry, then state FREE,
@@ -20,9 +21,10 @@ Crash consistency (a domain killed at any instruction):
   it is 0.  The journal is idempotent and is not cleared on the hot path (a stale entry
   fails the "map names the slot and the record is FREE" test).  gen+1 after FREE is safe:
   a FREE record fails every handle validation whatever its generation.
-- move writes one aligned owner field: either the old or the new owner holds it.  A
-  move to a domain that dies (and is reclaimed) before the move lands leaves an object
-  owned by a dead id: sweep_orphans() (run by every reclaim) frees it.
+- move writes one aligned owner field with one store: either the old or the new owner
+  holds it (see "single stores" below).  A move to a domain that dies (and is
+  reclaimed) before the move lands leaves an object owned by a dead id: sweep_orphans()
+  (run by every reclaim) frees it.
 - borrow writes the borrower field; reclaim of a lender defers (DEFERRED) objects whose
   borrower is still in the call; release_deferred() frees them after.
 - containers: push writes the (slot, gen) entry, then the element's parent (the commit),
@@ -47,9 +49,23 @@ Crash consistency (a domain killed at any instruction):
   domain at the later read is frozen from then on, and it cannot have become a
   container element or a loan in between (only a live owner pushes or lends, and it
   keeps its own id in the owner field when it does).
+- single stores: every argument above assumes a field goes from its old value to its
+  new one in one step, as seen by a concurrent reader and as left by a SIGKILL.  So
+  domains write shared fields (owner, gen, kind, borrower, parent, map entries, the
+  journal) with one aligned store each, through typed memoryviews (`Heap._u32`), never
+  with `struct.pack_into`: CPython's struct zeroes the whole destination first and
+  then writes it byte by byte.  (It did: a mover's owner field read 0 for a moment, and
+  a kill landing there left a LIVE record owned by 0, which nobody frees.  _alloc_raw
+  rewrote a cached slot's whole tail, so the slot read "FREE, owner 0, gen 0" for a
+  moment: a kill there lost its generation, and the pool rescan with its verification
+  could lease it to a second domain while the first was allocating it.)  The one
+  multi-field pack left, in _alloc_raw, writes bytes 12..39
+  (type, offset, size, borrower, parent) of a slot that is FREE in the writer's own
+  cache: no decision reads those fields of a FREE record, and borrower and parent are
+  already 0 there.  The manager writes through numpy, one typed store per element.
 - the manager's own pool list is only a hint: every slot is re-verified FREE and
-  unowned in the table before it is leased, so a manager crash or a bookkeeping slip
-  cannot hand one slot to two domains.
+  unowned in the table (one word read) before it is leased, so a manager crash or a
+  bookkeeping slip cannot hand one slot to two domains.
 """
 
 from __future__ import annotations
@@ -170,7 +186,6 @@ class HeapManager:
     def _take_pool(self, count: int) -> list[int]:
         """Up to `count` slots of the global pool. The Python list is only a hint: every
         slot is verified FREE and unowned in the table before it is handed out."""
-        rec = self.hf.records
         out: list[int] = []
         seen: set[int] = set()
         rescanned = False
@@ -179,7 +194,8 @@ class HeapManager:
                 if rescanned:
                     break
                 rescanned = True
-                pool = np.flatnonzero((rec["state"] == R_FREE) & (rec["owner"] == 0))
+                state, owner = self._state_owner()   # one read per record ("torn reads")
+                pool = np.flatnonzero((state == R_FREE) & (owner == 0))
                 self.free_records = [int(x) for x in pool[::-1] if x != 0 and int(x) not in seen]
                 continue
             s = self.free_records.pop()

@@ -104,7 +104,7 @@ class _Handle:
             base = h.rec_base + self.slot * REC_SIZE
             st, _f, _k, owner, gen, _t, _o, _s, borrower, _p = REC.unpack_from(h.mem, base)
             if st == R_LIVE and gen == self.gen and owner == h.domain_id and not borrower:
-                _BORROWER.pack_into(h.mem, base + F_OWNER, domain_id)
+                h._u32[(base + F_OWNER) >> 2] = domain_id   # one store: old owner or new, never 0
                 self.mode = _DEAD
                 return self.slot, self.gen, self.type_id
         self._check_unlent()  # raises the precise error

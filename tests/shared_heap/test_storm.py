@@ -39,11 +39,19 @@ def _ok(buf) -> bool:
 def worker(path, did, pos, conn, rfds, wfds, ids, errors, stop, seed):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    seq = [0]
+
     def lease(kind, count):
-        conn.send((did, kind, count))
-        if not conn.poll(10):
-            raise HeapExhausted("lease server did not answer")
-        ok, val = conn.recv()
+        # numbered: an answer that comes after we gave up waiting must not be taken as
+        # the answer to a later request (records as chunks, or the other way round)
+        seq[0] += 1
+        conn.send((did, kind, count, seq[0]))
+        while True:
+            if not conn.poll(10):
+                raise HeapExhausted("lease server did not answer")
+            n, ok, val = conn.recv()
+            if n == seq[0]:
+                break
         if not ok:
             raise HeapExhausted(val)
         return val
@@ -122,7 +130,7 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
             ready = mpc.wait(list(conns.values()), timeout=0.05) if conns else time.sleep(0.05)
             for c in ready or ():
                 try:
-                    did, kind, count = c.recv()
+                    did, kind, count, n = c.recv()
                 except (EOFError, OSError):
                     for k, v in list(conns.items()):
                         if v is c:
@@ -130,9 +138,9 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
                     continue
                 try:
                     with lock:
-                        res = (True, m.lease(did, kind, count))
+                        res = (n, True, m.lease(did, kind, count))
                 except (HeapError, ValueError) as e:
-                    res = (False, str(e))
+                    res = (n, False, str(e))
                 try:
                     c.send(res)
                 except OSError:
@@ -163,6 +171,7 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
         procs[pos] = (p, did)
 
     kills = 0
+    crashed = []   # incarnations that ended before their kill: a worker only ends when told
     t = threading.Thread(target=serve, daemon=True)
     try:
         # every position has an id before any worker runs: a worker may move objects to
@@ -175,6 +184,8 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
             time.sleep(rng.uniform(*kill_every))
             pos = rng.randrange(workers)
             p, did = procs[pos]
+            if p.exitcode is not None:
+                crashed.append((did, p.exitcode))
             os.kill(p.pid, signal.SIGKILL)
             p.join(5)
             kills += 1
@@ -189,6 +200,7 @@ def run_storm(seconds: float, workers: int = 3, kill_every=(0.05, 0.3)):
             assert p.exitcode in (0, -signal.SIGKILL), f"worker {did} failed: {p.exitcode}"
         serving = False
         t.join(2)
+        assert crashed == [], f"workers (id, exit code) died on their own (traceback above): {crashed}"
         assert sum(errors) == 0, "a worker saw a corrupted object"
         with lock:
             m.sweep_orphans()
