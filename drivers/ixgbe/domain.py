@@ -143,6 +143,8 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
             held = np.concatenate([held, self.tx_done])
             self.tx_done = _EMPTY
         self.ops.free(held)
+        print(f"redleaf: {self.ctx.name}: the Net client of channel {self.client} has gone; NIC reset, "
+              f"{held.size} buffers it left freed", flush=True)
 
     # -- Net ----------------------------------------------------------------------------------
     @client_errors_as_net_errors
