@@ -48,6 +48,28 @@ def make_instance():
     assert not problems, f"instances left things behind: {problems}"
 
 
+@pytest.fixture
+def second_client():
+    """Start `target(instance_name, conn)` in a spawned process (a process is one client
+    domain) and return the test's end of its pipe; the process is killed at the end."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    procs = []
+
+    def start(target, inst: Instance):
+        here, there = ctx.Pipe()
+        p = ctx.Process(target=target, args=(inst.name, there), daemon=True)
+        p.start()
+        procs.append(p)
+        return here, p
+
+    yield start
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+        p.join(5)
+
+
 ECHO_MANIFEST = """
 [heap]
 size = "32MiB"

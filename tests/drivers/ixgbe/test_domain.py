@@ -306,58 +306,49 @@ def _net_client_a(instance: str, conn) -> None:
 
 
 @pytest.mark.parametrize("shadow", [False, True])
-def test_net_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_instance, shadow):
+def test_net_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_instance, second_client, shadow):
     """The rings are not labelled by client: a second client is refused while the first
     has buffers in the driver, and once the first has gone the NIC is reset and its
     buffers freed: none of them (nor their data) ever reaches the next client."""
-    import multiprocessing as mp
     from shared_heap.layout import R_LIVE
     manifest = HEAP + device("ixgbe0-dev", '{ wire = "loopback" }') + (
         shadowed("ixgbe0", "ixgbe0-dev") if shadow else driver("ixgbe0", "ixgbe0-dev"))
     inst = make_instance(manifest)
-    ctx = mp.get_context("spawn")
-    here, there = ctx.Pipe()
-    a = ctx.Process(target=_net_client_a, args=(inst.name, there), daemon=True)
-    a.start()
-    try:
-        with inst.attach() as c:
-            assert here.poll(30), "client A did not start"
-            a_bufs = np.array(here.recv(), dtype=np.int64)
-            rec = c.heap.hf.records
+    here, a = second_client(_net_client_a, inst)
+    with inst.attach() as c:
+        assert here.poll(30), "client A did not start"
+        a_bufs = np.array(here.recv(), dtype=np.int64)
+        rec = c.heap.hf.records
 
-            def a_buffers_alive() -> int:
-                return int(np.count_nonzero((rec["state"] == R_LIVE) & np.isin(rec["offset"], a_bufs)))
+        def a_buffers_alive() -> int:
+            return int(np.count_nonzero((rec["state"] == R_LIVE) & np.isin(rec["offset"], a_bufs)))
 
-            here.send(("run", 200))
-            assert here.poll(30) and here.recv() == (200, 0, 0, 0)
-            b = NetClient(c, "ixgbe0", packets=1024)
-            with pytest.raises(NetError, match="one Net client at a time"):
+        here.send(("run", 200))
+        assert here.poll(30) and here.recv() == (200, 0, 0, 0)
+        b = NetClient(c, "ixgbe0", packets=1024)
+        with pytest.raises(NetError, match="one Net client at a time"):
+            b.receive()
+        b.free = b.ops.deque(2048, b.ops.alloc_packets(1024))   # the refused call took its deques
+        b.rxd = b.ops.deque(256)
+        here.send(("run", 100))                      # A is not disturbed
+        assert here.poll(30) and here.recv() == (300, 0, 0, 0)
+        here.send(("vanish", None))
+        a.join(10)
+        assert a_buffers_alive() > 0                 # in the driver's rings, A gone
+        deadline = time.monotonic() + 10
+        while True:   # refused until the supervisor has seen A go (it says: retry)
+            try:
                 b.receive()
-            b.free = b.ops.deque(2048, b.ops.alloc_packets(1024))   # the refused call took its deques
-            b.rxd = b.ops.deque(256)
-            here.send(("run", 100))                      # A is not disturbed
-            assert here.poll(30) and here.recv() == (300, 0, 0, 0)
-            here.send(("vanish", None))
-            a.join(10)
-            assert a_buffers_alive() > 0                 # in the driver's rings, A gone
-            deadline = time.monotonic() + 10
-            while True:   # refused until the supervisor has seen A go (it says: retry)
-                try:
-                    b.receive()
-                    break
-                except NetError as e:
-                    assert "one Net client" in str(e) and time.monotonic() < deadline
-                    b.free = b.ops.deque(2048, b.ops.alloc_packets(1024))
-                    b.rxd, b.done = b.ops.deque(256), b.ops.deque(2048)
-                    time.sleep(0.01)
-            assert a_buffers_alive() == 0                # reset, then freed: none handed on
-            b.run(500)
-            assert len(b.received) == 500 and b.corrupt == b.duplicates == b.foreign == 0
-            assert a_buffers_alive() == 0
-    finally:
-        if a.is_alive():
-            a.kill()
-        a.join(5)
+                break
+            except NetError as e:
+                assert "one Net client" in str(e) and time.monotonic() < deadline
+                b.free = b.ops.deque(2048, b.ops.alloc_packets(1024))
+                b.rxd, b.done = b.ops.deque(256), b.ops.deque(2048)
+                time.sleep(0.01)
+        assert a_buffers_alive() == 0                # reset, then freed: none handed on
+        b.run(500)
+        assert len(b.received) == 500 and b.corrupt == b.duplicates == b.foreign == 0
+        assert a_buffers_alive() == 0
 
 
 def test_nullnet_returns_packets_at_once_and_apps_run_in_driver_and_across(make_instance):

@@ -372,51 +372,43 @@ def _client_a(instance: str, conn) -> None:
 
 
 @pytest.mark.parametrize("shadow", [False, True])
-def test_nvmebdev_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_instance, image, shadow):
+def test_nvmebdev_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_instance, second_client, image,
+                                                                              shadow):
     """Completions are not labelled by client: a second client is refused while the
     first has requests to collect, and a client that leaves with requests outstanding
     leaves them to be freed, never delivered to the next one."""
-    import multiprocessing as mp
     inst = make_instance(nvme_manifest(image, shadow=shadow))
-    ctx = mp.get_context("spawn")
-    here, there = ctx.Pipe()
-    a = ctx.Process(target=_client_a, args=(inst.name, there), daemon=True)
-    a.start()
-    try:
-        with inst.attach() as b:
-            nvme_b = b.lookup("nvme0", NvmeBDev)
-            qb = BatchQueue(b.heap, nvme_b, depth=8)
-            here.send(("submit", [0, 1, 2, 3]))
-            assert here.poll(30), "client A did not start"
-            here.recv()
-            with pytest.raises(BlockError, match="one NvmeBDev client at a time"):
-                qb.submit(False, [(100, None)])
-            qb.reset()                         # the refused call took its deques along
-            here.send(("collect", None))       # A is not disturbed
-            assert here.poll(30) and here.recv() == [0, 1, 2, 3]
-            done_b = qb.submit(False, [(100, None)]) + qb.wait()   # A collected all: B's turn
-            assert [qb.block_of(r) for r in done_b] == [100]
-            qb.release(done_b)
-            held = driver_objects(inst)
-            here.send(("vanish", list(range(8))))
-            assert here.poll(30) and here.recv() == "submitted"
-            a.join(10)
-            deadline = time.monotonic() + 10
-            while True:   # refused until the supervisor has seen A go (it says: retry)
-                try:
-                    comp = qb.submit(False, [(200, None), (201, None)]) + qb.wait()
-                    break
-                except BlockError as e:
-                    assert "one NvmeBDev client" in str(e) and time.monotonic() < deadline
-                    qb.reset()
-                    time.sleep(0.01)
-            assert sorted(qb.block_of(r) for r in comp) == [200, 201]   # nothing of A's
-            assert qb.poll() == [] and nvme_b.stats()[3] == 0
-            assert driver_objects(inst) == held     # A's requests were freed, not kept
-    finally:
-        if a.is_alive():
-            a.kill()
-        a.join(5)
+    here, a = second_client(_client_a, inst)
+    with inst.attach() as b:
+        nvme_b = b.lookup("nvme0", NvmeBDev)
+        qb = BatchQueue(b.heap, nvme_b, depth=8)
+        here.send(("submit", [0, 1, 2, 3]))
+        assert here.poll(30), "client A did not start"
+        here.recv()
+        with pytest.raises(BlockError, match="one NvmeBDev client at a time"):
+            qb.submit(False, [(100, None)])
+        qb.reset()                         # the refused call took its deques along
+        here.send(("collect", None))       # A is not disturbed
+        assert here.poll(30) and here.recv() == [0, 1, 2, 3]
+        done_b = qb.submit(False, [(100, None)]) + qb.wait()   # A collected all: B's turn
+        assert [qb.block_of(r) for r in done_b] == [100]
+        qb.release(done_b)
+        held = driver_objects(inst)
+        here.send(("vanish", list(range(8))))
+        assert here.poll(30) and here.recv() == "submitted"
+        a.join(10)
+        deadline = time.monotonic() + 10
+        while True:   # refused until the supervisor has seen A go (it says: retry)
+            try:
+                comp = qb.submit(False, [(200, None), (201, None)]) + qb.wait()
+                break
+            except BlockError as e:
+                assert "one NvmeBDev client" in str(e) and time.monotonic() < deadline
+                qb.reset()
+                time.sleep(0.01)
+        assert sorted(qb.block_of(r) for r in comp) == [200, 201]   # nothing of A's
+        assert qb.poll() == [] and nvme_b.stats()[3] == 0
+        assert driver_objects(inst) == held     # A's requests were freed, not kept
 
 
 def driver_objects(inst) -> int:
