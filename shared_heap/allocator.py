@@ -16,7 +16,7 @@ import numpy as np
 
 from .arena import HeapFile
 from .errors import HeapExhausted, OwnershipError
-from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, F_KIND, F_OWNER, F_TYPE, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD,
+from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, F_KIND, F_TYPE, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD,
                      K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC, REC_SIZE, UNIT)
 from . import types as T
 from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
@@ -27,7 +27,7 @@ from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
 # 0 (the record pool) in between, to the manager's scans and to a SIGKILL landing there.
 # The one pack_into left (_REST) covers fields nobody reads while the record is FREE.
 _REST = struct.Struct("<IQQII")  # type_id, offset, size, borrower, parent (record bytes 12..39)
-_W_OWNER, _W_GEN, _H_KIND = F_OWNER >> 2, F_GEN >> 2, F_KIND >> 1   # u32 / u16 index in a record
+_W_GEN, _H_KIND = F_GEN >> 2, F_KIND >> 1   # u32 / u16 index of a field in a record
 _J_OP, _J_SLOT, _J_MAP = 0, 1, 2                                   # u32 index in the journal
 assert F_TYPE == 12 and JOURNAL.format == "<III"
 _make_vec = None
@@ -176,10 +176,10 @@ class Heap:
         u32 = self._u32
         w = ro >> 2
         gen = u32[w + _W_GEN]               # kept as it is (bumped by the last free)
-        # the slot is FREE in my cache: nobody reads these fields until "state LIVE"
+        # the slot is FREE in my cache (its owner field already names me: leased to me
+        # or freed by me): nobody reads these fields until "state LIVE"
         _REST.pack_into(mem, ro + F_TYPE, type_id, off, size, 0, 0)
         self._u16[(ro >> 1) + _H_KIND] = kind
-        u32[w + _W_OWNER] = self.domain_id  # already mine: one store, so never 0 in between
         mem[ro] = R_LIVE
         u32[(self.map_base >> 2) + ((off - self.arena) >> 6)] = slot
         return slot, gen, off

@@ -6,10 +6,11 @@ owner is dead.  Domains write their own records and the maps of slots they alloc
 or free.  So nothing here needs a lock shared with domains.
 
 Crash consistency (a domain killed at any instruction):
-- alloc writes the record's fields (type, offset, size, borrower=0, parent=0, kind, and
-  owner, which already holds the allocator's id; gen is kept), then state LIVE, then the
-  map entry.  Killed before LIVE: the record is a FREE record cached by the dead domain
-  -> back to the pool; its map entry was never set.
+- alloc writes the record's fields (type, offset, size, borrower=0, parent=0, kind; the
+  owner field already names the allocator, who leased or freed the slot, and gen is
+  kept), then state LIVE, then the map entry.  Killed before LIVE: the record is a
+  FREE record cached by the dead domain -> back to the pool; its map entry was never
+  set.
   Killed after LIVE: a live object of the dead domain -> freed; the map entry is cleared
   only if it names that record (0 if the kill came before the map write).
 - free writes the journal (op, slot, map index) in the domain's entry, then state FREE,

@@ -106,7 +106,7 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
     def _rx_into(self, collect, refill: bool = True) -> int:
         room = self.ops.room(collect)
         if room <= 0:
-            self.core.rx_batch_arrays(0)       # still refill the ring from the pool
+            self.core.refill()                 # still refill the ring from the pool
             return 0
         offs, lens = self.core.rx_batch_arrays(room, refill)
         if not offs.size:
@@ -175,8 +175,7 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         goes on with its own work.  The in-driver application calls with defer=False:
         nothing would run the bottom half before its next call."""
         core, ops = self.core, self.ops
-        if self.tx_accepted is not None:
-            self._issue_tx()
+        self._issue_tx()                     # (normally done already, after the last answer)
         if tx:
             self._reap_tx()
             offs = ops.take(packets, core.ntx - 1 - core.tx_in_flight())
@@ -219,8 +218,7 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         return n, packets, collect
 
     def _poll(self, collect, tx: bool):
-        if self.tx_accepted is not None:
-            self._issue_tx()
+        self._issue_tx()
         if tx:
             self._reap_tx()
             k = self._give_back_tx(collect)

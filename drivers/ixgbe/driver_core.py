@@ -338,8 +338,7 @@ class IxgbeDriver:
         N = self.nrx
         k = min(max_packets, self._rx_tail - self._rx_recv)
         if k <= 0:
-            if self.pool.n and self._rx_fill - self._rx_recv < N:
-                self._refill()
+            self.refill()
             return _EMPTY, _EMPTY
         ring = self.rx_ring
         start = self._rx_recv % N
@@ -349,8 +348,7 @@ class IxgbeDriver:
         else:
             n = leading_true((st & RXD_STAT_DD) != 0)
             if n == 0:
-                if self.pool.n and self._rx_fill - self._rx_recv < N:
-                    self._refill()
+                self.refill()
                 return _EMPTY, _EMPTY
             st = st[:n]
             if not (st & RXD_STAT_EOP).all():

@@ -473,7 +473,6 @@ class PktGenWire(_Counters):
         self.sink_bad = 0
         self.sink_dup = 0
         self.sink_reordered = 0
-        self.sink_max_seq = -1
         self._seen = SeqSeen()
 
     # ---- generator side: the NIC receives these
@@ -564,15 +563,13 @@ class PktGenWire(_Counters):
             a = np.ascontiguousarray(a)
         seqs = np.ndarray((m,), dtype="<u8", buffer=a, offset=16, strides=(s,)).copy()
         check = np.ndarray((m,), dtype="<u8", buffer=a, offset=24, strides=(s,))
-        top = int(seqs[-1])
-        if (int(seqs[0]) > self.sink_max_seq
+        if (int(seqs[0]) > self._seen.top
                 and np.count_nonzero(check == (seqs * self.K) ^ self.SALT) == m
                 and self._pattern_ok(a)
                 and (m == 1 or np.count_nonzero(seqs[1:] > seqs[:-1]) == m - 1)):
-            self._seen.add_new(seqs.astype(np.int64))   # all new: above every sequence seen
+            self._seen.add_new(seqs.view(np.int64))   # all new: above every sequence seen
             self.sink_frames += m
             self.sink_bytes += m * s
-            self.sink_max_seq = top
             return
         self._sink_any(a)
 
@@ -603,11 +600,14 @@ class PktGenWire(_Counters):
             return
         self.sink_frames += int(seqs.size)
         self.sink_bytes += int(seqs.size) * s
-        top = int(seqs.max())
-        self.sink_dup += self._seen.add(seqs)
-        prev = np.concatenate(([self.sink_max_seq], np.maximum.accumulate(seqs)[:-1]))
+        prev = np.concatenate(([self._seen.top], np.maximum.accumulate(seqs)[:-1]))
         self.sink_reordered += int((seqs < prev).sum())
-        self.sink_max_seq = max(self.sink_max_seq, top)
+        self.sink_dup += self._seen.add(seqs)
+
+    @property
+    def sink_max_seq(self) -> int:
+        """The highest sequence number seen (-1: none yet)."""
+        return self._seen.top
 
     def sink_lost(self) -> int:
         """Sequence numbers below the highest seen that never arrived."""
