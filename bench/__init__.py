@@ -13,12 +13,12 @@ import statistics
 import sys
 
 BENCHES = {
-    "lifecycle": "bench.lifecycle",
-    "heap": "bench.heap",
-    "calls": "bench.calls",
-    "nvme": "bench.nvme",
-    "ixgbe": "bench.ixgbe",
-    "recovery": "bench.recovery",
+    "lifecycle": "redleaf.bench.lifecycle",
+    "heap": "redleaf.bench.heap",
+    "calls": "redleaf.bench.calls",
+    "nvme": "redleaf.bench.nvme",
+    "ixgbe": "redleaf.bench.ixgbe",
+    "recovery": "redleaf.bench.recovery",
 }
 
 

@@ -12,8 +12,8 @@ import argparse
 
 import numpy as np
 
-from bench import row, summarize
-from bench.peers import PipePeer, SocketpairPeer, ZmqPeer, time_calls
+from redleaf.bench import row, summarize
+from redleaf.bench.peers import PipePeer, SocketpairPeer, ZmqPeer, time_calls
 
 B = "calls"
 SIZES = {"move-64B": 64, "move-4KiB": 4096, "move-1MiB": 1 << 20, "move-64MiB": 64 << 20}
@@ -23,7 +23,7 @@ size = "320MiB"
 records = 65536
 [[domain]]
 name = "echo"
-target = "domains.builtin.echo:EchoDomain"
+target = "redleaf.domains.builtin.echo:EchoDomain"
 """
 
 
@@ -57,8 +57,8 @@ def run(argv: list[str]) -> list[dict]:
         med[(case, system)] = rs[0]["value"]
         rows.extend(rs)
 
-    from domains.builtin.echo import Echo, EchoDomain
-    from supervisor.instance import Instance
+    from redleaf.domains.builtin.echo import Echo, EchoDomain
+    from redleaf.supervisor.instance import Instance
 
     # in-process Python method call
     obj = EchoDomain(None)

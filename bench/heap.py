@@ -15,7 +15,7 @@ import uuid
 
 import numpy as np
 
-from shared_heap import Heap, HeapManager
+from redleaf.shared_heap import Heap, HeapManager
 
 BENCH = "heap"
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from bench import row
+from redleaf.bench import row
 
 B = "ixgbe"
 BATCHES = (1, 32, 256)
@@ -50,7 +50,7 @@ watchdog_s = 10.0
 _DEVICE = """
 [[device]]
 name = "ixgbe0-dev"
-target = "drivers.ixgbe.device:IxgbeDevice"
+target = "redleaf.drivers.ixgbe.device:IxgbeDevice"
 config = { wire = "pktgen", frame_size = 60 }
 """
 
@@ -59,7 +59,7 @@ def _driver(name: str, shadow: bool = False) -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "drivers.ixgbe.domain:IxgbeNetDriver"
+target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
 backoff_s = 0.01
 backoff_max_s = 0.05
 max_restarts = 1000
@@ -72,7 +72,7 @@ def _app(name: str, net: str) -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
 uses = {{ net = "{net}" }}
 config = {{ packets = 2048 }}
 """
@@ -88,7 +88,7 @@ def manifest(config: str) -> str:
         return _HEAP + """
 [[domain]]
 name = "nullnet"
-target = "drivers.ixgbe.nullnet:NullNetDomain"
+target = "redleaf.drivers.ixgbe.nullnet:NullNetDomain"
 """ + _app("app", "nullnet")
     raise ValueError(config)
 
@@ -117,8 +117,8 @@ def run(argv: list[str]) -> list[dict]:
     secs = 0.3 if a.quick else a.seconds
     reps = 1 if a.quick else max(1, a.reps)
 
-    from drivers.net import Net, NetApp
-    from supervisor.instance import Instance
+    from redleaf.drivers.net import Net, NetApp
+    from redleaf.supervisor.instance import Instance
 
     rows: list[dict] = []
     rate: dict[tuple[str, str], float] = {}

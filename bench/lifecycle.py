@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from bench import row, summarize
+from redleaf.bench import row, summarize
 
 B = "lifecycle"
 MANIFEST = """
@@ -26,7 +26,7 @@ size = "32MiB"
 records = 16384
 [[domain]]
 name = "echo"
-target = "domains.builtin.echo:EchoDomain"
+target = "redleaf.domains.builtin.echo:EchoDomain"
 max_restarts = 1000
 period_s = 0.05
 """
@@ -45,9 +45,9 @@ def run(argv: list[str]) -> list[dict]:
     a = ap.parse_args(argv)
     n = a.n
     rows: list[dict] = []
-    from domains.builtin.echo import Echo
-    from domains.errors import RpcError
-    from supervisor.instance import Instance
+    from redleaf.domains.builtin.echo import Echo
+    from redleaf.domains.errors import RpcError
+    from redleaf.supervisor.instance import Instance
 
     load_s, restart_s = [], []
     with Instance(MANIFEST) as inst:
@@ -55,7 +55,7 @@ def run(argv: list[str]) -> list[dict]:
             for i in range(n):
                 name = f"x{i}"
                 t0 = time.perf_counter()
-                inst.request("load", name=name, target="domains.builtin.echo:EchoDomain", restart="temporary",
+                inst.request("load", name=name, target="redleaf.domains.builtin.echo:EchoDomain", restart="temporary",
                              config={}, uses=[], shadow=False)
                 p = d.lookup(name, Echo)
                 p.null()

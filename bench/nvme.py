@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from bench import row, summarize
+from redleaf.bench import row, summarize
 
 B = "nvme"
 BLOCK = 4096
@@ -140,11 +140,11 @@ def run(argv: list[str]) -> list[dict]:
     seconds = 0.3 if a.quick else a.seconds
     rounds = 1 if a.quick else max(1, a.rounds)
 
-    from drivers.bdev import BDev, NvmeBDev
-    from drivers.nvme.client import BatchQueue
-    from drivers.nvme.manifests import nvme_manifest
-    from supervisor.instance import Instance
-    from supervisor.manifest import parse_size
+    from redleaf.drivers.bdev import BDev, NvmeBDev
+    from redleaf.drivers.nvme.client import BatchQueue
+    from redleaf.drivers.nvme.manifests import nvme_manifest
+    from redleaf.supervisor.instance import Instance
+    from redleaf.supervisor.manifest import parse_size
 
     tmp = tempfile.mkdtemp(prefix="redleaf-bench-nvme-")
     image = os.path.join(tmp, "nvme0.img")

@@ -19,5 +19,5 @@ def run(argv: list[str]) -> list[dict]:
     ap.add_argument("--driver", choices=DRIVERS, required=True,
                     help="which driver to crash under load")
     args, rest = ap.parse_known_args(argv)
-    mod = importlib.import_module(f"bench.recovery_{args.driver}")
+    mod = importlib.import_module(f"redleaf.bench.recovery_{args.driver}")
     return mod.run(rest)

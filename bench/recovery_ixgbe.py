@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from bench import row
+from redleaf.bench import row
 
 B = "recovery"
 BATCH = 32
@@ -37,12 +37,12 @@ watchdog_s = 10.0
 
 [[device]]
 name = "ixgbe0-dev"
-target = "drivers.ixgbe.device:IxgbeDevice"
+target = "redleaf.drivers.ixgbe.device:IxgbeDevice"
 config = {{ wire = "pktgen", frame_size = 60 }}
 
 [[domain]]
 name = "ixgbe0"
-target = "drivers.ixgbe.domain:IxgbeNetDriver"
+target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
 restart = "permanent"
 max_restarts = 1000
 period_s = 10.0
@@ -53,7 +53,7 @@ shadow = {shadow}
 
 [[domain]]
 name = "app"
-target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
 uses = {{ net = "ixgbe0" }}
 config = {{ packets = 2048 }}
 """
@@ -96,9 +96,9 @@ def recovery_times_ms(kills: list[tuple[int, int]], start: int, bin_ns: int, bin
 
 
 def _one(shadow: bool, seconds: float, crash: bool, batch: int):
-    from drivers.ixgbe.app import decode_timeline
-    from drivers.net import NetApp
-    from supervisor.instance import Instance
+    from redleaf.drivers.ixgbe.app import decode_timeline
+    from redleaf.drivers.net import NetApp
+    from redleaf.supervisor.instance import Instance
 
     with Instance(manifest(shadow)) as inst, inst.attach() as c:
         app = c.lookup("app", NetApp)

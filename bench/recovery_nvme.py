@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from bench import row
+from redleaf.bench import row
 
 B = "recovery"
 BLOCK = 4096
@@ -57,7 +57,7 @@ def _slice(run: dict, phase: str, write: bool, seconds: float, nblocks: int) -> 
     """Sequential I/O on one run for `seconds`, continuing where its last slice stopped.
 
     run["log"][phase] gets (time, completions) per call that returned some."""
-    from domains.errors import RpcError
+    from redleaf.domains.errors import RpcError
 
     q, st, log, written = run["q"], run[phase], run["log"][phase], run["written"]
     clock = time.monotonic
@@ -114,10 +114,10 @@ def _run_pair(tmp: str, size: str, nblocks: int, seconds: float) -> tuple[dict, 
     once, taking turns in slices of about a second, so that the machine's load
     changes hit both alike.  In each of its slices the crashing run's driver is
     killed once, half-way through."""
-    from drivers.bdev import BDev, NvmeBDev
-    from drivers.nvme.client import BatchQueue
-    from drivers.nvme.manifests import nvme_manifest
-    from supervisor.instance import Instance
+    from redleaf.drivers.bdev import BDev, NvmeBDev
+    from redleaf.drivers.nvme.client import BatchQueue
+    from redleaf.drivers.nvme.manifests import nvme_manifest
+    from redleaf.supervisor.instance import Instance
 
     n_slices = max(1, round(seconds))
     slice_s = seconds / n_slices
@@ -237,7 +237,7 @@ def run(argv: list[str]) -> list[dict]:
     ap.add_argument("--plot", metavar="FILE.png", help="plot throughput over time with the kills marked")
     a = ap.parse_args(argv)
     seconds = 3.0 if a.quick else a.seconds
-    from supervisor.manifest import parse_size
+    from redleaf.supervisor.manifest import parse_size
 
     nblocks = parse_size(a.size, "--size") // BLOCK
     tmp = tempfile.mkdtemp(prefix="redleaf-bench-recovery-")

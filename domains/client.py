@@ -1,6 +1,6 @@
 """attach(): turn any Python process into a client domain of a running instance.
 
-    from domains import attach
+    from redleaf.domains import attach
     with attach("default") as d:
         echo = d.lookup("echo", Echo)
         echo.ping()
@@ -26,7 +26,7 @@ class Client:
     """A process attached as a client domain."""
 
     def __init__(self, instance: str = "default", timeout_s: float = 10.0):
-        from shared_heap import Heap
+        from redleaf.shared_heap import Heap
 
         self.instance = instance
         # one attach per process, but a unique identity per attempt, so that a second

@@ -96,7 +96,7 @@ def _install_fault_signals(rt_box: list) -> None:
 
 def connect_runtime(spec: dict) -> Runtime:
     """Control connection + heap view + runtime for a spawned domain or device."""
-    from shared_heap import Heap
+    from redleaf.shared_heap import Heap
 
     domain_id = spec["domain_id"]
     ctl = ControlClient(spec["instance"], token=spec["token"], identity=f"d{domain_id}".encode())

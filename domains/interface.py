@@ -85,8 +85,7 @@ def _type_name(t) -> str:
 
 def _heap_kinds():
     """The exchange heap's handle types, imported lazily (shared_heap is optional here)."""
-    import shared_heap
-
+    from redleaf import shared_heap
     return shared_heap
 
 

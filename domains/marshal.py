@@ -119,7 +119,7 @@ def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
                 raise _bad(where, desc, v)
         return check
     if k == "rref":
-        from shared_heap import OwnershipError
+        from redleaf.shared_heap import OwnershipError
         cls = desc.py
         elem = desc.args[0] if desc.args else None
 

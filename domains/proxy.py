@@ -28,7 +28,7 @@ def _rejected(payload) -> RpcError:
     except Exception:
         return CallRejected("the callee sent a malformed rejection")
     if kind == "OwnershipError":
-        from shared_heap import OwnershipError
+        from redleaf.shared_heap import OwnershipError
         return OwnershipError(message)
     if kind == "BadArgument":
         return BadArgument(message)

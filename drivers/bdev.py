@@ -4,8 +4,8 @@ one doorbell per batch, completions collected by polling)."""
 
 from __future__ import annotations
 
-from domains import Borrow, interface, raises
-from shared_heap import RRef, RRefDeque, Bytes, record, u32, u64
+from redleaf.domains import Borrow, interface, raises
+from redleaf.shared_heap import RRef, RRefDeque, Bytes, record, u32, u64
 
 BLOCK_SIZE = 4096
 

@@ -13,7 +13,7 @@ A device class looks like:
 
     class SomeDevice:
         BAR_SIZE: int
-        QUIESCE = "drivers.x.regs"        # module with quiesce_request / quiesce_acked
+        QUIESCE = "redleaf.drivers.x.regs"        # module with quiesce_request / quiesce_acked
         def __init__(self, config, bar, dma, dma_base, dma_limit): ...
         def process(self) -> bool: ...    # True if it completed something
         def fileno(self) -> int | None: ...
@@ -42,7 +42,7 @@ _U32 = struct.Struct("<I")
 
 
 def main(spec: dict) -> int:
-    from domains.host import connect_runtime, import_target
+    from redleaf.domains.host import connect_runtime, import_target
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -75,7 +75,7 @@ def main(spec: dict) -> int:
     import select
 
     area = rt.area
-    from domains.doorbell import RA_SLEEPING, fence
+    from redleaf.domains.doorbell import RA_SLEEPING, fence
 
     now = time.monotonic_ns
     last_work = now()

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from domains import interface, raises
-from shared_heap import Bytes, RRefDeque, record, u32, u64
-from shared_heap.batch import RecordOps, ownership_errors_as
+from redleaf.domains import interface, raises
+from redleaf.shared_heap import Bytes, RRefDeque, record, u32, u64
+from redleaf.shared_heap.batch import RecordOps, ownership_errors_as
 
 PACKET_BUF = 2048
 MAX_FRAME = 1514  # without FCS; what fits a standard 2 KiB receive buffer comfortably

@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from domains.errors import ControlError, RedleafError
-from domains.paths import InstancePaths, check_instance_name
+from redleaf.domains.errors import ControlError, RedleafError
+from redleaf.domains.paths import InstancePaths, check_instance_name
 
 
 class CliError(Exception):
@@ -22,7 +22,7 @@ class CliError(Exception):
 
 
 def _client(args, timeout_s: float = 10.0):
-    from domains.control import ControlClient
+    from redleaf.domains.control import ControlClient
 
     return ControlClient(args.name, timeout_s=timeout_s)
 
@@ -269,7 +269,7 @@ def cmd_heap(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from domains.interface import check_module
+    from redleaf.domains.interface import check_module
 
     sys.path.insert(0, os.getcwd())
     lines, errors = check_module(args.module)
@@ -287,7 +287,7 @@ def cmd_check(args) -> int:
 def cmd_attach(args) -> int:
     import code
 
-    from domains import attach
+    from redleaf.domains import attach
 
     with attach(args.name) as d:
         banner = (f"redleaf: attached to {args.name!r} as domain {d.domain_id}.\n"
@@ -297,7 +297,7 @@ def cmd_attach(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from bench import run_cli
+    from redleaf.bench import run_cli
 
     return run_cli(args.bench, args.rest, as_json=args.json, instance=args.name)
 

@@ -30,11 +30,11 @@ import msgpack
 import psutil
 import zmq
 
-from domains import channel as chan
-from domains.control import MAX_FRAME, ProtocolError, decode_request, encode
-from domains.doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, Bell, make_bell
-from domains.host import SIG_HANG
-from domains.paths import InstancePaths
+from redleaf.domains import channel as chan
+from redleaf.domains.control import MAX_FRAME, ProtocolError, decode_request, encode
+from redleaf.domains.doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, Bell, make_bell
+from redleaf.domains.host import SIG_HANG
+from redleaf.domains.paths import InstancePaths
 
 from .manifest import DomainSpec, Manifest, ManifestError, domain_spec, expand_shadow
 from .policy import RestartTracker
@@ -124,7 +124,7 @@ class Supervisor:
         os.write(fd, self.token)
         os.close(fd)
         self.paths.supervisor_pid.write_text(f"{os.getpid()} {stale.create_time(os.getpid())}\n")
-        from shared_heap import Heap, HeapManager
+        from redleaf.shared_heap import Heap, HeapManager
 
         self.heap = HeapManager.create(str(self.paths.heap), self.manifest.heap_size,
                                        records=self.manifest.heap_records, max_domains=MAX_DOMAINS)
@@ -555,7 +555,7 @@ class Supervisor:
         e = self._caller(msg)
         if msg["count"] <= 0 or msg["count"] > 1 << 16:
             raise Refusal("BadRequest", "lease count must be between 1 and 65536")
-        from shared_heap import HeapError
+        from redleaf.shared_heap import HeapError
 
         try:
             items = self.heap.lease(e.id, msg["kind"], msg["count"])

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from domains.paths import InstancePaths
+from redleaf.domains.paths import InstancePaths
 
 
 class Instance:
@@ -34,7 +34,7 @@ class Instance:
         self.cwd = cwd  # where `redleaf up` runs (relative paths in the manifest, e.g. disk images)
 
     def start(self, timeout: float = 30.0) -> "Instance":
-        cmd = [sys.executable, "-m", "supervisor.cli", "--name", self.name, "up"]
+        cmd = [sys.executable, "-m", "redleaf.supervisor.cli", "--name", self.name, "up"]
         if self.manifest_text is not None:
             fd, self.manifest_path = tempfile.mkstemp(prefix="redleaf-manifest-", suffix=".toml")
             os.write(fd, self.manifest_text.encode())
@@ -45,7 +45,7 @@ class Instance:
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(self.env or {})}, cwd=self.cwd)
         deadline = time.monotonic() + timeout
-        from domains.control import ControlClient
+        from redleaf.domains.control import ControlClient
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -72,7 +72,7 @@ class Instance:
             return ""
 
     def request(self, cmd: str, timeout_s: float = 30.0, **fields) -> dict:
-        from domains.control import ControlClient
+        from redleaf.domains.control import ControlClient
 
         c = ControlClient(self.name, timeout_s=timeout_s)
         try:
@@ -96,7 +96,7 @@ class Instance:
         raise TimeoutError(f"{name} did not reach {states} in {timeout}s (last: {last})")
 
     def attach(self):
-        from domains import attach
+        from redleaf.domains import attach
 
         return attach(self.name)
 

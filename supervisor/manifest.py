@@ -10,12 +10,12 @@ watchdog_s = 5.0          # a domain whose heartbeat stalls this long is killed
 
 [[device]]                # emulated hardware: a process that is not a domain
 name = "nvme0-dev"
-target = "drivers.nvme.device:NvmeDevice"
+target = "redleaf.drivers.nvme.device:NvmeDevice"
 config = { image = "nvme0.img", size = "64MiB" }
 
 [[domain]]
 name = "echo"
-target = "domains.builtin.echo:EchoDomain"
+target = "redleaf.domains.builtin.echo:EchoDomain"
 restart = "permanent"     # permanent | transient | temporary
 max_restarts = 5          # restart intensity: at most this many ...
 period_s = 10.0           # ... within this period, else the domain is `failed`
@@ -182,7 +182,7 @@ def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
         return [spec]
     where = f"domain {spec.name}"
     try:
-        from domains.host import import_target
+        from redleaf.domains.host import import_target
 
         cls = import_target(spec.target, spec.path)
     except Exception as e:
@@ -233,7 +233,7 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
 
 def load_manifest(path: str | Path | None) -> Manifest:
     if path is None:
-        text = resources.files("supervisor").joinpath("default.toml").read_text()
+        text = resources.files("redleaf.supervisor").joinpath("default.toml").read_text()
         return parse_manifest(text, "default.toml")
     p = Path(path)
     try:

@@ -16,7 +16,7 @@ import time
 
 import psutil
 
-from domains.paths import InstancePaths
+from redleaf.domains.paths import InstancePaths
 
 
 class InstanceRunning(RuntimeError):

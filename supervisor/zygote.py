@@ -69,9 +69,9 @@ def _child(sock: socket.socket, spec: dict, parent_pid: int) -> None:
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
         if spec.get("kind") == "device":
-            from drivers.device_host import main as entry
+            from redleaf.drivers.device_host import main as entry
         else:
-            from domains.host import main as entry
+            from redleaf.domains.host import main as entry
         code = entry(spec) or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -92,12 +92,12 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
     import select
 
     # Warm the imports every domain needs, so a fork gets them for free.
-    import domains.host  # noqa: F401
+    import redleaf.domains.host  # noqa: F401
     import numpy  # noqa: F401
     import zmq  # noqa: F401
 
     try:
-        import drivers.device_host  # noqa: F401
+        import redleaf.drivers.device_host  # noqa: F401
     except ImportError:
         pass
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

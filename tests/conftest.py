@@ -3,7 +3,7 @@ import glob
 
 import pytest
 
-from supervisor.instance import Instance
+from redleaf.supervisor.instance import Instance
 
 
 def process_running(pid: int) -> bool:
@@ -80,7 +80,7 @@ watchdog_s = 2.0
 
 [[domain]]
 name = "echo"
-target = "domains.builtin.echo:EchoDomain"
+target = "redleaf.domains.builtin.echo:EchoDomain"
 restart = "permanent"
 max_restarts = 20
 period_s = 5.0

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from domains import Borrow, interface, raises
-from shared_heap import RRefVec
+from redleaf.domains import Borrow, interface, raises
+from redleaf.shared_heap import RRefVec
 
 
 class NotFound(Exception):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from drivers.net import Net, NetError, PacketOps
+from redleaf.drivers.net import Net, NetError, PacketOps
 
 from .l2fwd import forward
 

@@ -4,7 +4,7 @@ Manifest:
 
     [[device]]
     name = "ixgbe0-dev"
-    target = "drivers.ixgbe.device:IxgbeDevice"
+    target = "redleaf.drivers.ixgbe.device:IxgbeDevice"
     config = { wire = "loopback" }     # loopback | pktgen | udp | shm | tap
 
 Wire options: pktgen (`rate_pps`, `frame_size`), udp (`local_port`, `peer_port`; only
@@ -44,7 +44,7 @@ def make_wire(config: dict):
 
 class IxgbeDevice:
     BAR_SIZE = _BAR_SIZE
-    QUIESCE = "drivers.ixgbe.regs"
+    QUIESCE = "redleaf.drivers.ixgbe.regs"
 
     def __init__(self, config: dict, bar, dma, dma_base: int, dma_limit: int):
         self.wire = make_wire(config)

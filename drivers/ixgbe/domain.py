@@ -5,12 +5,12 @@ Manifest:
 
     [[device]]
     name = "ixgbe0-dev"
-    target = "drivers.ixgbe.device:IxgbeDevice"
+    target = "redleaf.drivers.ixgbe.device:IxgbeDevice"
     config = { wire = "loopback" }
 
     [[domain]]
     name = "ixgbe0"
-    target = "drivers.ixgbe.domain:IxgbeNetDriver"
+    target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
     config = { device = "ixgbe0-dev", rx_desc = 512, tx_desc = 512, rx_wait_us = 100 }
     shadow = true          # clients see no error when the driver crashes
 
@@ -40,12 +40,12 @@ import time
 
 import numpy as np
 
-from drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps, client_errors_as_net_errors
+from redleaf.drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps, client_errors_as_net_errors
 
 from . import regs as R
 from .app import AppHost, PacketLoop
-from drivers.binding import DeviceBinding
-from drivers.one_client import OneClientAtATime
+from redleaf.drivers.binding import DeviceBinding
+from redleaf.drivers.one_client import OneClientAtATime
 
 from .driver_core import DriverError, IxgbeDriver
 
@@ -53,7 +53,7 @@ _EMPTY = np.empty(0, dtype=np.int64)
 
 
 class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
-    SHADOW = "drivers.ixgbe.shadow:IxgbeShadow"
+    SHADOW = "redleaf.drivers.ixgbe.shadow:IxgbeShadow"
     client_error, client_iface, _outstanding_what = NetError, "Net", "buffers in the driver"
 
     def __init__(self, ctx):

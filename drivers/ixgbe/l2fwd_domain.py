@@ -4,7 +4,7 @@ Manifest:
 
     [[domain]]
     name = "l2fwd"
-    target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+    target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
     uses = { net = "ixgbe0" }
     config = { autostart = true, batch = 32, packets = 2048 }
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import time
 
-from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.net import Net, NetApp, NetError, PacketOps
+from redleaf.domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
+from redleaf.drivers.net import Net, NetApp, NetError, PacketOps
 
 from .app import AppHost, PacketLoop
 

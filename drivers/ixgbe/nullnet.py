@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from drivers.net import Net, NetApp, NetError, NetStats, PacketOps
-from shared_heap import OwnershipError
+from redleaf.drivers.net import Net, NetApp, NetError, NetStats, PacketOps
+from redleaf.shared_heap import OwnershipError
 
 from .app import AppHost
 
@@ -100,7 +100,7 @@ class NullNetDomain(AppHost, Net, NetApp):
     completed at once; RX buffers = received at once, contents untouched), so a
     benchmark over it measures the cost of crossing into a driver domain and of the
     batch bookkeeping, nothing else.  Manifest target:
-    ``drivers.ixgbe.nullnet:NullNetDomain``.
+    ``redleaf.drivers.ixgbe.nullnet:NullNetDomain``.
     """
 
     def __init__(self, ctx):

@@ -34,9 +34,9 @@ import time
 
 import numpy as np
 
-from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.net import Net, NetError, NetStats, PacketOps, client_errors_as_net_errors
-from drivers.one_client import OneClientAtATime
+from redleaf.domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
+from redleaf.drivers.net import Net, NetError, NetStats, PacketOps, client_errors_as_net_errors
+from redleaf.drivers.one_client import OneClientAtATime
 
 _EMPTY = np.empty(0, dtype=np.int64)
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.bdev import BLOCK_SIZE, BlockReq
-from shared_heap.batch import EMPTY, RecordOps
+from redleaf.drivers.bdev import BLOCK_SIZE, BlockReq
+from redleaf.shared_heap.batch import EMPTY, RecordOps
 
 
 class BatchQueue:

@@ -45,7 +45,7 @@ from . import regs as R
 from . import spec as S
 from .spec import DmaFault
 from .store import BlockStore
-from shared_heap.batch import count_nonzero
+from redleaf.shared_heap.batch import count_nonzero
 
 _SQE_IO = struct.Struct("<BBHI16xQQIII")     # the first 52 bytes of an SQE (no CDW2-5)
 #: SQE dwords that are constant in the common batch shape: NSID 1, PRP1 below 4 GiB,

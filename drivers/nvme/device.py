@@ -4,7 +4,7 @@ Manifest:
 
     [[device]]
     name = "nvme0-dev"
-    target = "drivers.nvme.device:NvmeDevice"
+    target = "redleaf.drivers.nvme.device:NvmeDevice"
     config = { image = "nvme0.img", size = "64MiB", sync = "fdatasync" }
 
 The image is created (sparse) at `size` if absent and never truncated; a relative
@@ -22,14 +22,14 @@ from .store import FileBlockStore
 
 
 def _size(v) -> int:
-    from supervisor.manifest import parse_size
+    from redleaf.supervisor.manifest import parse_size
 
     return parse_size(v, "nvme device config size")
 
 
 class NvmeDevice:
     BAR_SIZE = _BAR_SIZE
-    QUIESCE = "drivers.nvme.regs"
+    QUIESCE = "redleaf.drivers.nvme.regs"
 
     def __init__(self, config: dict, bar, dma, dma_base: int, dma_limit: int):
         image = os.path.abspath(config.get("image", "nvme0.img"))

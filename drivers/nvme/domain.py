@@ -5,7 +5,7 @@ Manifest:
 
     [[domain]]
     name = "nvme0"
-    target = "drivers.nvme.domain:NvmeDriver"
+    target = "redleaf.drivers.nvme.domain:NvmeDriver"
     config = { device = "nvme0-dev", queue_depth = 256 }
 
 Every incarnation starts by binding the device and running the full init sequence
@@ -42,13 +42,13 @@ import time
 
 import numpy as np
 
-from drivers.bdev import BLOCK_SIZE, BDev, BlockError, BlockReq, NvmeBDev
-from drivers.binding import DeviceBinding
-from shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
+from redleaf.drivers.bdev import BLOCK_SIZE, BDev, BlockError, BlockReq, NvmeBDev
+from redleaf.drivers.binding import DeviceBinding
+from redleaf.shared_heap.batch import EMPTY, RecordOps, ownership_errors_as
 
 from . import spec as S
 from .driver_core import NvmeDriverCore, NvmeError
-from drivers.one_client import OneClientAtATime
+from redleaf.drivers.one_client import OneClientAtATime
 
 #: bound on one wait inside `poll` (the client calls again if nothing arrived)
 POLL_WAIT_S = 0.005
@@ -69,7 +69,7 @@ class DeviceSetupError(RuntimeError):
 
 class NvmeDriver(OneClientAtATime, BDev, NvmeBDev):
     client_error, client_iface = BlockError, "NvmeBDev"   # drivers/one_client.py
-    SHADOW = "drivers.nvme.shadow:NvmeShadow"
+    SHADOW = "redleaf.drivers.nvme.shadow:NvmeShadow"
 
     def __init__(self, ctx):
         self.ctx = ctx

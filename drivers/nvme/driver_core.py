@@ -32,7 +32,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from shared_heap.batch import count_nonzero, has_duplicates
+from redleaf.shared_heap.batch import count_nonzero, has_duplicates
 
 from . import regs as R
 from . import spec as S

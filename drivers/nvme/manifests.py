@@ -2,7 +2,7 @@
 
 Used by the integration tests and the benchmarks, and the reference for the
 default manifest.  With `shadow=True` the supervisor boots the real driver as
-`<name>.driver` and the driver class's SHADOW (drivers.nvme.shadow:NvmeShadow)
+`<name>.driver` and the driver class's SHADOW (redleaf.drivers.nvme.shadow:NvmeShadow)
 under the public name (see supervisor.manifest.expand_shadow).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-DEVICE_TARGET = "drivers.nvme.device:NvmeDevice"
-DRIVER_TARGET = "drivers.nvme.domain:NvmeDriver"
+DEVICE_TARGET = "redleaf.drivers.nvme.device:NvmeDevice"
+DRIVER_TARGET = "redleaf.drivers.nvme.domain:NvmeDriver"
 
 
 def _toml_value(v) -> str:

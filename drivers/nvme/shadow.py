@@ -44,11 +44,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
-from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
-from shared_heap.batch import RecordOps, count_nonzero, has_duplicates, ownership_errors_as
+from redleaf.domains.errors import DomainCrashed, DomainUnavailable, RpcTimeout
+from redleaf.drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, BlockReq, NvmeBDev
+from redleaf.shared_heap.batch import RecordOps, count_nonzero, has_duplicates, ownership_errors_as
 
-from drivers.one_client import OneClientAtATime
+from redleaf.drivers.one_client import OneClientAtATime
 
 #: what a dead or restarting driver looks like from a proxy
 DRIVER_GONE = (DomainCrashed, DomainUnavailable, RpcTimeout)

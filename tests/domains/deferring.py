@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from domains import interface
+from redleaf.domains import interface
 
 
 @interface

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domains import interface, raises
-from shared_heap import RRefVec
+from redleaf.domains import interface, raises
+from redleaf.shared_heap import RRefVec
 
 
 class Refused(Exception):

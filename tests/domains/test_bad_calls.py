@@ -6,11 +6,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from domains import channel as chan
-from domains.builtin.echo import Echo
-from domains.interface import spec_of
-from shared_heap import record, u64
-from domains.marshal import rref_wire
+from redleaf.domains import channel as chan
+from redleaf.domains.builtin.echo import Echo
+from redleaf.domains.interface import spec_of
+from redleaf.shared_heap import record, u64
+from redleaf.domains.marshal import rref_wire
 
 
 @record
@@ -106,7 +106,7 @@ def test_a_peer_scribbling_on_the_channel_cannot_crash_the_callee(echo_instance)
     inst = echo_instance
     pid = inst.status()["echo"]["pid"]
     rng = np.random.default_rng(7)
-    inst.request("load", name="echo2", target="domains.builtin.echo:EchoDomain", restart="permanent",
+    inst.request("load", name="echo2", target="redleaf.domains.builtin.echo:EchoDomain", restart="permanent",
                  config={}, uses=[], shadow=False)
     with inst.attach() as bad:
         e = bad.lookup("echo", Echo)
@@ -129,7 +129,7 @@ def test_a_peer_scribbling_on_the_channel_cannot_crash_the_callee(echo_instance)
 
 
 def test_a_second_attach_from_one_process_is_refused_clearly(echo_instance):
-    from domains import ControlError
+    from redleaf.domains import ControlError
 
     with echo_instance.attach():
         with pytest.raises(ControlError, match="already attached"):

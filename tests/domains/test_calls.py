@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from domains import BadArgument, DomainCrashed, RpcTimeout
-from domains.builtin.echo import Echo, NotFound
+from redleaf.domains import BadArgument, DomainCrashed, RpcTimeout
+from redleaf.domains.builtin.echo import Echo, NotFound
 
 
 def test_plain_calls(echo_instance):
@@ -40,7 +40,7 @@ def test_rref_moves_and_comes_back(echo_instance):
         v = d.heap.alloc_vec(np.uint8, 4096)
         v.np[:] = 7
         back = e.roundtrip(v)
-        from shared_heap import OwnershipError
+        from redleaf.shared_heap import OwnershipError
 
         with pytest.raises(OwnershipError):
             v.np  # moved away: the old handle is dead
@@ -84,7 +84,7 @@ def test_hung_callee_times_out_and_is_killed(echo_instance):
 
     with inst.attach() as d:
         e = d.lookup("echo", Echo)
-        from domains.interface import spec_of
+        from redleaf.domains.interface import spec_of
 
         spec_of(Echo).methods["sleep"].timeout_s = 0.5
         try:
@@ -97,12 +97,12 @@ def test_hung_callee_times_out_and_is_killed(echo_instance):
 
 def test_reentrant_call_back_into_the_caller(echo_instance):
     inst = echo_instance
-    inst.request("load", name="echo2", target="domains.builtin.echo:EchoDomain", restart="permanent",
+    inst.request("load", name="echo2", target="redleaf.domains.builtin.echo:EchoDomain", restart="permanent",
                  config={}, uses=[], shadow=False)
     with inst.attach() as d:
         e = d.lookup("echo", Echo)
         # the attached client also exports an Echo, and echo calls back into it
-        from domains.builtin.echo import EchoDomain
+        from redleaf.domains.builtin.echo import EchoDomain
 
         d.export("client-echo", EchoDomain(None))
         assert e.call_back("client-echo", 10) == 12
@@ -127,7 +127,7 @@ def test_many_clients_one_server(echo_instance):
 
 def _client_worker(name, i, q):
     try:
-        from domains import attach
+        from redleaf.domains import attach
 
         with attach(name) as d:
             e = d.lookup("echo", Echo)
@@ -161,7 +161,7 @@ def test_killed_client_is_reclaimed(echo_instance):
 
 
 def _hoarder(name, ready):
-    from domains import attach
+    from redleaf.domains import attach
 
     d = attach(name)
     keep = [d.heap.alloc_vec(np.uint8, 64) for _ in range(100)]
@@ -186,7 +186,7 @@ def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
     cid = str(inst.status()[f"client-{p.pid}"]["id"])
     # wait until the lender has lent the object (not a fixed sleep: a loaded machine may
     # run the lender late), then give the callee a moment to be inside hold()
-    from shared_heap import HeapManager
+    from redleaf.shared_heap import HeapManager
     heap = HeapManager.open(str(inst.paths.heap), readonly=True)
     try:
         rec = heap.hf.records
@@ -223,7 +223,7 @@ def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
 
 
 def _lender(name, ready):
-    from domains import attach
+    from redleaf.domains import attach
 
     d = attach(name)
     v = d.heap.alloc_vec(np.uint8, 1 << 20)

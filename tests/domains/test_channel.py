@@ -1,4 +1,4 @@
-from domains import channel as chan
+from redleaf.domains import channel as chan
 
 
 def make():

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from domains.builtin.echo import Echo
+from redleaf.domains.builtin.echo import Echo
 
 MANIFEST = """
 [heap]
@@ -24,7 +24,7 @@ watchdog_s = 5.0
 
 [[domain]]
 name = "echo"
-target = "domains.builtin.echo:EchoDomain"
+target = "redleaf.domains.builtin.echo:EchoDomain"
 max_restarts = 1000
 period_s = 1.0
 backoff_s = 0.01
@@ -32,7 +32,7 @@ backoff_s = 0.01
 
 
 def _hammer(instance, seed, seconds, q):
-    from domains import DomainCrashed, DomainUnavailable, attach
+    from redleaf.domains import DomainCrashed, DomainUnavailable, attach
 
     rng = random.Random(seed)
     ok = crashed = 0

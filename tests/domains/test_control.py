@@ -1,7 +1,7 @@
 import msgpack
 import pytest
 
-from domains.control import MAX_FRAME, ProtocolError, decode_request
+from redleaf.domains.control import MAX_FRAME, ProtocolError, decode_request
 
 
 def req(**kw):

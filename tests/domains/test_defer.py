@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from domains import DomainCrashed
+from redleaf.domains import DomainCrashed
 from tests.domains.deferring import Deferring
 
 MANIFEST = """

@@ -8,12 +8,12 @@ from typing import Any, Optional
 
 import pytest
 
-from domains import Borrow, InterfaceError, interface, raises
-from domains.interface import spec_of
+from redleaf.domains import Borrow, InterfaceError, interface, raises
+from redleaf.domains.interface import spec_of
 
 
 def test_a_good_interface_compiles():
-    from shared_heap import RRef, RRefDeque, RRefVec, record, u32, u64
+    from redleaf.shared_heap import RRef, RRefDeque, RRefVec, record, u32, u64
 
     @record
     class Req:
@@ -69,18 +69,18 @@ def test_bad_signatures_are_rejected_naming_method_and_parameter(sig, message):
 
 def test_redleaf_check_reports_compiler_style(tmp_path):
     (tmp_path / "good_mod.py").write_text(textwrap.dedent("""
-        from domains import interface
+        from redleaf.domains import interface
         @interface
         class Clock:
             def now(self) -> float: ...
     """))
     (tmp_path / "bad_mod.py").write_text(textwrap.dedent("""
-        from domains import interface
+        from redleaf.domains import interface
         @interface
         class Broken:
             def now(self, tz): ...
     """))
-    run = lambda mod: subprocess.run([sys.executable, "-m", "supervisor.cli", "check", mod], cwd=tmp_path,
+    run = lambda mod: subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "check", mod], cwd=tmp_path,
                                      capture_output=True, text=True, timeout=60)
     ok = run("good_mod")
     assert ok.returncode == 0 and "interface good_mod.Clock" in ok.stdout and "now() -> float" in ok.stdout

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from shared_heap import Heap, HeapManager
+from redleaf.shared_heap import Heap, HeapManager
 
 
 SESSION = os.getpid()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared_heap import OwnershipError, record, u32, u64
-from shared_heap.batch import RecordOps
+from redleaf.shared_heap import OwnershipError, record, u32, u64
+from redleaf.shared_heap.batch import RecordOps
 from tests.conftest import ECHO_MANIFEST
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from shared_heap import HeapExhausted, OwnershipError, RRefVec
+from redleaf.shared_heap import HeapExhausted, OwnershipError, RRefVec
 
 from .conftest import World
 

@@ -16,7 +16,7 @@ import signal
 
 import numpy as np
 
-from shared_heap import Heap, HeapManager
+from redleaf.shared_heap import Heap, HeapManager
 
 from .conftest import heap_path
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from shared_heap import Heap, HeapExhausted, HeapManager
+from redleaf.shared_heap import Heap, HeapExhausted, HeapManager
 
 from .conftest import heap_path
 

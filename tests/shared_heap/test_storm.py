@@ -15,8 +15,8 @@ import zlib
 import numpy as np
 import pytest
 
-from shared_heap import Heap, HeapError, HeapExhausted, HeapManager, OwnershipError
-from shared_heap.layout import K_VEC, R_LIVE
+from redleaf.shared_heap import Heap, HeapError, HeapExhausted, HeapManager, OwnershipError
+from redleaf.shared_heap.layout import K_VEC, R_LIVE
 
 from .conftest import heap_path
 

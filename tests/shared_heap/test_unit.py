@@ -3,9 +3,9 @@ import struct
 import numpy as np
 import pytest
 
-import shared_heap as sh
-from shared_heap import Bytes, HeapExhausted, HeapManager, OwnershipError, record, u8, u32, u64, f64
-from shared_heap import layout as L
+import redleaf.shared_heap as sh
+from redleaf.shared_heap import Bytes, HeapExhausted, HeapManager, OwnershipError, record, u8, u32, u64, f64
+from redleaf.shared_heap import layout as L
 
 
 @record

@@ -3,8 +3,8 @@ a device: the shadow forwards `inc` and hides the driver's crashes by retrying."
 
 import time
 
-from domains import DomainCrashed, DomainUnavailable
-from domains.builtin.echo import Echo, EchoDomain
+from redleaf.domains import DomainCrashed, DomainUnavailable
+from redleaf.domains.builtin.echo import Echo, EchoDomain
 
 
 class ShadowedEcho(EchoDomain):

@@ -4,9 +4,9 @@ disk image is created there), serving every domain it lists."""
 import time
 
 
-from drivers.bdev import BLOCK_SIZE, BDev, Block
-from domains.builtin.echo import Echo
-from supervisor.manifest import load_manifest
+from redleaf.drivers.bdev import BLOCK_SIZE, BDev, Block
+from redleaf.domains.builtin.echo import Echo
+from redleaf.supervisor.manifest import load_manifest
 
 
 def test_the_default_manifest_boots_and_serves(make_instance, tmp_path):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from domains.errors import ControlError
+from redleaf.domains.errors import ControlError
 from tests.conftest import ECHO_MANIFEST, process_running
 
 
@@ -28,7 +28,7 @@ def test_boot_status_and_down_leave_nothing(make_instance):
 def test_load_and_unload_while_others_run(echo_instance):
     inst = echo_instance
     echo_pid = inst.status()["echo"]["pid"]
-    r = inst.request("load", name="echo2", target="domains.builtin.echo:EchoDomain", restart="permanent",
+    r = inst.request("load", name="echo2", target="redleaf.domains.builtin.echo:EchoDomain", restart="permanent",
                      config={}, uses=[], shadow=False)
     assert r["pid"] > 0
     assert inst.status()["echo2"]["state"] == "running"
@@ -40,7 +40,7 @@ def test_load_and_unload_while_others_run(echo_instance):
 
 @pytest.mark.parametrize("target, message", [
     ("no.such.module:Thing", "ModuleNotFoundError"),
-    ("domains.builtin.echo:Nope", "has no attribute"),
+    ("redleaf.domains.builtin.echo:Nope", "has no attribute"),
     ("tests.supervisor.bad_domains:RaisesInInit", "constructor refused"),
 ])
 def test_bad_loads_give_a_clear_error_and_leave_no_half_domain(echo_instance, target, message):
@@ -54,7 +54,7 @@ def test_bad_loads_give_a_clear_error_and_leave_no_half_domain(echo_instance, ta
 def test_duplicate_and_unknown_names(echo_instance):
     inst = echo_instance
     with pytest.raises(ControlError, match="already exists"):
-        inst.request("load", name="echo", target="domains.builtin.echo:EchoDomain", restart="permanent",
+        inst.request("load", name="echo", target="redleaf.domains.builtin.echo:EchoDomain", restart="permanent",
                      config={}, uses=[], shadow=False)
     with pytest.raises(ControlError, match="no domain named"):
         inst.request("unload", name="ghost")
@@ -73,7 +73,7 @@ def test_crash_is_detected_and_restarted(echo_instance, how):
 
 def test_exit_of_a_transient_domain_is_not_restarted(echo_instance):
     inst = echo_instance
-    inst.request("load", name="tr", target="domains.builtin.echo:EchoDomain", restart="transient",
+    inst.request("load", name="tr", target="redleaf.domains.builtin.echo:EchoDomain", restart="transient",
                  config={}, uses=[], shadow=False)
     inst.request("kill", name="tr", how="exit")
     st = inst.wait_state("tr", "stopped")
@@ -149,7 +149,7 @@ def test_kill_9_of_the_supervisor_leaves_no_domain_and_next_up_cleans(make_insta
         time.sleep(0.02)
     assert not any(process_running(p) for p in pids), "a domain outlived its supervisor"
     assert inst.paths.heap.exists()  # stale files remain until the next up/down
-    from supervisor.instance import Instance
+    from redleaf.supervisor.instance import Instance
 
     again = Instance(ECHO_MANIFEST, name=inst.name)
     again.start()
@@ -164,23 +164,23 @@ def test_cli_status_json_and_errors(echo_instance):
     import json
 
     inst = echo_instance
-    out = subprocess.run([sys.executable, "-m", "supervisor.cli", "--name", inst.name, "status", "--json"],
+    out = subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", inst.name, "status", "--json"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert rows[0]["name"] == "echo"
-    out = subprocess.run([sys.executable, "-m", "supervisor.cli", "--name", inst.name, "unload", "ghost"],
+    out = subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", inst.name, "unload", "ghost"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert out.stderr.startswith("redleaf: ") and len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run([sys.executable, "-m", "supervisor.cli", "--name", "nonexistent-inst", "status"],
+    out = subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", "nonexistent-inst", "status"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1 and "no redleaf instance" in out.stderr
 
 
 def test_a_long_call_is_not_mistaken_for_a_hang(echo_instance):
     """The watchdog (2 s here) spares a domain that is busy inside a call."""
-    from domains.builtin.echo import Echo
+    from redleaf.domains.builtin.echo import Echo
 
     inst = echo_instance
     pid = inst.status()["echo"]["pid"]

@@ -1,6 +1,6 @@
 import pytest
 
-from supervisor.manifest import ManifestError, load_manifest, parse_manifest, parse_size
+from redleaf.supervisor.manifest import ManifestError, load_manifest, parse_manifest, parse_size
 
 
 def test_default_manifest_loads():

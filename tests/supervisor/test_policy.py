@@ -1,4 +1,4 @@
-from supervisor.policy import RestartTracker
+from redleaf.supervisor.policy import RestartTracker
 
 
 def test_permanent_restarts_first_immediately_then_backs_off():

@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from domains.builtin.echo import Echo
+from redleaf.domains.builtin.echo import Echo
 
 MANIFEST = """
 [heap]

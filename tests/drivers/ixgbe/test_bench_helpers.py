@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import ixgbe, recovery_ixgbe
-from supervisor.manifest import parse_manifest
+from redleaf.bench import ixgbe, recovery_ixgbe
+from redleaf.supervisor.manifest import parse_manifest
 
 
 @pytest.mark.parametrize("text", [ixgbe.manifest("plain"), ixgbe.manifest("shadow"), ixgbe.manifest("nullnet"),
@@ -16,7 +16,7 @@ def test_benchmark_manifests_parse(text):
     m = parse_manifest(text)
     names = {d.name for d in m.domains}
     assert "app" in names
-    assert all(d.target.startswith("drivers.ixgbe.") for d in m.domains + m.devices)
+    assert all(d.target.startswith("redleaf.drivers.ixgbe.") for d in m.domains + m.devices)
 
 
 def test_recovery_time_is_kill_to_first_packet_after_the_death():

@@ -1,7 +1,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from drivers.ixgbe import descriptors as D
+from redleaf.drivers.ixgbe import descriptors as D
 
 
 def ring(n=16):

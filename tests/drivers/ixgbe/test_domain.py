@@ -15,9 +15,9 @@ import uuid
 import numpy as np
 import pytest
 
-from domains.errors import DomainCrashed
-from drivers.ixgbe.wire import NetNamespace, ShmCable, TapWire, WireUnavailable, parse_test_frame
-from drivers.net import Net, NetApp, NetError
+from redleaf.domains.errors import DomainCrashed
+from redleaf.drivers.ixgbe.wire import NetNamespace, ShmCable, TapWire, WireUnavailable, parse_test_frame
+from redleaf.drivers.net import Net, NetApp, NetError
 
 from .netclient import DST, SRC, NetClient
 
@@ -37,7 +37,7 @@ def device(name: str, config: str) -> str:
     return f"""
 [[device]]
 name = "{name}"
-target = "drivers.ixgbe.device:IxgbeDevice"
+target = "redleaf.drivers.ixgbe.device:IxgbeDevice"
 config = {config}
 """
 
@@ -46,7 +46,7 @@ def driver(name: str, dev: str, extra: str = "") -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "drivers.ixgbe.domain:IxgbeNetDriver"
+target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
 restart = "permanent"
 max_restarts = 100
 period_s = 10.0
@@ -62,7 +62,7 @@ def shadowed(name: str, dev: str) -> str:
     return driver(f"{name}.driver", dev) + f"""
 [[domain]]
 name = "{name}"
-target = "drivers.ixgbe.shadow:IxgbeShadow"
+target = "redleaf.drivers.ixgbe.shadow:IxgbeShadow"
 restart = "permanent"
 config = {{ device = "{dev}", driver = "{name}.driver" }}
 uses = {{ driver = "{name}.driver" }}
@@ -122,7 +122,7 @@ def test_pair_of_nics_with_l2fwd_across_a_domain_boundary(make_instance, cable):
          + driver("neta", "a-dev") + driver("netb", "b-dev") + """
 [[domain]]
 name = "l2fwd"
-target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
 uses = { net = "netb" }
 config = { autostart = true, batch = 32, packets = 1024 }
 """)
@@ -291,7 +291,7 @@ def test_tap_wire_ping_through_the_driver_domain(make_instance):
 
 def _net_client_a(instance: str, conn) -> None:
     """A second client process (a process is one domain): runs the parent's commands."""
-    from domains import attach
+    from redleaf.domains import attach
     with attach(instance) as a:
         ca = NetClient(a, "ixgbe0", packets=1024)
         conn.send(ca.ops.peek(ca.free).tolist())        # every buffer A will ever have
@@ -310,7 +310,7 @@ def test_net_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_in
     """The rings are not labelled by client: a second client is refused while the first
     has buffers in the driver, and once the first has gone the NIC is reset and its
     buffers freed: none of them (nor their data) ever reaches the next client."""
-    from shared_heap.layout import R_LIVE
+    from redleaf.shared_heap.layout import R_LIVE
     manifest = HEAP + device("ixgbe0-dev", '{ wire = "loopback" }') + (
         shadowed("ixgbe0", "ixgbe0-dev") if shadow else driver("ixgbe0", "ixgbe0-dev"))
     inst = make_instance(manifest)
@@ -355,11 +355,11 @@ def test_nullnet_returns_packets_at_once_and_apps_run_in_driver_and_across(make_
     m = (HEAP + device("ixgbe0-dev", '{ wire = "pktgen" }') + driver("ixgbe0", "ixgbe0-dev") + """
 [[domain]]
 name = "nullnet"
-target = "drivers.ixgbe.nullnet:NullNetDomain"
+target = "redleaf.drivers.ixgbe.nullnet:NullNetDomain"
 
 [[domain]]
 name = "fwd-null"
-target = "drivers.ixgbe.l2fwd_domain:L2Fwd"
+target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
 uses = { net = "nullnet" }
 """)
     inst = make_instance(m)
@@ -470,7 +470,7 @@ def test_shadow_hides_kill_9_under_traffic(make_instance):
     # named by IxgbeNetDriver.SHADOW under ixgbe0
     inst = make_instance(HEAP + device("ixgbe0-dev", '{ wire = "loopback" }')
                          + driver("ixgbe0", "ixgbe0-dev", "shadow = true"))
-    assert inst.status()["ixgbe0"]["target"] == "drivers.ixgbe.shadow:IxgbeShadow"
+    assert inst.status()["ixgbe0"]["target"] == "redleaf.drivers.ixgbe.shadow:IxgbeShadow"
     _shadow_run(inst, kills=3, gap=0.4)
     assert inst.status()["ixgbe0"]["restarts"] == 0
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from drivers.ixgbe import l2fwd
-from drivers.ixgbe import regs as R
-from drivers.ixgbe.driver_core import DriverError, IxgbeDriver
-from drivers.ixgbe.nullnet import NullNet
-from drivers.ixgbe.sim import BumpAllocator, Port
-from drivers.ixgbe.wire import (LoopbackWire, PktGenWire, ShmCable, ShmWire, make_test_frame,
+from redleaf.drivers.ixgbe import l2fwd
+from redleaf.drivers.ixgbe import regs as R
+from redleaf.drivers.ixgbe.driver_core import DriverError, IxgbeDriver
+from redleaf.drivers.ixgbe.nullnet import NullNet
+from redleaf.drivers.ixgbe.sim import BumpAllocator, Port
+from redleaf.drivers.ixgbe.wire import (LoopbackWire, PktGenWire, ShmCable, ShmWire, make_test_frame,
                                 pair, parse_test_frame, socket_cable)
 
 
@@ -246,7 +246,7 @@ def test_misprogramming_never_raises_from_the_device():
 
 def test_driver_reports_refused_ring():
     bar, dma = bytearray(R.BAR_SIZE), bytearray(1 << 20)
-    from drivers.ixgbe.nic import Nic
+    from redleaf.drivers.ixgbe.nic import Nic
     nic = Nic(memoryview(bar), memoryview(dma), 1 << 19, 1 << 20, LoopbackWire())
     alloc = BumpAllocator(memoryview(dma), 4096, 1 << 20)     # rings below the device's window
     drv = IxgbeDriver(memoryview(bar), alloc, step=nic.process)
@@ -327,7 +327,7 @@ def test_ring_wraparound_conserves_frames(ops):
 
 
 def test_loopback_cost_probe_runs():
-    from drivers.ixgbe.sim import loopback_cost
+    from redleaf.drivers.ixgbe.sim import loopback_cost
     r = loopback_cost(batch=32, seconds=0.05)
     assert r["packets"] > 0 and r["errors"] == 0 and r["rx_missed"] == 0
 

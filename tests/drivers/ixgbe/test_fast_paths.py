@@ -5,12 +5,12 @@ import copy
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from drivers.ixgbe import descriptors as D
-from drivers.ixgbe import l2fwd
-from drivers.ixgbe import regs as R
-from drivers.ixgbe.nic import Nic
-from drivers.ixgbe.sim import Port
-from drivers.ixgbe.wire import PktGenWire
+from redleaf.drivers.ixgbe import descriptors as D
+from redleaf.drivers.ixgbe import l2fwd
+from redleaf.drivers.ixgbe import regs as R
+from redleaf.drivers.ixgbe.nic import Nic
+from redleaf.drivers.ixgbe.sim import Port
+from redleaf.drivers.ixgbe.wire import PktGenWire
 
 
 # ------------------------------------------------------------------ ring helpers

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from drivers.ixgbe import regs as R
-from drivers.ixgbe.descriptors import RingView, tx_encode_read
-from drivers.ixgbe.nic import Nic
-from drivers.ixgbe.wire import pair
+from redleaf.drivers.ixgbe import regs as R
+from redleaf.drivers.ixgbe.descriptors import RingView, tx_encode_read
+from redleaf.drivers.ixgbe.nic import Nic
+from redleaf.drivers.ixgbe.wire import pair
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_multi_descriptor_tx_frame_and_padding(dev):
     dma[70000:70000 + 40] = b"b" * 40
     dma[80000:80000 + 10] = b"c" * 10
     ring = RingView(dma, 8192, 16)
-    from drivers.ixgbe import descriptors as D
+    from redleaf.drivers.ixgbe import descriptors as D
     tx_encode_read(ring, np.array([0, 1, 2]), np.array([65536, 70000, 80000], dtype=np.uint64),
                    np.array([30, 40, 10]))
     ring.d[0, 2] = int(ring.d[0, 2]) & ~D.TXD_DCMD_EOP                    # frame = desc 0 + desc 1

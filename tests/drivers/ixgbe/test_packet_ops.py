@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.net import Packet, PacketOps
-from shared_heap import OwnershipError, record, u32
+from redleaf.drivers.net import Packet, PacketOps
+from redleaf.shared_heap import OwnershipError, record, u32
 from tests.conftest import ECHO_MANIFEST
 
 
@@ -94,8 +94,8 @@ def test_offsets_outside_the_arena_and_forged_slots_are_refused(ops):
 def test_fast_moves_match_record_ops_across_ring_wraps(ops):
     """PacketOps' take/put/peek (fewer numpy operations) against RecordOps' (the
     reference) on the same deques, through many wraps of the deque's ring."""
-    from shared_heap.batch import RecordOps
-    from drivers.net import Packet
+    from redleaf.shared_heap.batch import RecordOps
+    from redleaf.drivers.net import Packet
     ref = RecordOps(ops.heap, Packet)
     rng = np.random.default_rng(7)
     pool = ops.alloc_packets(64)

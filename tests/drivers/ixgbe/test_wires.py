@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from drivers.ixgbe.sim import Port
-from drivers.ixgbe.wire import (ShmCable, ShmWire, SocketWire, TapWire, NetNamespace, UdpWire,
+from redleaf.drivers.ixgbe.sim import Port
+from redleaf.drivers.ixgbe.wire import (ShmCable, ShmWire, SocketWire, TapWire, NetNamespace, UdpWire,
                                 WireUnavailable, make_test_frame, parse_test_frame, socket_cable,
                                 udp_pair)
 

@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 
-from drivers.bdev import BLOCK_SIZE, Block, BlockError
-from drivers.nvme.client import BatchQueue
+from redleaf.drivers.bdev import BLOCK_SIZE, Block, BlockError
+from redleaf.drivers.nvme.client import BatchQueue
 
 _HDR = struct.Struct("<QQ")  # block number, write serial: a misdirected write shows
 

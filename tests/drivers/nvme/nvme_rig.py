@@ -1,10 +1,10 @@
 """Shared rig for the NVMe tests: controller + driver core in one process."""
 from __future__ import annotations
 
-from drivers.nvme import regs as R
-from drivers.nvme.controller import NvmeController
-from drivers.nvme.driver_core import NvmeDriverCore
-from drivers.nvme.store import MemoryBlockStore
+from redleaf.drivers.nvme import regs as R
+from redleaf.drivers.nvme.controller import NvmeController
+from redleaf.drivers.nvme.driver_core import NvmeDriverCore
+from redleaf.drivers.nvme.store import MemoryBlockStore
 
 
 class BumpAllocator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers.nvme.shadow import DriverLost, InflightTable
+from redleaf.drivers.nvme.shadow import DriverLost, InflightTable
 
 
 def arr(*xs):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivers.nvme import spec as S
-from drivers.nvme.store import MemoryBlockStore
+from redleaf.drivers.nvme import spec as S
+from redleaf.drivers.nvme.store import MemoryBlockStore
 
 from .nvme_rig import Rig
 
@@ -85,7 +85,7 @@ def test_bad_commands_inside_a_batch_get_their_own_status():
 
 
 def test_batch_of_writes_then_reads_through_a_file_mapping(tmp_path):
-    from drivers.nvme.store import FileBlockStore
+    from redleaf.drivers.nvme.store import FileBlockStore
     path = tmp_path / "img"
     store = FileBlockStore(path, size=64 * 4096)
     assert store.image is not None

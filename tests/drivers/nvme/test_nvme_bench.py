@@ -7,7 +7,7 @@ import glob
 import os
 import tempfile
 
-from bench import nvme, recovery_nvme
+from redleaf.bench import nvme, recovery_nvme
 
 KEYS = {"bench", "case", "system", "metric", "value", "unit"}
 

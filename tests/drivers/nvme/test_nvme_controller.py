@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-from drivers.nvme import regs as R
-from drivers.nvme import spec as S
-from drivers.nvme.controller import NvmeController
-from drivers.nvme.driver_core import ControllerFatal, NvmeDriverCore
-from drivers.nvme.store import MemoryBlockStore
+from redleaf.drivers.nvme import regs as R
+from redleaf.drivers.nvme import spec as S
+from redleaf.drivers.nvme.controller import NvmeController
+from redleaf.drivers.nvme.driver_core import ControllerFatal, NvmeDriverCore
+from redleaf.drivers.nvme.store import MemoryBlockStore
 
 from .nvme_rig import Rig
 

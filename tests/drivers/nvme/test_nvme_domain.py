@@ -15,12 +15,12 @@ import time
 import numpy as np
 import pytest
 
-from domains import DomainCrashed
-from domains.errors import DomainUnavailable
-from drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, NvmeBDev
-from drivers.nvme import spec as S
-from drivers.nvme.client import BatchQueue
-from drivers.nvme.manifests import nvme_manifest
+from redleaf.domains import DomainCrashed
+from redleaf.domains.errors import DomainUnavailable
+from redleaf.drivers.bdev import BLOCK_SIZE, BDev, Block, BlockError, NvmeBDev
+from redleaf.drivers.nvme import spec as S
+from redleaf.drivers.nvme.client import BatchQueue
+from redleaf.drivers.nvme.manifests import nvme_manifest
 
 from tests.conftest import process_running
 
@@ -350,7 +350,7 @@ def test_shadow_copes_with_a_device_queue_shallower_than_configured(make_instanc
 
 def _client_a(instance: str, conn) -> None:
     """A second client process (a process is one domain): runs the parent's commands."""
-    from domains import attach
+    from redleaf.domains import attach
     with attach(instance) as a:
         qa = BatchQueue(a.heap, a.lookup("nvme0", NvmeBDev), depth=8)
         done: list[int] = []

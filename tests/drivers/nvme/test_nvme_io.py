@@ -8,10 +8,10 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from drivers.nvme import regs as R
-from drivers.nvme import spec as S
-from drivers.nvme.driver_core import NvmeDriverCore, QueueFull
-from drivers.nvme.store import FileBlockStore
+from redleaf.drivers.nvme import regs as R
+from redleaf.drivers.nvme import spec as S
+from redleaf.drivers.nvme.driver_core import NvmeDriverCore, QueueFull
+from redleaf.drivers.nvme.store import FileBlockStore
 
 from .nvme_rig import Rig
 

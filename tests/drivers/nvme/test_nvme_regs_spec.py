@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from drivers.nvme import regs as R
-from drivers.nvme import spec as S
+from redleaf.drivers.nvme import regs as R
+from redleaf.drivers.nvme import spec as S
 
 
 def test_register_offsets_match_the_spec():
