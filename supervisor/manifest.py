@@ -57,9 +57,18 @@ def parse_size(v, where: str) -> int:
     raise ManifestError(f"{where}: {v!r} is not a size (write e.g. 268435456 or \"256MiB\")")
 
 
+# Our packages' names before they moved under the redleaf namespace: a manifest written
+# for them gets told the new name instead of a bare ModuleNotFoundError.
+_OLD_TOP = ("supervisor", "domains", "shared_heap", "drivers", "rv6", "bench")
+
+
 def check_target(target, where: str) -> str:
     if not isinstance(target, str) or not _TARGET_RE.match(target):
         raise ManifestError(f"{where}: target {target!r} must look like 'package.module:Class'")
+    top = target.split(":", 1)[0].split(".", 1)[0]
+    if top in _OLD_TOP and target.count(".") >= 1:
+        raise ManifestError(f"{where}: target {target!r} uses an old import name; "
+                            f"redleaf's packages now live under 'redleaf.': use 'redleaf.{target}'")
     return target
 
 
