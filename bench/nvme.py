@@ -144,7 +144,7 @@ def run(argv: list[str]) -> list[dict]:
     from redleaf.drivers.nvme.client import BatchQueue
     from redleaf.drivers.nvme.manifests import nvme_manifest
     from redleaf.supervisor.instance import Instance
-    from redleaf.supervisor.manifest import parse_size
+    from redleaf.domains.units import parse_size
 
     tmp = tempfile.mkdtemp(prefix="redleaf-bench-nvme-")
     image = os.path.join(tmp, "nvme0.img")

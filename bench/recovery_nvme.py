@@ -237,7 +237,7 @@ def run(argv: list[str]) -> list[dict]:
     ap.add_argument("--plot", metavar="FILE.png", help="plot throughput over time with the kills marked")
     a = ap.parse_args(argv)
     seconds = 3.0 if a.quick else a.seconds
-    from redleaf.supervisor.manifest import parse_size
+    from redleaf.domains.units import parse_size
 
     nblocks = parse_size(a.size, "--size") // BLOCK
     tmp = tempfile.mkdtemp(prefix="redleaf-bench-recovery-")

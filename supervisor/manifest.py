@@ -35,8 +35,23 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+import msgpack
+import psutil
+
+from redleaf.domains.units import SizeError
+from redleaf.domains.units import parse_size as _parse_size
+from redleaf.shared_heap.layout import Layout
+
 RESTART_POLICIES = ("permanent", "transient", "temporary")
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.I)
+# Bounds that keep a typo from becoming a host-wide event: a heap is a tmpfs file every
+# domain maps, so it must fit in /dev/shm and in memory with room to spare.
+MAX_DOMAINS = 256             # the supervisor's domain table (ids 1..MAX_DOMAINS-1)
+MIN_HEAP = 1 << 20
+SHM_DIR = "/dev/shm"
+HEAP_SHARE = 0.5              # at most this share of /dev/shm's free space and of free memory
+MAX_CONFIG_BYTES = 64 << 10   # a domain's config travels in one zygote datagram
+MAX_COUNT = 1 << 20           # max_restarts
+MAX_SECONDS = 86400.0         # period_s, backoff_s, watchdog_s: a day is already absurd
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
 
@@ -46,15 +61,10 @@ class ManifestError(ValueError):
 
 
 def parse_size(v, where: str) -> int:
-    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-        return v
-    if isinstance(v, str):
-        m = _SIZE_RE.match(v)
-        if m:
-            n = int(m.group(1))
-            unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
-            return n * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
-    raise ManifestError(f"{where}: {v!r} is not a size (write e.g. 268435456 or \"256MiB\")")
+    try:
+        return _parse_size(v, where)
+    except SizeError as e:
+        raise ManifestError(str(e)) from None
 
 
 # Our packages' names before they moved under the redleaf namespace: a manifest written
@@ -152,18 +162,21 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     for f in ("max_restarts",):
         if f in raw:
             v = raw[f]
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ManifestError(f"{where}: {f} must be a non-negative integer")
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_COUNT:
+                raise ManifestError(f"{where}: {f} must be an integer from 0 to {MAX_COUNT}, not {v!r}")
             setattr(spec, f, v)
     for f in ("period_s", "backoff_s", "backoff_max_s", "watchdog_s"):
         if f in raw:
             v = raw[f]
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                raise ManifestError(f"{where}: {f} must be a non-negative number")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= MAX_SECONDS:
+                raise ManifestError(f"{where}: {f} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {v!r}")
+            if f == "watchdog_s" and v == 0:
+                raise ManifestError(f"{where}: watchdog_s must be more than 0 (leave it out for the instance's)")
             setattr(spec, f, float(v))
     cfg = raw.get("config", {})
     if not isinstance(cfg, dict):
         raise ManifestError(f"{where}: config must be a table")
+    check_config_size(cfg, where)
     spec.config = cfg
     uses = raw.get("uses", [])
     if isinstance(uses, list):
@@ -176,6 +189,42 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
         raise ManifestError(f"{where}: shadow must be true or false")
     spec.shadow = shadow
     return spec
+
+
+def check_config_size(cfg: dict, where: str) -> None:
+    try:
+        n = len(msgpack.packb(cfg))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ManifestError(f"{where}: config cannot be sent to a domain: {e}") from None
+    if n > MAX_CONFIG_BYTES:
+        raise ManifestError(f"{where}: config is {n} bytes encoded, more than {MAX_CONFIG_BYTES}; "
+                            f"put bulk data in a file and pass its path")
+
+
+def check_heap_fits(size: int, records: int, where: str, shm_dir: str = SHM_DIR) -> int:
+    """The heap file's whole size, once it is known to fit the machine; before anything
+    is created, so a typo fails here rather than in the OOM killer."""
+    if size < MIN_HEAP:
+        raise ManifestError(f"{where}: heap size {size} is below the minimum of {MIN_HEAP >> 20} MiB")
+    try:
+        lay = Layout.compute(size, records, MAX_DOMAINS)
+    except ValueError as e:
+        raise ManifestError(f"{where}: {e}") from None
+    import shutil
+
+    try:
+        shm_free = shutil.disk_usage(shm_dir).free
+    except OSError as e:
+        raise ManifestError(f"{where}: cannot check {shm_dir}: {e.strerror}") from None
+    mem_free = psutil.virtual_memory().available
+    limit = int(min(shm_free, mem_free) * HEAP_SHARE)
+    if lay.file_size > limit:
+        raise ManifestError(
+            f"{where}: the heap ({size >> 20} MiB arena, {records} records) needs a "
+            f"{lay.file_size >> 20} MiB file, more than {limit >> 20} MiB (half of what {shm_dir} "
+            f"and memory have free: {shm_free >> 20} MiB, {mem_free >> 20} MiB); make [heap] size "
+            f"or records smaller")
+    return lay.file_size
 
 
 def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
@@ -209,6 +258,17 @@ def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
     return [driver, shadow]
 
 
+def _section(raw: dict, name: str, known: set, source: str) -> dict:
+    sect = raw.get(name, {})
+    if not isinstance(sect, dict):
+        raise ManifestError(f"{source}: [{name}] must be a table, not {type(sect).__name__}")
+    unknown = set(sect) - known
+    if unknown:
+        raise ManifestError(f"{source} [{name}]: unknown key(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(sorted(known))}")
+    return sect
+
+
 def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     try:
         raw = tomllib.loads(text)
@@ -218,14 +278,25 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     unknown = set(raw) - {"heap", "supervisor", "domain", "device"}
     if unknown:
         raise ManifestError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
-    heap = raw.get("heap", {})
+    heap = _section(raw, "heap", {"size", "records"}, source)
     if "size" in heap:
         m.heap_size = parse_size(heap["size"], f"{source} [heap] size")
     if "records" in heap:
-        m.heap_records = int(parse_size(heap["records"], f"{source} [heap] records"))
-    sup = raw.get("supervisor", {})
+        v = heap["records"]
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ManifestError(f"{source} [heap] records must be an integer, not {v!r}")
+        m.heap_records = v
+    check_heap_fits(m.heap_size, m.heap_records, f"{source} [heap]")
+    sup = _section(raw, "supervisor", {"watchdog_s"}, source)
     if "watchdog_s" in sup:
-        m.watchdog_s = float(sup["watchdog_s"])
+        v = sup["watchdog_s"]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= MAX_SECONDS:
+            raise ManifestError(f"{source} [supervisor] watchdog_s must be a number of seconds "
+                                f"above 0 and at most {MAX_SECONDS:g}, not {v!r}")
+        m.watchdog_s = float(v)
+    for sect in ("device", "domain"):
+        if not isinstance(raw.get(sect, []), list):
+            raise ManifestError(f"{source}: write each {sect} as [[{sect}]], a list of tables")
     names = set()
     for i, d in enumerate(raw.get("device", [])):
         spec = domain_spec(d, f"{source} [[device]] #{i + 1}", kind="device")

@@ -22,7 +22,7 @@ from .store import FileBlockStore
 
 
 def _size(v) -> int:
-    from redleaf.supervisor.manifest import parse_size
+    from redleaf.domains.units import parse_size
 
     return parse_size(v, "nvme device config size")
 
