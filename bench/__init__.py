@@ -1,26 +1,14 @@
 """Benchmarks that measure this project and its peers in the same run.
 
 Each benchmark module exposes `run(args: list[str]) -> list[dict]`, rows as in
-DESIGN §8: {"bench", "case", "system", "metric", "value", "unit"}.  `redleaf bench
-NAME` prints them as a table; `--json` prints the rows as one JSON array.
+DESIGN §8: {"bench", "case", "system", "metric", "value", "unit"}.  The modules are
+registered as entry points (group `redleaf.bench`, pyproject.toml); `redleaf bench NAME`
+prints their rows as a table, `--json` as one JSON array.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import statistics
-import sys
-
-BENCHES = {
-    "lifecycle": "redleaf.bench.lifecycle",
-    "heap": "redleaf.bench.heap",
-    "calls": "redleaf.bench.calls",
-    "nvme": "redleaf.bench.nvme",
-    "ixgbe": "redleaf.bench.ixgbe",
-    "recovery": "redleaf.bench.recovery",
-}
-
 
 def row(bench: str, case: str, system: str, metric: str, value: float, unit: str) -> dict:
     return {"bench": bench, "case": case, "system": system, "metric": metric,
@@ -34,32 +22,3 @@ def summarize(bench: str, case: str, system: str, samples_s: list[float], unit: 
     med = statistics.median(xs)
     p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
     return [row(bench, case, system, "median", med * scale, unit), row(bench, case, system, "p99", p99 * scale, unit)]
-
-
-def format_table(rows: list[dict]) -> str:
-    cols = ["bench", "case", "system", "metric", "value", "unit"]
-    cells = [cols] + [[f"{r[c]:.4g}" if c == "value" else str(r[c]) for c in cols] for r in rows]
-    w = [max(len(c[i]) for c in cells) for i in range(len(cols))]
-    return "\n".join("  ".join(c[i].rjust(w[i]) if i == 4 else c[i].ljust(w[i]) for i in range(len(cols))).rstrip()
-                     for c in cells)
-
-
-def run_cli(name: str, rest: list[str], as_json: bool = False, instance: str = "default") -> int:
-    mod = BENCHES.get(name)
-    if mod is None:
-        print(f"redleaf: unknown benchmark {name!r}; available: {', '.join(BENCHES)}", file=sys.stderr)
-        return 2
-    if "--json" in rest:
-        rest = [a for a in rest if a != "--json"]
-        as_json = True
-    try:
-        m = importlib.import_module(mod)
-    except ImportError as e:
-        print(f"redleaf: benchmark {name!r} is not available: {e}", file=sys.stderr)
-        return 2
-    rows = m.run(rest)
-    if as_json:
-        print(json.dumps(rows))
-    else:
-        print(format_table(rows))
-    return 0

@@ -296,10 +296,37 @@ def cmd_attach(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    from redleaf.bench import run_cli
+def _benchmarks() -> dict:
+    from importlib.metadata import entry_points
 
-    return run_cli(args.bench, args.rest, as_json=args.json, instance=args.name)
+    return {ep.name: ep for ep in entry_points(group="redleaf.bench")}
+
+
+def format_rows(rows: list[dict]) -> str:
+    """Benchmark rows (DESIGN §8) as an aligned table, values right-aligned."""
+    cols = ["bench", "case", "system", "metric", "value", "unit"]
+    cells = [cols] + [[f"{r[c]:.4g}" if c == "value" else str(r[c]) for c in cols] for r in rows]
+    w = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(c[i].rjust(w[i]) if i == 4 else c[i].ljust(w[i]) for i in range(len(cols))).rstrip()
+                     for c in cells)
+
+
+def cmd_bench(args) -> int:
+    benches = _benchmarks()
+    ep = benches.get(args.bench)
+    if ep is None:
+        raise CliError(f"unknown benchmark {args.bench!r}; available: {', '.join(sorted(benches)) or 'none'} "
+                       f"(benchmarks are the 'redleaf.bench' entry points of the installed packages)")
+    rest = list(args.rest)
+    as_json = args.json or "--json" in rest
+    rest = [a for a in rest if a != "--json"]
+    try:
+        fn = ep.load()
+    except ImportError as e:
+        raise CliError(f"benchmark {args.bench!r} is not available: {e}") from None
+    rows = fn(rest)
+    print(json.dumps(rows) if as_json else format_rows(rows))
+    return 0
 
 
 # ----------------------------------------------------------------------- parser
