@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,34 @@ def check_instance_name(name: str) -> str:
             f"bad instance name {name!r}: use 1-32 characters of letters, digits, '_', '.', '-'"
         )
     return name
+
+
+class RuntimeDirUnsafe(PermissionError):
+    """The runtime directory is not ours alone (another owner, group/other access, a
+    symlink): it is refused, as tmux and ssh-agent refuse theirs, since whoever controls
+    it could plant sockets, tokens or pid records for us to trust."""
+
+
+def check_private_dir(path: Path) -> bool:
+    """True if `path` is a directory only we can use; False if it does not exist; raises
+    RuntimeDirUnsafe otherwise. lstat, so a symlink is never followed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "is not a directory"
+    elif st.st_uid != os.getuid():
+        why = f"belongs to uid {st.st_uid}, not to us (uid {os.getuid()})"
+    elif st.st_mode & 0o077:
+        why = f"has mode {stat.S_IMODE(st.st_mode):04o}; it must be 0700"
+    if why:
+        raise RuntimeDirUnsafe(f"refusing the runtime directory {path}: it {why}. Someone else may "
+                               f"control it; remove it (or set REDLEAF_RUNTIME_DIR to a private one)")
+    return True
 
 
 def runtime_root() -> Path:
@@ -37,7 +66,13 @@ class InstancePaths:
 
     @property
     def root(self) -> Path:
-        return runtime_root() / check_instance_name(self.name)
+        """The instance's directory, checked (with its parent) to be ours alone whenever
+        it exists: every use of a socket, token or record in it comes through here."""
+        base = runtime_root()
+        root = base / check_instance_name(self.name)
+        check_private_dir(base)
+        check_private_dir(root)
+        return root
 
     @property
     def control(self) -> str:
@@ -75,8 +110,9 @@ class InstancePaths:
         return self.logs / f"{name}.log"
 
     def read_token(self) -> bytes:
+        token = self.token   # checks the directory: RuntimeDirUnsafe goes to the caller as it is
         try:
-            return self.token.read_bytes()
+            return token.read_bytes()
         except FileNotFoundError:
             from .errors import InstanceNotRunning
 

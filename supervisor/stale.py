@@ -2,9 +2,11 @@
 
 If a supervisor is killed, its zygote and domains die with it (PDEATHSIG), but its
 runtime directory and heap file remain.  The next `redleaf up` of that name, or
-`redleaf down`, calls `clean_stale`: it kills any recorded process still alive (the
-pid *and* its start time must match, so a recycled pid is never hit) and removes the
-files.
+`redleaf down`, calls `clean_stale`: it kills any recorded process still alive and
+removes the files.  A record is only a claim: a process is killed only if its pid *and*
+start time match (a recycled pid is never hit), it runs as us, and its command line is
+one of ours (a record planted to point at another program is ignored). The directory
+itself has been checked to be ours alone (InstancePaths.root).
 """
 
 from __future__ import annotations
@@ -47,13 +49,26 @@ def _same_process(pid: int, ctime: float) -> bool:
         return False
 
 
+def _is_ours(pid: int) -> bool:
+    """Runs as our uid and is a redleaf process: the supervisor's command line names
+    redleaf (the `redleaf` script or `-m redleaf.supervisor.cli`), and the zygote, domains
+    and devices it forks keep it, or carry a `redleaf:` process title."""
+    try:
+        p = psutil.Process(pid)
+        if p.uids().real != os.getuid():
+            return False
+        return any("redleaf" in part for part in p.cmdline())
+    except psutil.Error:
+        return False
+
+
 def supervisor_alive(paths: InstancePaths) -> int:
     """The pid of the live supervisor of this instance, or 0."""
     try:
         rec = _recorded(paths.supervisor_pid.read_text().strip())
     except OSError:
         return 0
-    if rec and _same_process(*rec):
+    if rec and _same_process(*rec) and _is_ours(rec[0]):
         return rec[0]
     return 0
 
@@ -86,7 +101,7 @@ def clean_stale(name: str) -> bool:
     victims = []
     for line in lines:
         rec = _recorded(line)
-        if rec and _same_process(*rec):
+        if rec and _same_process(*rec) and _is_ours(rec[0]):
             try:
                 os.kill(rec[0], signal.SIGKILL)
                 victims.append(rec[0])
