@@ -13,9 +13,11 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import time
 from typing import Any
 
 import msgpack
+import psutil
 import zmq
 
 from .errors import ControlError, InstanceNotRunning
@@ -23,6 +25,7 @@ from .paths import InstancePaths
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 1 << 20  # the supervisor drops peers that send bigger frames
+_LIVENESS_SLICE_MS = 200  # how often a waiting request checks that the supervisor lives
 
 # Field schemas the supervisor enforces.  A value is a type or a tuple of types.
 _num = (int, float)
@@ -107,16 +110,51 @@ class ControlClient:
         self.sock.connect(self.paths.control)
         self._rids = itertools.count(1)
         self.pushes: collections.deque[dict] = collections.deque()
+        self._sup = self._supervisor_record()
+
+    def _supervisor_record(self) -> tuple[int, float] | None:
+        try:
+            pid, ctime = self.paths.supervisor_pid.read_text().split()
+            return int(pid), float(ctime)
+        except (OSError, ValueError):
+            return None
+
+    def supervisor_gone(self) -> str | None:
+        """Why the supervisor cannot answer (its pid died, or its record is gone), or None
+        while it lives. Cheap enough to ask between slices of every wait, so a dead
+        supervisor is known within a fraction of a second, not at a 30 s timeout."""
+        rec = self._sup or self._supervisor_record()
+        if rec is None:
+            return (f"instance {self.instance!r} is not running (no supervisor record); "
+                    f"start it with `redleaf up --name {self.instance}`")
+        pid, ctime = rec
+        try:
+            alive = abs(psutil.Process(pid).create_time() - ctime) < 0.01 and \
+                psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        if alive:
+            return None
+        return (f"the supervisor of {self.instance!r} is not running (pid {pid} died); "
+                f"`redleaf up --name {self.instance}` cleans up and starts again")
 
     def request(self, cmd: str, timeout_s: float | None = None, **fields) -> dict:
         rid = next(self._rids)
+        gone = self.supervisor_gone()
+        if gone:
+            raise InstanceNotRunning(gone)
         msg = {"v": PROTOCOL_VERSION, "token": self.token, "cmd": cmd, "rid": rid, **fields}
         self.sock.send(encode(msg))
         timeout_ms = self.timeout_ms if timeout_s is None else int(timeout_s * 1000)
+        deadline = time.monotonic() + timeout_ms / 1000
         while True:
-            if not self.sock.poll(timeout_ms):
-                if not self.paths.supervisor_pid.exists():
-                    raise InstanceNotRunning(f"instance {self.instance!r} is not running")
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0 or not self.sock.poll(min(left_ms, _LIVENESS_SLICE_MS)):
+                gone = self.supervisor_gone()
+                if gone:
+                    raise InstanceNotRunning(gone)
+                if left_ms > 0:
+                    continue
                 raise InstanceNotRunning(
                     f"the supervisor of {self.instance!r} did not answer {cmd!r} within {timeout_ms / 1000:.1f}s"
                 )
