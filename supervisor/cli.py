@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -72,6 +73,7 @@ def cmd_up(args) -> int:
         if d not in sys.path:
             sys.path.append(d)
     manifest = load_manifest(args.manifest)
+    _preflight([s for s in manifest.devices + manifest.domains if not s.shadow], args.keep_going)
     try:
         pid = stale.supervisor_alive(InstancePaths(args.name))
     except Exception:
@@ -119,22 +121,79 @@ def cmd_up(args) -> int:
     if data != b"1":
         raise CliError(data[1:].decode() if data.startswith(b"E") else "the supervisor exited during start-up; "
                        f"see {InstancePaths(args.name).log('supervisor')}")
-    # wait until the manifest has booted (every domain left `starting`)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        st = _request(args, "status")
-        if all(d["state"] != "starting" for d in st["domains"]) and st["domains"] or not _has_domains(args):
-            break
-        time.sleep(0.02)
+    problems, st = _await_boot(args, {s.name for s in manifest.devices + manifest.domains})
+    if problems and not args.keep_going:
+        for p in problems:
+            print(f"redleaf: {p}", file=sys.stderr)
+        raise CliError(f"instance {args.name!r} is up (supervisor pid {st['pid']}) but {len(problems)} "
+                       f"domain(s) did not come up; fix the manifest and `redleaf restart` them, or "
+                       f"`redleaf down --name {args.name}` (--keep-going accepts this)")
+    for p in problems:
+        print(f"redleaf: warning: {p}", file=sys.stderr)
     print(f"redleaf: instance {args.name!r} up (supervisor pid {st['pid']})")
     return 0
 
 
-def _has_domains(args) -> bool:
-    from .manifest import load_manifest
+BOOT_DEADLINE_S = 60.0
 
-    m = load_manifest(args.manifest)
-    return bool(m.domains or m.devices)
+
+def _await_boot(args, names: set[str]) -> tuple[list[str], dict]:
+    """Wait until every domain of the manifest serves, one fails, or the deadline passes;
+    the problems, each naming the domain and why (its last reason)."""
+    deadline = time.monotonic() + BOOT_DEADLINE_S
+    while True:
+        st = _request(args, "status")
+        rows = {d["name"]: d for d in st["domains"] if d["name"] in names}
+        bad = [d for d in rows.values() if d["state"] == "failed"
+               or (d["state"] in ("crashed", "backoff") and d["restarts"] >= 1)]
+        pending = [d for d in rows.values() if d["state"] != "running"]
+        if not pending or bad or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    paths = InstancePaths(args.name)
+    problems = []
+    for d in bad or pending:
+        err = _last_error(paths.log(d["name"]))
+        problems.append(f"{d['name']} did not come up ({d['state']}): {d.get('reason') or 'no reason given'}"
+                        + (f"; its log ends with {err}" if err else ""))
+    return problems, st
+
+
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Fault|Interrupt|Crashed)\b.*)$")
+
+
+def _last_error(path) -> str | None:
+    """The last exception line of a domain's log ("ValueError: ..."), for a one-line why."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        m = _EXC_LINE.match(line.strip())
+        if m:
+            return m.group(1)
+    return None
+
+
+def _preflight_problems(items: list[dict]) -> dict:
+    from .preflight import check_targets
+
+    return check_targets(items)
+
+
+def _preflight(specs, keep_going: bool) -> None:
+    problems = _preflight_problems([{"name": s.name, "target": s.target, "kind": s.kind, "path": s.path}
+                                    for s in specs])
+    if not problems:
+        return
+    for name, why in problems.items():
+        print(f"redleaf: {'warning: ' if keep_going else ''}{name}: {why}", file=sys.stderr)
+    if not keep_going:
+        raise CliError(f"{len(problems)} target(s) of the manifest cannot load; nothing was started "
+                       f"(--keep-going starts the rest)")
 
 
 def cmd_down(args) -> int:
@@ -188,14 +247,30 @@ def _parse_sets(sets: list[str]) -> dict:
             raise CliError(f"--set takes KEY=VALUE, got {s!r}")
         try:
             cfg[key] = tomllib.loads(f"v = {val}")["v"]
-        except tomllib.TOMLDecodeError:
+        except tomllib.TOMLDecodeError as e:
+            # a bare word is a string (--set image=disk.img); what looks like a TOML value
+            # (a list, table, quoted string, number) must parse, or it would be silently
+            # taken as the wrong type
+            if val[:1] in "[{\"'+-.0123456789" or val in ("true", "false"):
+                raise CliError(f"--set {key}: {val!r} looks like a TOML value but does not parse: {e}") from None
             cfg[key] = val
     return cfg
 
 
 def cmd_load(args) -> int:
+    config = _parse_sets(args.set)
+    if args.uses:
+        running = {d["name"] for d in _request(args, "status")["domains"]}
+        unknown = [u for u in args.uses if u not in running]
+        if unknown:
+            raise CliError(f"--uses names no domain of {args.name!r}: {', '.join(unknown)}; "
+                           f"it has: {', '.join(sorted(running)) or 'none'}")
+    problems = _preflight_problems([{"name": args.domain, "target": args.target, "kind": "domain",
+                                     "path": os.getcwd()}])
+    if problems:
+        raise CliError(f"{args.domain}: {problems[args.domain]}")
     r = _request(args, "load", timeout_s=60.0, name=args.domain, target=args.target, restart=args.restart,
-                 config=_parse_sets(args.set), uses=args.uses or [], shadow=args.shadow, path=os.getcwd())
+                 config=config, uses=args.uses or [], shadow=args.shadow, path=os.getcwd())
     print(f"redleaf: {args.domain} running (id {r['id']}, pid {r['pid']})")
     return 0
 
@@ -343,18 +418,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("up", cmd_up, "start an instance (supervisor + manifest)")
     sp.add_argument("--manifest", help="TOML manifest (default: the packaged one)")
-    sp.add_argument("--detach", action="store_true", help="run in the background")
+    sp.add_argument("--detach", action="store_true",
+                    help="run in the background; returns once every domain serves, non-zero naming those that did not")
+    sp.add_argument("--keep-going", action="store_true",
+                    help="boot even if some targets cannot load or some domains do not come up (warns)")
     sp = add("down", cmd_down, "stop an instance; nothing left behind")
     sp.add_argument("--timeout", type=float, default=15.0)
     sp = add("status", cmd_status, "domains: state, pid, restarts, cpu, rss, heap, calls")
     sp.add_argument("--json", action="store_true")
     sp = add("load", cmd_load, "load a domain")
-    sp.add_argument("domain", metavar="NAME")
-    sp.add_argument("target", metavar="TARGET", help="package.module:Class")
-    sp.add_argument("--restart", default="permanent", choices=["permanent", "transient", "temporary"])
-    sp.add_argument("--shadow", action="store_true")
-    sp.add_argument("--uses", action="append", metavar="NAME")
-    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="config value (TOML syntax)")
+    sp.add_argument("domain", metavar="NAME", help="the name it gets (and exports under)")
+    sp.add_argument("target", metavar="TARGET",
+                    help="package.module:Class, a domain class (one implementing an @interface); "
+                         "modules in the current directory are found too")
+    sp.add_argument("--restart", default="permanent", choices=["permanent", "transient", "temporary"],
+                    help="after a crash: permanent always restarts, transient only after an abnormal "
+                         "exit, temporary never (default: permanent)")
+    sp.add_argument("--shadow", action="store_true",
+                    help="run a driver as NAME.driver behind the shadow its class names in SHADOW, "
+                         "so that its crashes do not reach clients")
+    sp.add_argument("--uses", action="append", metavar="NAME",
+                    help="a running domain this one calls (repeatable); it gets a proxy to it")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a config value in TOML syntax (repeatable): --set size=4096 --set 'tags=[\"a\"]'; "
+                         "a bare word is a string")
     sp = add("unload", cmd_unload, "stop and remove a domain")
     sp.add_argument("domain", metavar="NAME")
     sp = add("restart", cmd_restart, "restart a domain")

@@ -307,6 +307,11 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
         if spec.name in names:
             raise ManifestError(f"{source}: the name {spec.name!r} is used twice")
         names.add(spec.name)
+    for spec in m.domains:
+        unknown = [u for u in spec.uses.values() if u not in names]
+        if unknown:
+            raise ManifestError(f"{source}: domain {spec.name!r} uses {', '.join(map(repr, unknown))}, "
+                                f"which the manifest does not define; known: {', '.join(sorted(names))}")
     m.boot_order()  # rejects cycles now, not at boot
     return m
 
