@@ -315,10 +315,42 @@ def cmd_logs(args) -> int:
     return 0
 
 
+def _owner_names(args) -> dict[str, str]:
+    """Heap owner ids as people know them: `echo#3`, `client:4242#7`, `supervisor#1`; ids
+    are reused after a restart, so the name says whose objects these are now."""
+    names = {"1": "supervisor#1"}
+    for d in _request(args, "status")["domains"]:
+        if d.get("id"):
+            label = f"client:{d['pid']}" if d.get("kind") == "client" else d["name"]
+            names[str(d["id"])] = f"{label}#{d['id']}"
+    return names
+
+
+_VEC_RE = re.compile(r"^vec\[(.+)\]$")
+
+
+def _type_label(name: str) -> str:
+    """`vec[|u1]` (numpy's type string, as registered) as `vec[uint8]`."""
+    m = _VEC_RE.match(name)
+    if not m:
+        return name
+    import numpy as np
+
+    try:
+        dt = np.dtype(m.group(1))
+    except TypeError:
+        return name
+    return f"vec[{dt.name}{', big-endian' if dt.byteorder == '>' else ''}]"
+
+
 def cmd_heap(args) -> int:
     r = _request(args, "heap", check=bool(args.check))
     stats = r["stats"]
     violations = r.get("violations", [])
+    owners = _owner_names(args)
+    for did, row in stats.get("domains", {}).items():
+        row["owner"] = owners.get(did, f"gone#{did}")
+    stats["types"] = {_type_label(k): v for k, v in stats.get("types", {}).items()}
     if args.json:
         out = dict(stats)
         if args.check:
@@ -328,9 +360,9 @@ def cmd_heap(args) -> int:
         print(f"arena {_bytes(stats.get('arena_bytes'))}: live {_bytes(stats.get('live_bytes'))}, "
               f"free {_bytes(stats.get('free_bytes'))}, cached {_bytes(stats.get('cached_free_bytes'))}, "
               f"fragmentation {stats.get('fragmentation', 0):.2f}")
-        rows = [dict(domain=k, **v) for k, v in stats.get("domains", {}).items()]
+        rows = [dict(v) for v in stats.get("domains", {}).values()]
         if rows:
-            print(_table(rows, [("domain", "DOMAIN"), ("objects", "OBJECTS"), ("bytes", "BYTES"),
+            print(_table(rows, [("owner", "OWNER"), ("objects", "OBJECTS"), ("bytes", "BYTES"),
                                 ("leased_bytes", "LEASED")]))
         trows = [dict(type=k, **v) for k, v in stats.get("types", {}).items()]
         if trows:
