@@ -1,13 +1,19 @@
 """The domain runtime: interfaces, validated proxies, channels, the domain host, and
-attach() for client processes."""
+attach() for client processes.
 
-from .errors import (BadArgument, CallRejected, ControlError, DomainCrashed, DomainUnavailable,
-                     InstanceNotRunning, InterfaceError, RedleafError, RpcError, RpcTimeout)
+Errors: see domains/errors.py for the tree.  `RpcError` catches everything a proxy
+call raises besides the method's declared exceptions; `RedleafError` everything the
+project raises on purpose."""
+
+from .errors import (BadArgument, CallHeapExhausted, CallOwnershipError, CallRejected, ControlError,
+                     DomainCrashed, DomainUnavailable, HeapExhausted, InstanceNotRunning, InterfaceError,
+                     OwnershipError, RedleafError, RpcError, RpcTimeout)
 from .interface import Borrow, interface, raises
 
 __all__ = ["attach", "interface", "raises", "Borrow", "RedleafError", "RpcError", "DomainCrashed",
-           "DomainUnavailable", "RpcTimeout", "BadArgument", "CallRejected", "ControlError",
-           "InstanceNotRunning", "InterfaceError"]
+           "DomainUnavailable", "RpcTimeout", "BadArgument", "CallRejected", "CallOwnershipError",
+           "CallHeapExhausted", "OwnershipError", "HeapExhausted", "ControlError", "InstanceNotRunning",
+           "InterfaceError"]
 
 
 def attach(instance: str = "default", timeout_s: float = 10.0):

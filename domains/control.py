@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
 import time
 from typing import Any
 
@@ -186,12 +185,3 @@ def connect(instance: str = "default", timeout_s: float = 10.0) -> ControlClient
     client = ControlClient(instance, timeout_s=timeout_s)
     return client
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,13 +1,39 @@
 """Exception types of the runtime, one per failure a caller must tell apart.
 
 Trio's habit: each error is its own type and its message says what to do next.
-`RpcError` is the root of everything a cross-domain call can raise besides the
-exceptions the interface method itself declares.
+
+The tree (the root and the heap errors live in shared_heap/errors.py, the lowest
+layer, because shared_heap may import nothing of ours; they are re-exported here)::
+
+    RedleafError                      every error the project raises on purpose
+    ├── HeapError
+    │   ├── OwnershipError            a handle this domain may not use
+    │   ├── HeapExhausted             no room left in the exchange heap
+    │   └── HeapCorrupt
+    ├── RpcError                      a cross-domain call failed (catch-all for calls)
+    │   ├── DomainCrashed
+    │   ├── DomainUnavailable
+    │   ├── RpcTimeout
+    │   ├── BadArgument               (also a TypeError)
+    │   ├── CallRejected
+    │   ├── CallOwnershipError        (also an OwnershipError)
+    │   └── CallHeapExhausted         (also a HeapExhausted)
+    ├── ControlError
+    │   └── InstanceNotRunning
+    └── InterfaceError                (also a TypeError)
+
+`except RpcError` around a proxy call catches everything the call can raise besides
+the exceptions the interface method declares: the proxy raises heap errors that
+belong to a call (a used-after-move argument, an object the callee refused, a callee
+that ran out of heap) as `CallOwnershipError` / `CallHeapExhausted`, which are both
+an `RpcError` and the heap error, so `except OwnershipError` catches them too.
 """
 
+from redleaf.shared_heap.errors import HeapExhausted, OwnershipError, RedleafError
 
-class RedleafError(Exception):
-    """Root of every error this project raises on purpose."""
+__all__ = ["RedleafError", "ControlError", "InstanceNotRunning", "InterfaceError", "RpcError",
+           "DomainCrashed", "DomainUnavailable", "RpcTimeout", "BadArgument", "CallRejected",
+           "CallOwnershipError", "CallHeapExhausted", "OwnershipError", "HeapExhausted"]
 
 
 class ControlError(RedleafError):
@@ -50,8 +76,26 @@ class RpcTimeout(RpcError):
 
 
 class BadArgument(RpcError, TypeError):
-    """An argument or return value does not match the interface signature."""
+    """An argument or return value does not match the interface signature.
+
+    A return value the callee's interface cannot carry reaches the caller as this
+    error too (naming the method); the callee keeps running."""
 
 
 class CallRejected(RpcError):
-    """The callee refused the call (unknown method, malformed request, bad RRef)."""
+    """The callee refused the call (unknown method, malformed request)."""
+
+
+class CallOwnershipError(RpcError, OwnershipError):
+    """A heap handle passed to or returned by a call was refused: dead (moved or
+    dropped), lent out, not owned by the sender, stale, or named twice.
+
+    Every argument of a refused call stays with the caller: nothing moves unless
+    everything can."""
+
+
+class CallHeapExhausted(RpcError, HeapExhausted):
+    """The exchange heap ran out of room while the callee served the call.
+
+    The callee keeps running; free objects you no longer need and retry, or give the
+    instance a bigger heap (`size` and `records` in the manifest's [heap] section)."""

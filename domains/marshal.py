@@ -2,11 +2,25 @@
 
 Each `TypeDesc` compiles into three small functions, built once per method:
 `check` (caller side, before anything is moved: so a bad third argument cannot leave
-the first one moved), `encode` (moves or lends heap handles and produces msgpack-able
-values) and `decode` (the receiving side: re-validates everything, never trusting
-the sender, and adopts heap handles only after the heap confirms ownership).
+the first one moved), `encode` (stages heap handles to move or lends them, and
+produces msgpack-able values) and `decode` (the receiving side: re-validates
+everything, never trusting the sender).
+
+Moves are all-or-nothing (DESIGN §5a: forged, foreign or duplicated handles are
+refused before anything moves):
+- a call's moved arguments stay owned by the caller: the proxy checks each is its own,
+  unlent and named once, then only kills its handles; the callee checks every one
+  again (owned by *the caller*, live, unlent, named once) and then takes them all
+  (`Heap.inspect_moved` / `Heap.take`) or none.  A refused call leaves every argument
+  with the caller, whose proxy revives the handles;
+- a return value's handles are staged the same way and moved by the callee only once
+  the whole value has been encoded.
 
 Wire form: msgpack with tuples as arrays, and ext types for what is not a plain value.
+Plain ints travel as msgpack ints, so every int the checks accept lies in msgpack's
+range, -2**63 .. 2**64-1.
+
+May call: domains.errors, domains.interface, shared_heap (handles and the heap).
 """
 
 from __future__ import annotations
@@ -16,13 +30,14 @@ from typing import Any, Callable
 
 import msgpack
 
-from .errors import BadArgument
+from .errors import BadArgument, CallOwnershipError
 from .interface import MAX_INLINE, TypeDesc
 
 EXT_IFACE = 3
 EXT_RECORD = 4
 
 _TID = struct.Struct("<I")
+INT_MIN, INT_END = -(1 << 63), 1 << 64  # msgpack's int range: [INT_MIN, INT_END)
 
 
 def rref_wire(slot: int, gen: int) -> int:
@@ -33,16 +48,40 @@ def rref_wire(slot: int, gen: int) -> int:
     record itself (authoritative), never from the sender."""
     return slot | gen << 32
 class CallCtx:
-    """Per-call bookkeeping: the peer, and the handles to settle after the call."""
+    """Per-call bookkeeping: the peer, and the handles to settle after the call.
 
-    __slots__ = ("rt", "peer", "lent", "adopted", "borrowed_in")
+    `taking`: this end receives a call's arguments, whose moved handles are still
+    the peer's and are taken (all or none) after decoding; otherwise it receives a
+    return value, whose handles the peer has moved already."""
 
-    def __init__(self, rt, peer: int):
+    __slots__ = ("rt", "peer", "taking", "seen", "lent", "moved", "adopted", "incoming", "borrowed_in")
+
+    def __init__(self, rt, peer: int, taking: bool = False):
         self.rt = rt
         self.peer = peer
-        self.lent: list = []  # caller: handles lent for this call, returned afterwards
-        self.adopted: list = []  # receiver: handles adopted while decoding
+        self.taking = taking
+        self.seen: set = set()  # slots named so far in this message: each may appear once
+        self.lent: list = []  # sender: handles lent for this call, returned afterwards
+        self.moved: list = []  # sender: handles staged to move, settled once encoded
+        self.adopted: list = []  # receiver: handles now owned
+        self.incoming: list = []  # callee: handles validated, to be taken after decoding
         self.borrowed_in: list = []  # callee: read-only handles to invalidate after the call
+
+    def once(self, slot: int, where: str) -> None:
+        if slot in self.seen:
+            raise CallOwnershipError(f"{where}: heap object (slot {slot}) is named twice in one call; "
+                                     "each handle can be passed once")
+        self.seen.add(slot)
+
+    def end_lends(self) -> None:
+        for h in self.lent:
+            h.end_lend()
+        self.lent = []
+
+    def revive_moved(self) -> None:
+        """The call did not take the staged objects: the caller's handles live again."""
+        for h in self.moved:
+            h.revive()
 
 
 def _bad(where: str, desc: TypeDesc, v) -> BadArgument:
@@ -55,14 +94,19 @@ def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
         py = desc.py
         if py is float:
             def check(v):
-                if type(v) is not float and (type(v) is not int):
-                    raise _bad(where, desc, v)
+                if type(v) is not float:
+                    if type(v) is not int:
+                        raise _bad(where, desc, v)
+                    if not INT_MIN <= v < INT_END:  # an int travels as an int
+                        raise BadArgument(f"{where}: int {v} is outside msgpack's range "
+                                          f"(-2**63 .. 2**64-1); pass float({v}) instead")
         elif py is int:
             def check(v):
                 if type(v) is not int:
                     raise _bad(where, desc, v)
-                if not -(1 << 63) <= v < (1 << 64):
-                    raise BadArgument(f"{where}: int {v} does not fit in 64 bits")
+                if not INT_MIN <= v < INT_END:
+                    raise BadArgument(f"{where}: int {v} is outside the range a call can carry "
+                                      f"(-2**63 .. 2**64-1, msgpack's)")
         else:
             def check(v):
                 if type(v) is not bool:
@@ -119,7 +163,6 @@ def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
                 raise _bad(where, desc, v)
         return check
     if k == "rref":
-        from redleaf.shared_heap import OwnershipError
         cls = desc.py
         elem = desc.args[0] if desc.args else None
 
@@ -129,7 +172,8 @@ def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
             if elem is not None and getattr(v, "elem_type", elem) is not elem:
                 raise BadArgument(f"{where}: expected {desc.name}, got a handle of {getattr(v, 'elem_type', '?')}")
             if not v.alive:
-                raise OwnershipError(f"{where}: this {cls.__name__} handle is dead (moved, dropped, or lent out)")
+                raise CallOwnershipError(f"{where}: this {cls.__name__} handle is dead (moved, dropped, or its "
+                                         "borrow ended); a handle can be used until it is moved, not after")
         return check
     if k == "iface":
         from .proxy import is_capability
@@ -141,20 +185,21 @@ def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
     raise AssertionError(k)
 
 
-def compile_encode(desc: TypeDesc) -> Callable[[Any, CallCtx], Any] | None:
-    """None means: the value goes on the wire as it is."""
+def compile_encode(desc: TypeDesc, where: str = "argument") -> Callable[[Any, CallCtx], Any] | None:
+    """None means: the value goes on the wire as it is.  Nothing here moves a handle:
+    moved ones are staged in `ctx.moved` (see the module docstring)."""
     k = desc.kind
     if k in ("scalar", "str", "none"):
         return None
     if k == "bytes":
         return lambda v, ctx: v if type(v) is bytes else bytes(v)
     if k == "optional":
-        inner = compile_encode(desc.args[0])
+        inner = compile_encode(desc.args[0], where)
         if inner is None:
             return None
         return lambda v, ctx: None if v is None else inner(v, ctx)
     if k in ("tuple", "vartuple"):
-        inners = [compile_encode(a) for a in desc.args]
+        inners = [compile_encode(a, where) for a in desc.args]
         if all(i is None for i in inners):
             return None
         if k == "vartuple":
@@ -164,15 +209,20 @@ def compile_encode(desc: TypeDesc) -> Callable[[Any, CallCtx], Any] | None:
     if k == "record":
         return lambda v, ctx: msgpack.ExtType(EXT_RECORD, _TID.pack(desc.py.type_id) + desc.py.to_bytes(v))
     if k == "rref":
-        if desc.borrowed:
-            def enc(v, ctx):
-                v.lend_to(ctx.peer)
-                ctx.lent.append(v)
-                return v.slot | v.gen << 32
-        else:
-            def enc(v, ctx):
-                slot, gen, _tid = v.move_to(ctx.peer)
-                return slot | gen << 32
+        from redleaf.shared_heap import OwnershipError
+        borrowed = desc.borrowed
+
+        def enc(v, ctx):
+            ctx.once(v.slot, where)
+            try:
+                if borrowed:
+                    v.lend_to(ctx.peer)
+                else:
+                    v.check_movable()
+            except OwnershipError as e:
+                raise CallOwnershipError(f"{where}: {e}") from None
+            (ctx.lent if borrowed else ctx.moved).append(v)
+            return v.slot | v.gen << 32
         return enc
     if k == "iface":
         from .proxy import capability_wire
@@ -226,6 +276,7 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
             def dec(w, ctx):
                 if type(w) is not int or not 0 <= w < 1 << 64:
                     raise _bad(where, desc, w)
+                ctx.once(w & 0xFFFFFFFF, where)
                 h = ctx.rt.heap.adopt_borrowed(w & 0xFFFFFFFF, w >> 32, None, ctx.peer, expect=cls, elem=elem)
                 ctx.borrowed_in.append(h)
                 return h
@@ -233,8 +284,13 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
             def dec(w, ctx):
                 if type(w) is not int or not 0 <= w < 1 << 64:
                     raise _bad(where, desc, w)
-                h = ctx.rt.heap.adopt(w & 0xFFFFFFFF, w >> 32, None, expect=cls, elem=elem)
-                ctx.adopted.append(h)
+                ctx.once(w & 0xFFFFFFFF, where)
+                if ctx.taking:  # still the caller's: validated now, taken after decoding
+                    h = ctx.rt.heap.inspect_moved(w & 0xFFFFFFFF, w >> 32, ctx.peer, expect=cls, elem=elem)
+                    ctx.incoming.append(h)
+                else:  # a return value: the callee moved it to us already
+                    h = ctx.rt.heap.adopt(w & 0xFFFFFFFF, w >> 32, None, expect=cls, elem=elem)
+                    ctx.adopted.append(h)
                 return h
         return dec
     if k == "iface":

@@ -4,6 +4,17 @@ The proxy class for interface `I` subclasses `I`, so `isinstance(proxy, I)` hold
 proxy can be passed wherever the interface is expected (capability passing).  Each
 method is a closure over its precompiled checks and encoders; the common case of
 plain-value arguments goes straight to msgpack.
+
+What a call can raise (domains/errors.py has the tree): the method's declared
+exceptions, and otherwise an `RpcError`: DomainCrashed, DomainUnavailable, RpcTimeout,
+BadArgument (an argument, or the callee's return value, does not fit the interface),
+CallRejected, CallOwnershipError (a handle refused; every moved argument stays with
+the caller) and CallHeapExhausted (the callee ran out of heap; it keeps running).
+A callee survives everything a caller can send it: only an undeclared exception of
+its own method (a panic) ends it.
+
+May call: domains.channel, domains.errors, domains.interface, domains.marshal,
+shared_heap errors.
 """
 
 from __future__ import annotations
@@ -12,8 +23,11 @@ import sys
 import traceback
 from typing import Any
 
+from redleaf.shared_heap.errors import HeapExhausted, OwnershipError
+
 from . import channel as chan
-from .errors import BadArgument, CallRejected, DomainCrashed, RpcError
+from .doorbell import fence
+from .errors import BadArgument, CallHeapExhausted, CallOwnershipError, CallRejected, DomainCrashed, RpcError
 from .interface import InterfaceSpec, spec_of
 from .marshal import CallCtx, compile_check, compile_decode, compile_encode, packb, unpackb
 
@@ -27,21 +41,32 @@ def _rejected(payload) -> RpcError:
         kind, message = unpackb(payload)
     except Exception:
         return CallRejected("the callee sent a malformed rejection")
+    if not (isinstance(kind, str) and isinstance(message, str)):
+        return CallRejected("the callee sent a malformed rejection")
     if kind == "OwnershipError":
-        from redleaf.shared_heap import OwnershipError
-        return OwnershipError(message)
+        return CallOwnershipError(message)
+    if kind == "HeapExhausted":
+        return CallHeapExhausted(message)
     if kind == "BadArgument":
         return BadArgument(message)
     return CallRejected(f"{kind}: {message}")
 
 
+def _pack_or_bad(obj, where: str) -> bytes:
+    """packb, with a failure (a value the checks let through but msgpack refuses)
+    turned into the caller's BadArgument."""
+    try:
+        return packb(obj)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise BadArgument(f"{where}: cannot be encoded: {e}") from None
+
+
 def _make_method(spec: InterfaceSpec, m):
     where = f"{spec.cls.__qualname__}.{m.name}"
     checks = tuple(compile_check(d, f"{where}, argument {n!r}") for n, d in m.params)
-    encs = tuple(compile_encode(d) for _n, d in m.params)
+    encs = tuple(compile_encode(d, f"{where}, argument {n!r}") for n, d in m.params)
     nargs = len(checks)
     simple = all(e is None for e in encs)
-    has_borrow = any(d.borrowed for _n, d in m.params)
     dec_ret = compile_decode(m.returns, f"{where}, return value")
     ret_plain = m.returns.kind in ("scalar", "str", "bytes", "none")
     ret_none = m.returns.kind == "none"
@@ -55,18 +80,27 @@ def _make_method(spec: InterfaceSpec, m):
             c(a)
         link = self._rl_link
         if simple:
-            payload = no_args or packb((idx, args))
+            payload = no_args or _pack_or_bad((idx, args), where)
             ctx = None
         else:
             peer = link.peer_for_call()
             ctx = CallCtx(link.rt, peer)
-            payload = packb((idx, [a if e is None else e(a, ctx) for e, a in zip(encs, args)]))
+            try:
+                payload = _pack_or_bad((idx, [a if e is None else e(a, ctx) for e, a in zip(encs, args)]), where)
+            except BaseException:
+                ctx.end_lends()  # nothing was moved: staged handles are still alive
+                raise
+            for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
+                h.invalidate()
         try:
             kind, resp = link.invoke(payload, m.timeout_s or spec.timeout_s, ctx)
+        except DomainCrashed:  # not sent: nothing was taken
+            if ctx is not None:
+                ctx.revive_moved()
+            raise
         finally:
-            if has_borrow and ctx is not None:
-                for h in ctx.lent:
-                    h.end_lend()
+            if ctx is not None and ctx.lent:
+                ctx.end_lends()
         if kind == _OK:
             if ret_none and resp == _NIL:
                 return None  # the common `-> None`: nothing to decode
@@ -74,7 +108,10 @@ def _make_method(spec: InterfaceSpec, m):
             if ret_plain:
                 return dec_ret(value, None)
             rctx = CallCtx(link.rt, link.peer)
-            return dec_ret(value, rctx)
+            try:
+                return dec_ret(value, rctx)
+            except OwnershipError as e:
+                raise CallOwnershipError(f"{where}, return value: {e}") from None
         if kind == chan.DECLARED:
             try:
                 i, eargs = unpackb(resp)
@@ -82,6 +119,8 @@ def _make_method(spec: InterfaceSpec, m):
             except Exception:
                 raise CallRejected(f"{where}: the callee sent a malformed exception") from None
             raise exc
+        if ctx is not None and ctx.moved:
+            ctx.revive_moved()  # refused, or the callee died: what it did not take is ours again
         if kind == chan.REJECTED:
             raise _rejected(resp)
         raise DomainCrashed(f"{link.name} crashed during {where}()")
@@ -154,7 +193,12 @@ def _free_left(adopted: list) -> None:
 
 
 class Dispatcher:
-    """Serves calls for one exported object: decode, re-check, call, encode."""
+    """Serves calls for one exported object: decode, re-check, call, encode.
+
+    Nothing a caller sends can end the callee: a malformed request, a bad method
+    index or argument, a refused handle, or a return value the interface cannot
+    carry is an error answered to the caller.  Only an undeclared exception of the
+    method itself is a panic."""
 
     def __init__(self, name: str, iface_spec: InterfaceSpec, obj):
         self.name = name
@@ -164,53 +208,94 @@ class Dispatcher:
             where = f"{iface_spec.cls.__qualname__}.{m.name}"
             decs = tuple(compile_decode(d, f"{where}, argument {n!r}") for n, d in m.params)
             plain_args = all(d.kind in ("scalar", "str", "bytes", "none") for _n, d in m.params)
-            ret_check = compile_check(m.returns, f"{where}, return value")
-            ret_enc = compile_encode(m.returns)
+            ret_check = compile_check(m.returns, f"{where}() return value")
+            ret_enc = compile_encode(m.returns, f"{where}() return value")
             self.table.append((getattr(obj, m.name), decs, plain_args, ret_check, ret_enc, m.raises, m))
+        self.n_methods = len(self.table)
 
     def serve(self, rt, ch: chan.Channel, req) -> tuple[int, bytes]:
         try:
-            msg = unpackb(req)
-            idx, wargs = msg
-            entry = self.table[idx]
+            idx, wargs = unpackb(req)
         except Exception:
             return chan.REJECTED, packb(("CallRejected", f"malformed request to {self.name}"))
-        fn, decs, plain, ret_check, ret_enc, raises, m = entry
+        if type(idx) is not int or not 0 <= idx < self.n_methods:  # not bool, not negative
+            return chan.REJECTED, packb(("CallRejected", f"{self.name} has no method number {idx!r} (its interface "
+                                         f"{self.spec.name} has {self.n_methods}); the caller's copy of the "
+                                         "interface does not match"))
+        fn, decs, plain, ret_check, ret_enc, raises, m = self.table[idx]
         if not isinstance(wargs, (tuple, list)) or len(wargs) != len(decs):
             return chan.REJECTED, packb(("BadArgument", f"{m.name}() takes {len(decs)} argument(s)"))
-        ctx = None if plain else CallCtx(rt, ch.caller)  # plain values need no bookkeeping
+        ctx = None if plain else CallCtx(rt, ch.caller, taking=True)  # plain values need no bookkeeping
         try:
             args = [d(w, ctx) for d, w in zip(decs, wargs)]
+            if ctx is not None and ctx.incoming:
+                rt.heap.take(ctx.incoming, ch.caller, lambda: _caller_there(ch))
+                ctx.adopted = ctx.incoming
         except Exception as e:
-            if ctx is not None:
-                for h in ctx.adopted:
-                    h.drop()
-            kind = type(e).__name__ if type(e).__name__ in ("OwnershipError", "BadArgument") else "CallRejected"
-            return chan.REJECTED, packb((kind, str(e)))
-        declared = None
+            if ctx is not None:  # nothing was taken: every argument is still the caller's
+                for h in ctx.incoming:
+                    h.invalidate()
+                for h in ctx.borrowed_in:
+                    h.invalidate()
+            return chan.REJECTED, packb((_kind_of(e), f"{self.name}.{m.name}(): {e}"))
+        declared = exhausted = None
         try:
             result = fn(*args)
         except raises as e:
             declared = packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
                               _exc_args(e)))
+        except HeapExhausted as e:  # every method may run out of heap: the caller's error, not a panic
+            exhausted = f"{self.name}.{m.name}() ran out of exchange heap: {e}"
         except BaseException:
             panic(f"undeclared exception escaped {self.name}.{m.name}()")
         finally:
             if ctx is not None:
                 for h in ctx.borrowed_in:
                     h.invalidate()
-        if declared is not None:
+        if declared is not None or exhausted is not None:
             if ctx is not None and ctx.adopted:
                 args = None  # (and the exception with its frames is gone): see _free_left
                 _free_left(ctx.adopted)
+            if exhausted is not None:
+                return chan.REJECTED, packb(("HeapExhausted", exhausted))
             return chan.DECLARED, declared
+        return self._answer(rt, ch, m, result, ret_check, ret_enc)
+
+    def _answer(self, rt, ch, m, result, ret_check, ret_enc) -> tuple[int, bytes]:
+        """Encode the return value; one the interface cannot carry is the caller's error
+        (BadArgument naming the method) and moves nothing."""
+        rctx = None
         try:
             ret_check(result)
             if ret_enc is None:
                 return chan.OK, (_NIL if result is None else packb(result))
-            return chan.OK, packb(ret_enc(result, CallCtx(rt, ch.caller)))
-        except BaseException:
-            panic(f"{self.name}.{m.name}() returned a value that does not match its interface")
+            rctx = CallCtx(rt, ch.caller)
+            payload = packb(ret_enc(result, rctx))
+        except Exception as e:
+            if rctx is not None:
+                rctx.end_lends()
+            return chan.REJECTED, packb(("BadArgument", f"{self.name}.{m.name}() returned a value its interface "
+                                         f"cannot carry ({e}); the result was dropped"))
+        for h in rctx.moved:  # encoded whole: now the handles move
+            h.move_to(ch.caller)
+        return chan.OK, payload
+
+
+def _caller_there(ch: chan.Channel) -> bool:
+    """Does the caller still live?  The supervisor marks the channel before it reclaims
+    the caller's objects; we wrote owners before looking (see Heap.take)."""
+    fence()
+    return ch.state == chan.OPEN
+
+
+def _kind_of(e: BaseException) -> str:
+    if isinstance(e, OwnershipError):
+        return "OwnershipError"
+    if isinstance(e, HeapExhausted):
+        return "HeapExhausted"
+    if isinstance(e, BadArgument):
+        return "BadArgument"
+    return "CallRejected"
 
 
 def _declared_index(raises, e) -> int:

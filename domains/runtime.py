@@ -293,12 +293,24 @@ class Runtime:
         finally:
             self.area[RA_BUSY] = 0
 
-    def _flush_counters(self) -> None:
+    def beat(self) -> None:
+        """Tell the supervisor's watchdog this domain is alive (and publish its call
+        counters for `redleaf status`).
+
+        The runtime beats by itself whenever it waits: in the serve loop, while waiting
+        for a reply, in `wait_until`.  A domain that runs a long loop of its own,
+        outside those (a packet-forwarding loop, a shadow polling for its restarted
+        driver, a method that works for seconds), must call this every so often (say
+        every millisecond or every few hundred iterations), or the watchdog takes the
+        busy domain for hung and kills it.  It is two or three stores into shared
+        memory: cheap enough to call from a hot loop."""
         self.heartbeat += 1
         a = self.area
         _U64.pack_into(a, RA_HEARTBEAT, self.heartbeat)
         _U64.pack_into(a, RA_CALLS_SERVED, self.calls_served)
         _U64.pack_into(a, RA_CALLS_MADE, self.calls_made)
+
+    _flush_counters = beat  # the old private name (drivers/device_host.py still uses it)
 
     def _sleep(self, timeout_ms: int, ready) -> None:
         """Block on the doorbell unless `ready()` turns true after announcing sleep."""
@@ -308,7 +320,7 @@ class Runtime:
         events = None
         try:
             if not ready():
-                self._flush_counters()
+                self.beat()
                 self.ctl.poll_pushes()
                 if not self.ctl.pushes:
                     events = self.poller.poll(timeout_ms)
@@ -386,7 +398,7 @@ class Runtime:
                 return unpack(buf, off)[0] == seq
             if t > spin_end:
                 if spins & 0x3FF == 0:
-                    self._flush_counters()
+                    self.beat()
                 wait_ms = max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000))
                 if serve:
                     self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())
@@ -436,12 +448,12 @@ class Runtime:
                 idle_since = now()
                 spins += 1
                 if spins & 0xFFF == 0:
-                    self._flush_counters()
+                    self.beat()
                     self.handle_pushes()
                 continue
             spins += 1
             if spins & 0x3FF == 0:
-                self._flush_counters()
+                self.beat()
                 self.handle_pushes()
             if spins & 15 == 0:
                 os.sched_yield()
@@ -456,7 +468,7 @@ class Runtime:
             pass
 
     def close(self) -> None:
-        self._flush_counters()
+        self.beat()
         self.bell.close()
         for w in self.wakers.values():
             w.bell.close()

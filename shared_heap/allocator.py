@@ -16,7 +16,7 @@ import numpy as np
 
 from .arena import HeapFile
 from .errors import HeapExhausted, OwnershipError
-from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, F_KIND, F_TYPE, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD,
+from .layout import (CHUNK, DOMAIN_ENTRY, F_GEN, F_OWNER, F_KIND, F_TYPE, J_FREE, JOURNAL, JOURNAL_OFF, K_RECORD,
                      K_VEC, MAX_CLASS, MIN_CLASS, R_FREE, R_LIVE, REC, REC_SIZE, UNIT)
 from . import types as T
 from .rref import RRef, RRefArray, RRefDeque, RRefVec, handle_from_record
@@ -66,6 +66,20 @@ class Heap:
         self.registered: set[int] = set()
         self._vec_types: dict = {}
 
+    def _lease(self, kind: str, count: int) -> list[int]:
+        """Ask the supervisor for chunks or record slots.  Its refusal for lack of room
+        arrives through whatever transport `lease_fn` uses (a control error whose
+        `kind` names the manager's exception); it is raised here as HeapExhausted, the
+        type callers are told to expect, never as a transport error."""
+        try:
+            return self.lease_fn(kind, count)
+        except HeapExhausted:
+            raise
+        except Exception as e:
+            if getattr(e, "kind", None) == "HeapExhausted":
+                raise HeapExhausted(str(e)) from None
+            raise
+
     @classmethod
     def open(cls, path: str, domain_id: int, lease_fn, register_type_fn=None) -> "Heap":
         return cls(HeapFile.open(path), domain_id, lease_fn, register_type_fn)
@@ -84,7 +98,7 @@ class Heap:
     # -- raw allocation -----------------------------------------------------------
     def _slot(self) -> int:
         if not self.free_slots:
-            self.free_slots = list(self.lease_fn("records", RECORD_BATCH))
+            self.free_slots = list(self._lease("records", RECORD_BATCH))
             if not self.free_slots:
                 raise HeapExhausted("no ownership records left; raise `records` in the manifest's [heap] section")
         return self.free_slots.pop()
@@ -95,7 +109,7 @@ class Heap:
             return fl.pop()
         if self._rescan(k):
             return fl.pop()
-        c = self.lease_fn("chunks", 1)[0]
+        c = self._lease("chunks", 1)[0]
         self.hf.chunks["klass"][c] = k
         self.my_chunks.add(c)
         self.class_chunks[k].append(c)
@@ -119,14 +133,14 @@ class Heap:
             self._rescan(k)  # slots other domains freed in my chunks come first
         need = -(-(n - len(fl)) // (CHUNK >> k))
         if need > 0:
-            for c in self.lease_fn("chunks", need):
+            for c in self._lease("chunks", need):
                 self.hf.chunks["klass"][c] = k
                 self.my_chunks.add(c)
                 self.class_chunks[k].append(c)
                 base = self.arena + c * CHUNK
                 fl.extend(range(base + CHUNK - (1 << k), base - 1, -(1 << k)))
         if len(self.free_slots) < n:
-            self.free_slots.extend(self.lease_fn("records", n - len(self.free_slots)))
+            self.free_slots.extend(self._lease("records", n - len(self.free_slots)))
 
     def _rescan(self, k: int) -> bool:
         """Find slots in my chunks of class k freed by other domains."""
@@ -149,7 +163,7 @@ class Heap:
         for c in self.runs.get(n, ()):
             if maps[c, 0] == 0:
                 return self.arena + c * CHUNK
-        c = self.lease_fn(f"run:{n}", 1)[0]
+        c = self._lease(f"run:{n}", 1)[0]
         self.runs.setdefault(n, []).append(c)
         return self.arena + c * CHUNK
 
@@ -309,3 +323,54 @@ class Heap:
         if owner != lender or borrower != self.domain_id or parent != 0:
             raise OwnershipError(f"slot {slot} was not lent to this domain by domain {lender}")
         return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=True)
+
+    # -- receiving the arguments of a call ------------------------------------------------
+    # A call's moved arguments stay owned by the caller until the callee takes them, all
+    # or none: so a callee can tell "moved to me by this caller" from "mine already"
+    # (it refuses the latter), a refused call leaves every argument with the caller, and
+    # nothing the caller did not own at the moment of the call can be slipped in.  The
+    # callee writes the owner field of records its caller owns; the caller does not
+    # write them meanwhile (its proxy killed the handles for the call), and the
+    # supervisor writes them only once the caller is dead, which `giver_alive` checks.
+
+    def inspect_moved(self, slot: int, gen: int, giver: int, expect=None, elem=None):
+        """Phase one of taking an object `giver` moves to this domain in a call: validate,
+        write nothing.  The object must be live, of generation `gen`, top-level, unlent
+        and owned by `giver` now.  The handle returned is usable after take()."""
+        st, _f, kind, owner, rgen, tid, off, size, borrower, parent = self.record(slot)
+        if st != R_LIVE or rgen != gen:
+            raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live (now {rgen})")
+        if owner != giver or parent != 0:
+            raise OwnershipError(f"slot {slot} is owned by domain {owner}, not by the caller (domain {giver}): "
+                                 "a call can move only objects its caller owns")
+        if borrower:
+            raise OwnershipError(f"slot {slot} is lent to domain {borrower}; it cannot be moved during the loan")
+        return handle_from_record(self, slot, gen, kind, tid, off, size, expect, elem, borrowed=False)
+
+    def take(self, handles: list, giver: int, giver_alive) -> None:
+        """Phase two: make the objects of `handles` (from inspect_moved) this domain's,
+        all or none.  `giver_alive()` must fence and then say whether `giver` still
+        lives: once it is dead the supervisor reclaims its records, so an owner written
+        after that is given back (to the dead id, which the supervisor's sweep frees)
+        rather than kept.  Raises OwnershipError when nothing was taken."""
+        mem, u32 = self.mem, self._u32
+        taken = []
+        ok = giver_alive()
+        if ok:
+            for h in handles:
+                base = self.rec_base + h.slot * REC_SIZE
+                st, _f, _k, owner, gen, _t, _o, _s, borrower, parent = REC.unpack_from(mem, base)
+                if st != R_LIVE or gen != h.gen or owner != giver or borrower or parent:
+                    ok = False
+                    break
+                u32[(base + F_OWNER) >> 2] = self.domain_id
+                taken.append(h)
+            ok = ok and giver_alive()
+        if ok:
+            return
+        for h in taken:
+            u32[(self.rec_base + h.slot * REC_SIZE + F_OWNER) >> 2] = giver
+        for h in handles:
+            h.invalidate()
+        raise OwnershipError(f"the arguments changed hands during the call (the caller, domain {giver}, "
+                             "died or reused them); nothing was taken")

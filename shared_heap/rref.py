@@ -126,6 +126,26 @@ class _Handle:
     def invalidate(self) -> None:
         self.mode = _DEAD
 
+    def check_movable(self) -> None:
+        """Raise OwnershipError unless this domain may give the object away now: live,
+        owned (not borrowed), not lent out.  Writes nothing (a call checks every
+        argument before any of them moves)."""
+        self._check_unlent()
+
+    def revive(self) -> bool:
+        """After a call that did not take this handle's object (the callee refused the
+        call or died before taking it), make the handle usable again.  Only if the
+        record still says so: live, this generation, owned by this domain, top-level
+        and unlent.  Returns whether the handle is alive again."""
+        if self.mode != _DEAD:
+            return True
+        h = self.heap
+        st, _f, _k, owner, gen, _t, _o, _s, borrower, parent = REC.unpack_from(h.mem, h.rec_base + self.slot * REC_SIZE)
+        if st == R_LIVE and gen == self.gen and owner == h.domain_id and not borrower and not parent:
+            self.mode = _OWNED
+            return True
+        return False
+
     def drop(self) -> None:
         """Free the object now (containers free their elements too)."""
         h = self.heap

@@ -1,4 +1,6 @@
-"""Echo: a small domain the tests, the benchmarks and the default manifest use."""
+"""Echo: a small domain the tests, the benchmarks and the default manifest use.
+
+May call: domains (interface, raises, Borrow), shared_heap (handles, records)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,16 @@ import time
 import numpy as np
 
 from redleaf.domains import Borrow, interface, raises
-from redleaf.shared_heap import RRefVec
+from redleaf.shared_heap import RRef, RRefVec, record, u64
 
 
 class NotFound(Exception):
     pass
+
+
+@record
+class Stamp:
+    n: u64
 
 
 @interface
@@ -29,6 +36,10 @@ class Echo:
     def crash(self) -> None: ...
     def sleep(self, seconds: float) -> None: ...
     def call_back(self, target: str, x: int) -> int: ...
+    def pair(self, buf: RRefVec, stamp: RRef[Stamp]) -> int: ...
+    def pair_vecs(self, a: RRefVec, b: RRefVec) -> int: ...
+    def keep(self, buf: RRefVec) -> int: ...
+    def kept_sum(self) -> int: ...
 
 
 class EchoDomain(Echo):
@@ -37,6 +48,7 @@ class EchoDomain(Echo):
     def __init__(self, ctx):
         self.ctx = ctx
         self.data = {"hello": "world"}
+        self.kept: list[RRefVec] = []
 
     def null(self) -> None:
         return None
@@ -81,3 +93,26 @@ class EchoDomain(Echo):
     def call_back(self, target: str, x: int) -> int:
         """Re-entrancy: call `inc` on the Echo exported as `target` (possibly our caller)."""
         return self.ctx.lookup(target, Echo).inc(x) + 1
+
+    def pair(self, buf: RRefVec, stamp) -> int:
+        """Two moved arguments of different types: consumes both."""
+        n = len(buf) + int(stamp["n"])
+        buf.drop()
+        stamp.drop()
+        return n
+
+    def pair_vecs(self, a: RRefVec, b: RRefVec) -> int:
+        """Two moved vectors: consumes both."""
+        n = len(a) + len(b)
+        a.drop()
+        b.drop()
+        return n
+
+    def keep(self, buf: RRefVec) -> int:
+        """Keep the buffer as this domain's own state (as a driver keeps its buffers)."""
+        self.kept.append(buf)
+        return len(self.kept)
+
+    def kept_sum(self) -> int:
+        """The sum of every byte of the kept buffers (fails if one was taken from us)."""
+        return sum(int(np.asarray(b.np, dtype=np.uint8).sum(dtype=np.uint64)) for b in self.kept)

@@ -184,7 +184,7 @@ class AppHost:
         tl = np.zeros(int(seconds * 1e9 // bin_ns) + 1, dtype=np.int32)
         try:
             n, cpu, wall = loop.run(mode, seconds, limit, self._app_on_error(loop), tl, bin_ns,
-                                    beat=self.ctx.rt._flush_counters)
+                                    beat=self.ctx.rt.beat)
         finally:
             self._app_done(loop)
         self._timeline, self._timeline_start, self._timeline_bin = tl, loop.started_ns, bin_ns

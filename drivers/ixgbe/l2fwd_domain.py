@@ -87,7 +87,7 @@ class L2Fwd(AppHost, NetApp):
             if rt.inbound:
                 rt.serve_pending()
             if beat & 0xFF == 0 or not k:
-                rt._flush_counters()   # heartbeat: the watchdog must see this loop move
+                rt.beat()   # heartbeat: the watchdog must see this loop move
                 rt.handle_pushes()
             if k:
                 idle = 0

@@ -100,7 +100,7 @@ class IxgbeShadow(OneClientAtATime, Net):
             raise NetError(f"driver {self.driver_name} did not come back within {self.restart_timeout:.0f}s")
         time.sleep(0.001)
         rt = self.ctx.rt
-        rt._flush_counters()   # we are alive, only waiting: the watchdog must see it
+        rt.beat()   # we are alive, only waiting: the watchdog must see it
         return deadline
 
     def _wait_up(self, deadline) -> None:

@@ -69,9 +69,8 @@ def test_forged_and_stale_rrefs_are_rejected_and_change_nothing(echo_instance):
         v = d.heap.alloc_vec(np.uint8, 256)
         v.np[:] = 9
         slot, gen, tid = v.wire()
-        rec = d.heap.alloc(Other)  # a live object of another type, moved for real below
+        rec = d.heap.alloc(Other)  # a live object of another type, named below
         cases = [
-            _forged(slot, gen),  # still owned by the caller: never moved
             _forged(slot, gen + 1),  # stale generation
             _forged(10 ** 9, 1),  # slot out of range
             _forged(0, 0),
@@ -84,12 +83,12 @@ def test_forged_and_stale_rrefs_are_rejected_and_change_nothing(echo_instance):
             kind, resp = _raw(e, payload)
             assert kind == chan.REJECTED, payload
             assert b"Ownership" in bytes(resp) or b"BadArgument" in bytes(resp), bytes(resp)
-        # a real move of an object of the wrong type: the callee refuses it and, since
-        # the object is now the callee's, frees it rather than leak it
-        rs, rg, _t = rec.move_to(e._rl_link.peer)
+        # the caller's own object of the wrong type: refused, and it stays the caller's
+        rs, rg, _t = rec.wire()
         kind, resp = _raw(e, _forged(rs, rg))
         assert kind == chan.REJECTED and b"Ownership" in bytes(resp), bytes(resp)
         assert inst.status()["echo"]["heap_objects"] == 0
+        assert int(rec["x"]) == 0  # still readable: still ours
         assert int(v.np.sum()) == 9 * 256  # the caller's object is untouched and still its own
         back = e.roundtrip(v)
         assert int(back.np[0]) == 9
