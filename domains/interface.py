@@ -242,6 +242,19 @@ def interface(cls=None, *, timeout_s: float = 10.0):
     return build if cls is None else build(cls)
 
 
+def _where_fn(fn) -> str:
+    """`file:line: ` of a method, compiler-style, so an editor can jump to the error."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}: " if code is not None else ""
+
+
+def _where_class(cls) -> str:
+    try:
+        return f"{inspect.getsourcefile(cls)}:{inspect.getsourcelines(cls)[1]}: "
+    except (OSError, TypeError):
+        return ""
+
+
 def compile_interface(cls: type, timeout_s: float = 10.0) -> InterfaceSpec:
     iname = f"{cls.__module__}.{cls.__qualname__}"
     spec = InterfaceSpec(iname, cls, timeout_s=timeout_s)
@@ -249,10 +262,10 @@ def compile_interface(cls: type, timeout_s: float = 10.0) -> InterfaceSpec:
     errors = []
     names = [n for n, v in cls.__dict__.items() if callable(v) and not n.startswith("_")]
     if not names:
-        raise InterfaceError(f"interface {cls.__qualname__} declares no methods")
+        raise InterfaceError(f"{_where_class(cls)}interface {cls.__qualname__} declares no methods")
     for index, mname in enumerate(names):
         fn = cls.__dict__[mname]
-        where_m = f"interface {cls.__qualname__}, method {mname}"
+        where_m = f"{_where_fn(fn)}interface {cls.__qualname__}, method {mname}"
         if isinstance(fn, (staticmethod, classmethod)):
             errors.append(f"{where_m}: static and class methods cannot be called across domains")
             continue

@@ -86,5 +86,7 @@ def test_redleaf_check_reports_compiler_style(tmp_path):
     assert ok.returncode == 0 and "interface good_mod.Clock" in ok.stdout and "now() -> float" in ok.stdout
     bad = run("bad_mod")
     assert bad.returncode == 1
-    assert "error: interface Broken, method now, parameter tz: missing type annotation" in bad.stderr
+    # compiler-style: file:line of the method, then what is wrong
+    loc = f"{tmp_path / 'bad_mod.py'}:5: "
+    assert f"error: {loc}interface Broken, method now, parameter tz: missing type annotation" in bad.stderr
     assert "missing return annotation" in bad.stderr
