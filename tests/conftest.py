@@ -1,5 +1,6 @@
 import os
 import glob
+import time
 
 import pytest
 
@@ -18,6 +19,20 @@ def process_running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def wait_busy(area, what: str, timeout: float = 60.0) -> None:
+    """Wait until a domain is executing a call: its runtime sets RA_BUSY in its runtime
+    area of the heap (`heap.runtime_area(domain_id)`) while it serves a call or runs the
+    work a call deferred.  A test that has made sure nothing else can keep the domain
+    busy learns from this that the domain took *its* request: a kill from then on
+    lands inside the call, not before it."""
+    from redleaf.domains.doorbell import RA_BUSY
+
+    deadline = time.monotonic() + timeout
+    while not area[RA_BUSY]:
+        assert time.monotonic() < deadline, f"{what} never started serving the call"
+        time.sleep(0.001)
 
 
 def _shm_files():
