@@ -1,6 +1,7 @@
 import os
 import glob
 import time
+import uuid
 
 import pytest
 
@@ -40,6 +41,60 @@ def _shm_files():
     mine = {f"/dev/shm/redleaf-{os.getuid()}-{n}.heap" for n in Instance.created}
     return {f for f in glob.glob(f"/dev/shm/redleaf-{os.getuid()}-t*") if f in mine} | \
         set(glob.glob(f"/dev/shm/redleaf-test-{os.getpid()}-*"))
+
+
+SESSION = os.getpid()
+
+
+def heap_path() -> str:
+    # the session's pid in the name: the leak check (no_shm_leaks) looks only at
+    # this session's files, so concurrent test sessions cannot flag each other's
+    return f"/dev/shm/redleaf-test-{SESSION}-{uuid.uuid4().hex}.heap"
+
+
+class World:
+    """A standalone exchange heap: a manager plus in-process domains whose lease_fn
+    calls the manager directly.  No supervisor, no processes: unit tests of heap and
+    batch operations get a heap without booting an instance."""
+
+    def __init__(self, size=8 << 20, records=4096, max_domains=16):
+        from redleaf.shared_heap import HeapManager
+
+        self.path = heap_path()
+        self.m = HeapManager.create(self.path, size, records=records, max_domains=max_domains)
+        self.heaps = {}
+
+    def domain(self, did: int):
+        from redleaf.shared_heap import Heap
+
+        self.m.register_domain(did)
+        h = Heap.open(self.path, did, lambda kind, count, d=did: self.m.lease(d, kind, count),
+                      self.m.register_type)
+        self.heaps[did] = h
+        return h
+
+    def close(self):
+        for h in self.heaps.values():
+            try:
+                h.close()
+            except Exception:
+                pass
+        try:
+            self.m.close()
+        finally:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+@pytest.fixture
+def world():
+    w = World()
+    try:
+        yield w
+    finally:
+        w.close()
 
 
 @pytest.fixture
