@@ -221,17 +221,23 @@ def test_kill_9_of_the_driver_under_batch_load_without_shadow(make_instance, ima
     with inst.attach() as c:
         bdev, nvme = c.lookup("nvme0", BDev), c.lookup("nvme0", NvmeBDev)
         q = BatchQueue(c.heap, nvme, depth=32)
-        threading.Timer(0.3, os.kill, (drv_pid, signal.SIGKILL)).start()
-        seen = None
-        deadline = time.monotonic() + 20
+        loaded = threading.Event()  # set once batches are flowing: the kill lands under load
+        killer = threading.Thread(target=lambda: loaded.wait(60) and os.kill(drv_pid, signal.SIGKILL), daemon=True)
+        killer.start()
+        seen, batches = None, 0
+        deadline = time.monotonic() + 60
         while seen is None and time.monotonic() < deadline:
             try:
                 comp = q.submit(False, [(b, None) for b in range(32)]) + q.wait()
                 for r in comp:
                     q.release(r)
+                batches += 1
+                if batches == 10:
+                    loaded.set()
             except (DomainCrashed, DomainUnavailable) as e:
                 seen = e
-        assert seen is not None, "the kill was not noticed"
+        killer.join()
+        assert seen is not None and batches >= 10, f"the kill was not noticed ({batches} batches)"
         inst.wait_state("nvme0", "running", pid_not=drv_pid)
         q.reset()
         random_io(c.heap, bdev, nvme, ref, 1000, seed=10, queue=q)
