@@ -1,8 +1,17 @@
 """Exchange-heap benchmark: allocation cost, two-process throughput, reclaim time.
 
 Peers in the same run (system "inprocess"): a Python ``bytearray`` and a numpy array of
-the same size, i.e. what a single process pays for a private object; ``ratio`` rows give
-redleaf / peer. Every heap file made here is removed, even on error.
+the same size, i.e. what a single process pays for a private object.  Every heap file
+made here is removed, even on error.
+
+Alloc+free metrics, per operation:
+  median, p99  of individually timed operations (perf_counter_ns around each one),
+               less the timer's own cost, measured in the same run (the median of
+               back-to-back clock reads); a peer's 0.1 us operation is otherwise half
+               timer.
+  mean         total time / operations of untimed loops (no clock in the loop).
+  ratio        redleaf mean / inprocess (bytearray) mean.
+The systems take turns in chunks, so a change in the machine's load hits them alike.
 """
 
 from __future__ import annotations
@@ -51,48 +60,83 @@ class _World:
         self.m.close()
 
 
-def _batches(fn, batch, rounds):
-    """Per-operation seconds, one sample per batch (timer overhead amortised)."""
+def _timer_cost_ns(n: int = 20000) -> int:
+    """Median cost of the timing itself: two clock reads and an append, nothing between."""
+    pc = time.perf_counter_ns
     out = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn(batch)
-        out.append((time.perf_counter() - t0) / batch)
-    return out
-
-
-def _summ(case, system, xs):
-    xs = sorted(xs)
-    return [_row(case, system, "median", statistics.median(xs) * 1e6, "us"),
-            _row(case, system, "p99", xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e6, "us")]
+    ap = out.append
+    for _ in range(n):
+        t0 = pc()
+        ap(pc() - t0)
+    return int(statistics.median(out))
 
 
 def _alloc_free_cases(h, quick):
     rows = []
     rounds, batch = (30, 500) if quick else (200, 2000)
+    pc = time.perf_counter_ns
     for case, n in (("alloc-free-64B", 64), ("alloc-free-4KiB", 4096)):
+        # Each system twice: an untimed loop (for the mean) and a loop that times every
+        # operation (for the percentiles); the timed loops differ from the untimed ones
+        # only by the clock reads around the operation.
         def rl(k, n=n):
             a = h.alloc_vec
             for _ in range(k):
                 a(np.uint8, n).drop()
 
+        def rl_t(k, out, n=n):
+            a = h.alloc_vec
+            ap = out.append
+            for _ in range(k):
+                t0 = pc()
+                a(np.uint8, n).drop()
+                ap(pc() - t0)
+
         def ba(k, n=n):
             for _ in range(k):
                 bytearray(n)
+
+        def ba_t(k, out, n=n):
+            ap = out.append
+            for _ in range(k):
+                t0 = pc()
+                bytearray(n)
+                ap(pc() - t0)
 
         def npa(k, n=n):
             z = np.zeros
             for _ in range(k):
                 z(n, np.uint8)
 
+        def npa_t(k, out, n=n):
+            z = np.zeros
+            ap = out.append
+            for _ in range(k):
+                t0 = pc()
+                z(n, np.uint8)
+                ap(pc() - t0)
+
+        systems = [("redleaf", case, rl, rl_t), ("inprocess", case, ba, ba_t),
+                   ("inprocess", case + "-numpy", npa, npa_t)]
         rl(batch)  # warm the free lists
-        red = _batches(rl, batch, rounds)
-        pb = _batches(ba, batch, rounds)
-        pn = _batches(npa, batch, rounds)
-        rows += _summ(case, "redleaf", red)
-        rows += _summ(case, "inprocess", pb)
-        rows += _summ(case + "-numpy", "inprocess", pn)
-        rows.append(_row(case, "redleaf", "ratio", statistics.median(red) / statistics.median(pb), "x"))
+        timer = _timer_cost_ns()
+        spent = {(s_, c): 0 for s_, c, _u, _t in systems}
+        per_op: dict[tuple[str, str], list[int]] = {(s_, c): [] for s_, c, _u, _t in systems}
+        for r in range(rounds):
+            for system, c, untimed, timed in (systems if r % 2 == 0 else systems[::-1]):
+                t0 = pc()
+                untimed(batch)
+                spent[(system, c)] += pc() - t0
+                timed(batch, per_op[(system, c)])
+        mean = {}
+        for key in spent:
+            system, c = key
+            xs = np.maximum(np.asarray(per_op[key], dtype=np.int64) - timer, 0)
+            mean[key] = spent[key] / (rounds * batch)
+            rows.append(_row(c, system, "median", float(np.median(xs)) / 1e3, "us"))
+            rows.append(_row(c, system, "p99", float(np.percentile(xs, 99)) / 1e3, "us"))
+            rows.append(_row(c, system, "mean", mean[key] / 1e3, "us"))
+        rows.append(_row(case, "redleaf/inprocess", "ratio", mean[("redleaf", case)] / mean[("inprocess", case)], "x"))
     return rows
 
 
@@ -168,7 +212,7 @@ def _throughput(w, quick):
             p.join(5)
     return [_row("alloc-free-64B-2proc", "redleaf", "rate", rate, "ops/s"),
             _row("alloc-free-64B-2proc", "inprocess", "rate", prate, "ops/s"),
-            _row("alloc-free-64B-2proc", "redleaf", "ratio", rate / prate, "x")]
+            _row("alloc-free-64B-2proc", "redleaf/inprocess", "ratio", rate / prate, "x")]
 
 
 def _reclaim(quick):

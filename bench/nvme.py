@@ -4,7 +4,11 @@ Cases: random and sequential 4 KiB reads and writes, batch 1 and batch 32.  A ba
 is one `NvmeBDev.submit_and_poll` call with that many requests (one doorbell).
 Batch 1 keeps one request in flight; batch 32 keeps up to two batches in flight
 (the client fills one while the driver and device work on the other).  Latency is
-per request, from the call that submitted it to the call that handed it back.
+per request, from the call that submitted it to the call that handed it back.  The
+direct peers time the same unit: a batch of 32 is "submitted" when its first
+preadv/pwritev starts, and each request's latency ends when its own call returns
+(request j of a batch waits for the j before it, as a request of ours waits for its
+batch); at batch 1 both are one request's round trip.
 
 Systems, all on the same image file in the same run:
   redleaf          client domain -> driver domain -> emulated controller (device process)
@@ -116,12 +120,12 @@ def _run_direct(path: str, kind: str, batch: int, nblocks: int, seconds: float, 
         i = done = 0
         t_start = clock()
         t_end = t_start + seconds
+        add = lat.append
         while clock() < t_end:
             t0 = clock()
             for j in range(batch):
                 op(fd, buf, blocks[(i + j) % len(blocks)])
-            now = clock()
-            lat.extend([now - t0] * batch)
+                add(clock() - t0)
             i += batch
             done += batch
         return done, clock() - t_start, lat

@@ -8,18 +8,33 @@ not a ring.  Every field has one writer:
     callee : resp_len, resp_kind, resp_seq, the response payload
     supervisor : state, and resp_* once the callee is dead
 
-A writer publishes the payload, then the length, then the sequence number; x86 keeps
-stores in order and loads in order, so a reader that sees the new sequence number
-sees the payload.  The channel memory is an object in the exchange heap owned by the
+A writer publishes the payload, then the length, then the sequence number, and a
+reader loads the sequence number first.  Memory ordering: x86-64 only.  x86-64 is
+TSO: stores become visible in program order and loads are not reordered with other
+loads, so a reader that sees the new sequence number sees the payload, with no
+fence.  A weakly ordered CPU (aarch64, POWER) may make the sequence-number store
+visible before the payload stores, and the reader's loads may pass each other, so
+both sides would need a release/acquire fence here.  Pure Python has none: the
+stores are memcpys inside CPython (slice assignment, struct.pack_into), and
+doorbell.fence() (an uncontended lock) is an acquire followed by a release, which
+on aarch64 does not keep an earlier store before a later one.  Rather than claim a
+portability we cannot show, the channel refuses to load on anything but x86-64
+(the NVMe completion phase tag and the heap's single-store records rely on TSO as
+well).  The channel memory is an object in the exchange heap owned by the
 supervisor, released when either end dies.  Nothing here trusts the peer: lengths
 and kinds are bounds-checked before use.
 """
 
 from __future__ import annotations
 
+import platform
 import struct
 
 from .doorbell import fence
+
+if platform.machine().lower() not in ("x86_64", "amd64"):
+    raise ImportError(f"redleaf's shared-memory channels rely on x86-64 (TSO) store order; "
+                      f"this machine is {platform.machine() or 'unknown'} (see redleaf.domains.channel)")
 
 REQ_LEN = 0  # u32 (+4 pad), caller
 REQ_SEQ = 8  # u64, caller

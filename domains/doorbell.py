@@ -7,7 +7,9 @@ writes one byte to the FIFO only if the word is set.  Both sides fence, so one o
 them always sees the other (Dekker's pattern); a bounded poll timeout is the backstop.
 
 The fence: acquiring and releasing an uncontended threading.Lock executes a locked
-instruction, which is a full memory barrier on x86 and a barrier on ARM.
+instruction, which is a full memory barrier on x86-64 (the only platform we run on:
+domains/channel.py says why; on aarch64 it would be an acquire and a release, not
+a full barrier).
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ class HeapManager:
         fields of a record microseconds apart, and a live domain may write in between
         (module docstring, "torn reads").  Both live in the record's first aligned 8-byte
         word, which numpy copies with one 64-bit load per element, and an aligned load is
-        atomic on every platform we run on (x86-64, aarch64)."""
+        atomic on x86-64, the only platform we run on (domains/channel.py says why)."""
         w = self._word0.copy()
         return (w & 0xFF).astype(np.uint8), (w >> 32).astype(np.uint32)
 

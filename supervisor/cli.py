@@ -412,7 +412,9 @@ def _benchmarks() -> dict:
 def format_rows(rows: list[dict]) -> str:
     """Benchmark rows (DESIGN §8) as an aligned table, values right-aligned."""
     cols = ["bench", "case", "system", "metric", "value", "unit"]
-    cells = [cols] + [[f"{r[c]:.4g}" if c == "value" else str(r[c]) for c in cols] for r in rows]
+    if any("note" in r for r in rows):   # a published-* figure says where it comes from
+        cols.append("note")
+    cells = [cols] + [[f"{r[c]:.4g}" if c == "value" else str(r.get(c, "")) for c in cols] for r in rows]
     w = [max(len(c[i]) for c in cells) for i in range(len(cols))]
     return "\n".join("  ".join(c[i].rjust(w[i]) if i == 4 else c[i].ljust(w[i]) for i in range(len(cols))).rstrip()
                      for c in cells)

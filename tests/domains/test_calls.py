@@ -9,6 +9,8 @@ import pytest
 
 from redleaf.domains import BadArgument, DomainCrashed, RpcTimeout
 from redleaf.domains.builtin.echo import Echo, NotFound
+from tests.conftest import wait_busy
+from tests.domains.gate import Gate
 
 
 def test_plain_calls(echo_instance):
@@ -64,18 +66,45 @@ def test_undeclared_exception_is_a_panic_and_caller_gets_domaincrashed(echo_inst
         assert e.inc(1) == 2  # the proxy reaches the restarted incarnation
 
 
-def test_callee_killed_mid_call_wakes_caller_at_once(echo_instance):
-    inst = echo_instance
-    pid = inst.status()["echo"]["pid"]
+GATE_MANIFEST = """
+[[domain]]
+name = "gate"
+target = "tests.domains.gate:GateDomain"
+restart = "permanent"
+backoff_s = 0.01
+"""
+
+
+def test_callee_killed_inside_the_call_fails_it_with_domaincrashed(make_instance, tmp_path):
+    """The kill lands once the callee has taken our request (its marker file says so);
+    the call, which would otherwise run for minutes with no deadline, fails with
+    DomainCrashed: the caller was woken by the death."""
+    inst = make_instance(GATE_MANIFEST)
+    pid = inst.status()["gate"]["pid"]
+    marker = tmp_path / "entered"
+    killed: list[int] = []
+
+    def kill_once_inside():
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            if time.monotonic() > deadline:
+                return  # never entered: `killed` stays empty and the test fails
+            time.sleep(0.002)
+        killed.append(int(marker.read_text()))
+        os.kill(pid, 9)
+
     with inst.attach() as d:
-        e = d.lookup("echo", Echo)
-        killer = threading.Timer(0.3, lambda: os.kill(pid, 9))
+        g = d.lookup("gate", Gate)
+        killer = threading.Thread(target=kill_once_inside, daemon=True)
         killer.start()
-        t0 = time.monotonic()
         with pytest.raises(DomainCrashed):
-            e.sleep(30.0)
-        assert time.monotonic() - t0 < 10  # woken by the death, not the deadline
+            g.enter(str(marker), 300.0)
         killer.join()
+        assert killed == [pid]  # the process killed was serving our call
+        inst.wait_state("gate", "running", pid_not=pid)
+        marker.unlink()
+        g.enter(str(marker), 0.0)  # the proxy reaches the restarted incarnation
+        assert int(marker.read_text()) == inst.status()["gate"]["pid"] != pid
 
 
 def test_hung_callee_times_out_and_is_killed(echo_instance):
@@ -149,7 +178,7 @@ def test_killed_client_is_reclaimed(echo_instance):
     assert ready.wait(30)
     st = inst.status()
     client = [r for n, r in st.items() if n.startswith("client-")]
-    assert client and client[0]["heap_objects"] >= 100
+    assert len(client) == 1 and client[0]["heap_objects"] == 100  # the hoard, nothing else
     os.kill(p.pid, 9)
     p.join()
     deadline = time.monotonic() + 5
@@ -184,8 +213,8 @@ def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
     p.start()
     assert ready.wait(30)
     cid = str(inst.status()[f"client-{p.pid}"]["id"])
-    # wait until the lender has lent the object (not a fixed sleep: a loaded machine may
-    # run the lender late), then give the callee a moment to be inside hold()
+    # Kill the lender only once echo is inside hold(): the lender has lent the object
+    # and echo, whose only caller it is, is busy serving the call.
     from redleaf.shared_heap import HeapManager
     heap = HeapManager.open(str(inst.paths.heap), readonly=True)
     try:
@@ -194,10 +223,10 @@ def test_caller_killed_while_the_callee_holds_its_borrow(echo_instance):
         while not ((rec["owner"] == int(cid)) & (rec["borrower"] != 0)).any():
             assert time.monotonic() < deadline, "the lender never made its call"
             time.sleep(0.01)
+        wait_busy(heap.runtime_area(inst.status()["echo"]["id"]), "echo")
     finally:
         rec = None
         heap.close()
-    time.sleep(0.2)
     os.kill(p.pid, 9)
     p.join()
 

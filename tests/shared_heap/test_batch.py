@@ -9,7 +9,6 @@ import pytest
 
 from redleaf.shared_heap import OwnershipError, record, u32, u64
 from redleaf.shared_heap.batch import RecordOps
-from tests.conftest import ECHO_MANIFEST
 
 
 @record
@@ -20,15 +19,14 @@ class Req:
 
 
 @pytest.fixture
-def client(make_instance):
-    inst = make_instance(ECHO_MANIFEST)
-    with inst.attach() as c:
-        yield inst, c
+def client(world):
+    """(heap manager, domain 1's heap) on a standalone heap: no instance needed."""
+    return world.m, world.domain(1)
 
 
 def test_fields_round_trip_and_deque_moves(client):
-    _inst, c = client
-    ops = RecordOps(c.heap, Req)
+    _m, heap = client
+    ops = RecordOps(heap, Req)
     offs = ops.alloc(20)
     ops.set(offs, "block", np.arange(20) * 7)
     ops.set(offs, "status", 3)
@@ -46,32 +44,32 @@ def test_fields_round_trip_and_deque_moves(client):
 
 
 def test_a_deque_naming_one_object_twice_is_refused_before_anything_moves(client):
-    _inst, c = client
-    ops = RecordOps(c.heap, Req)
+    _m, heap = client
+    ops = RecordOps(heap, Req)
     offs = ops.alloc(3)
     dq = ops.deque(4, offs)
-    pairs = np.ndarray((4, 2), dtype=np.uint32, buffer=c.heap.mem, offset=dq.offset + 16)
+    pairs = np.ndarray((4, 2), dtype=np.uint32, buffer=heap.mem, offset=dq.offset + 16)
     pairs[3] = pairs[0]                                   # forge a fourth entry
-    np.ndarray((4,), dtype=np.uint32, buffer=c.heap.mem, offset=dq.offset)[1] = 4
+    np.ndarray((4,), dtype=np.uint32, buffer=heap.mem, offset=dq.offset)[1] = 4
     with pytest.raises(OwnershipError, match="twice"):
         ops.take(dq)
     assert ops.length(dq) == 4 and not ops.owned(offs).any()
 
 
 def test_put_refuses_duplicates_and_foreign_types(client):
-    _inst, c = client
-    ops = RecordOps(c.heap, Req)
+    _m, heap = client
+    ops = RecordOps(heap, Req)
     offs = ops.alloc(2)
     with pytest.raises(OwnershipError, match="twice"):
         ops.put(ops.deque(4), np.array([offs[0], offs[0]]))
-    blob = c.heap.alloc_vec(np.uint8, 64)
+    blob = heap.alloc_vec(np.uint8, 64)
     with pytest.raises(OwnershipError, match="not Reqs this domain owns"):
         ops.put(ops.deque(4), np.array([blob.offset]))
 
 
 def test_heap_is_consistent_after_batch_moves_and_frees(client):
-    inst, c = client
-    ops = RecordOps(c.heap, Req)
+    m, heap = client
+    ops = RecordOps(heap, Req)
     offs = ops.alloc(100)
     a, b = ops.deque(64), ops.deque(64)
     ops.put(a, offs[:60])
@@ -80,4 +78,4 @@ def test_heap_is_consistent_after_batch_moves_and_frees(client):
     ops.free(offs[60:])
     with pytest.raises(OwnershipError):
         ops.free(offs[60:61])                              # already freed
-    assert inst.request("heap", check=True)["violations"] == []
+    assert m.check() == []

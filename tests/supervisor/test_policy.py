@@ -23,8 +23,10 @@ def test_old_restarts_fall_out_of_the_period():
     t = RestartTracker("permanent", max_restarts=2, period_s=1)
     assert t.on_exit(0.0, True).action == "restart"
     assert t.on_exit(0.5, True).action == "restart"
-    assert t.on_exit(5.0, True).action == "restart"
-    assert t.on_exit(5.0, True).delay_s == 0.0 or True
+    third = t.on_exit(5.0, True)   # the first two fell out: a quiet period again
+    assert third.action == "restart" and third.delay_s == 0.0
+    fourth = t.on_exit(5.0, True)  # the second in this period: backed off
+    assert fourth.action == "restart" and fourth.delay_s == t.backoff_s
 
 
 def test_transient_and_temporary():

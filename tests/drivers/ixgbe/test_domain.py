@@ -19,6 +19,8 @@ from redleaf.domains.errors import DomainCrashed
 from redleaf.drivers.ixgbe.wire import NetNamespace, ShmCable, TapWire, WireUnavailable, parse_test_frame
 from redleaf.drivers.net import Net, NetApp, NetError
 
+from tests.conftest import wait_busy
+
 from .netclient import DST, SRC, NetClient
 
 SLOW = pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="set RUN_SLOW=1 for the long soak")
@@ -80,6 +82,24 @@ def cable():
         yield path
     finally:
         os.unlink(path)
+
+
+def packets_owned(inst) -> dict[str, int]:
+    """Live Packets in the heap by owner (domain name), read from the ownership table."""
+    from redleaf.drivers.net import Packet
+    from redleaf.shared_heap import HeapManager
+    from redleaf.shared_heap.layout import R_LIVE
+
+    names = {st["id"]: n for n, st in inst.status().items()}
+    hm = HeapManager.open(str(inst.paths.heap), readonly=True)
+    try:
+        rec = hm.hf.records
+        owners = rec["owner"][(rec["state"] == R_LIVE) & (rec["type_id"] == Packet.type_id)]
+        rec = None
+        ids, counts = np.unique(owners, return_counts=True)
+        return {names.get(int(i), str(int(i))): int(k) for i, k in zip(ids, counts)}
+    finally:
+        hm.close()
 
 
 def check_clean(cl: NetClient) -> None:
@@ -391,7 +411,11 @@ def test_kill_9_of_driver_without_shadow(make_instance):
         old = inst.status()["ixgbe0"]
         first = int(cl.net.stats()["incarnation"])
         app = c.lookup("ixgbe0", NetApp)
-        killer = threading.Timer(0.3, lambda: inst.request("kill", name="ixgbe0", how="sigkill"))
+        # stats() defers nothing, so the driver is idle now; busy from here on means it
+        # is serving our run_app, and the kill lands inside it
+        area = c.heap.runtime_area(old["id"])
+        killer = threading.Thread(target=lambda: (wait_busy(area, "the driver"),
+                                                  inst.request("kill", name="ixgbe0", how="sigkill")))
         killer.start()
         try:
             with pytest.raises(DomainCrashed):
@@ -452,7 +476,11 @@ def _shadow_run(inst, kills: int, gap: float, frames_after: int = 300) -> NetCli
         assert len(cl.received) > before
         check_clean(cl)
         assert int(cl.net.stats()["incarnation"]) >= 1     # the shadow saw the crashes
-        assert len(cl.free) + len(cl.rxd) + len(cl.txd) + len(cl.done) > 0
+        # the client's pool did not shrink: what it holds (exactly what the heap says it
+        # owns) and what the driver holds for it are the 1024 buffers it started with
+        mine = len(cl.free) + len(cl.rxd) + len(cl.txd) + len(cl.done)
+        owned = packets_owned(inst)
+        assert owned[f"client-{os.getpid()}"] == mine and mine + owned["ixgbe0.driver"] == 1024, owned
         # after every reclaim the heap's invariants hold (no overlap, nothing owned
         # by a dead driver, every byte accounted for)
         assert inst.request("heap", check=True)["violations"] == []

@@ -8,7 +8,6 @@ import pytest
 
 from redleaf.drivers.net import Packet, PacketOps
 from redleaf.shared_heap import OwnershipError, record, u32
-from tests.conftest import ECHO_MANIFEST
 
 
 @record
@@ -17,10 +16,9 @@ class NotAPacket:
 
 
 @pytest.fixture
-def ops(make_instance):
-    inst = make_instance(ECHO_MANIFEST)
-    with inst.attach() as c:
-        yield PacketOps(c.heap)
+def ops(world):
+    """PacketOps of domain 1 on a standalone heap: no instance needed."""
+    return PacketOps(world.domain(1))
 
 
 def test_put_peek_take_round_trip_and_interop_with_handles(ops):

@@ -39,7 +39,8 @@ def test_bench_recovery_nvme_rows_and_plot(tmp_path):
         assert plot.stat().st_size > 10_000
     finally:
         plot.unlink(missing_ok=True)
-    assert all(set(r) == KEYS for r in rows)
+    assert all(set(r) == (KEYS | {"note"} if r["system"].startswith("published-") else KEYS) for r in rows)
+    assert all(r["note"] for r in rows if r["system"].startswith("published-"))
     by = {(r["case"], r["system"], r["metric"]): r["value"] for r in rows}
     for phase in ("seqread-4k-b32", "seqwrite-4k-b32"):
         assert by[(phase, "redleaf-shadow", "errors")] == 0

@@ -22,7 +22,7 @@ from redleaf.drivers.nvme import spec as S
 from redleaf.drivers.nvme.client import BatchQueue
 from redleaf.drivers.nvme.manifests import nvme_manifest
 
-from tests.conftest import process_running
+from tests.conftest import process_running, wait_busy
 
 from .domain_rig import Reference, random_io
 
@@ -70,7 +70,7 @@ def test_10000_random_reads_and_writes_match_a_reference(make_instance, image):
         c.lookup("nvme0", BDev).flush()
         submitted, completed, errors, inflight = c.lookup("nvme0", NvmeBDev).stats()
     assert counts["batch_reads"] > 3000 and counts["batch_writes"] > 3000 and counts["reads"] and counts["writes"]
-    assert ref.verified >= counts["batch_reads"] + counts["reads"]
+    assert ref.verified == counts["batch_reads"] + counts["reads"]  # every read was checked
     assert submitted == completed == counts["batch_reads"] + counts["batch_writes"]
     assert errors == 0 and inflight == 0
     ref.check_image(image)
@@ -172,8 +172,11 @@ def test_kill_9_of_the_driver_mid_call_then_restart_reinitialises_the_controller
     with inst.attach() as c:
         bdev, nvme = c.lookup("nvme0", BDev), c.lookup("nvme0", NvmeBDev)
         random_io(c.heap, bdev, nvme, ref, 500, seed=4)
+        # A synchronous call with no deferred work: once it has returned, the driver is
+        # idle (work deferred by earlier calls runs before it serves the next one).
         bdev.flush()
-        # Freeze the device so the driver sits inside our read call, then kill it there.
+        # Freeze the device, so that the driver, once it has taken our read, waits
+        # inside the call for a completion that cannot come; kill it there.
         os.kill(dev_pid, signal.SIGSTOP)
         errors: list = []
 
@@ -184,13 +187,15 @@ def test_kill_9_of_the_driver_mid_call_then_restart_reinitialises_the_controller
                 errors.append(e)
 
         t = threading.Thread(target=victim)
-        t.start()
         try:
-            time.sleep(0.3)
+            t.start()
+            # we are the driver's only caller: busy now means it is serving our read
+            wait_busy(c.heap.runtime_area(st["nvme0"]["id"]), "the driver")
+            assert t.is_alive() and not errors  # the read is still in flight
             os.kill(drv_pid, signal.SIGKILL)
         finally:
             os.kill(dev_pid, signal.SIGCONT)
-        t.join(10)
+        t.join(30)
         assert not t.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], DomainCrashed), errors
         new = inst.wait_state("nvme0", "running", pid_not=drv_pid)
@@ -216,17 +221,23 @@ def test_kill_9_of_the_driver_under_batch_load_without_shadow(make_instance, ima
     with inst.attach() as c:
         bdev, nvme = c.lookup("nvme0", BDev), c.lookup("nvme0", NvmeBDev)
         q = BatchQueue(c.heap, nvme, depth=32)
-        threading.Timer(0.3, os.kill, (drv_pid, signal.SIGKILL)).start()
-        seen = None
-        deadline = time.monotonic() + 20
+        loaded = threading.Event()  # set once batches are flowing: the kill lands under load
+        killer = threading.Thread(target=lambda: loaded.wait(60) and os.kill(drv_pid, signal.SIGKILL), daemon=True)
+        killer.start()
+        seen, batches = None, 0
+        deadline = time.monotonic() + 60
         while seen is None and time.monotonic() < deadline:
             try:
                 comp = q.submit(False, [(b, None) for b in range(32)]) + q.wait()
                 for r in comp:
                     q.release(r)
+                batches += 1
+                if batches == 10:
+                    loaded.set()
             except (DomainCrashed, DomainUnavailable) as e:
                 seen = e
-        assert seen is not None, "the kill was not noticed"
+        killer.join()
+        assert seen is not None and batches >= 10, f"the kill was not noticed ({batches} batches)"
         inst.wait_state("nvme0", "running", pid_not=drv_pid)
         q.reset()
         random_io(c.heap, bdev, nvme, ref, 1000, seed=10, queue=q)
@@ -326,15 +337,28 @@ def test_shadow_waits_out_a_driver_killed_inside_a_bdev_read(make_instance, imag
         bdev = c.lookup("nvme0", BDev)
         buf = c.heap.alloc(Block)
         buf.buf[:] = b"\x5a" * BLOCK_SIZE
-        bdev.write(9, buf)
+        bdev.write(9, buf)  # synchronous, nothing deferred: the driver is idle after it
         os.kill(dev_pid, signal.SIGSTOP)
+        killed: list[bool] = []
+
+        def kill_inside_the_read():
+            # the shadow is the driver's only caller, and it calls only for us: busy
+            # means the driver is serving our read, which the frozen device cannot end
+            try:
+                wait_busy(c.heap.runtime_area(st["nvme0.driver"]["id"]), "the driver")
+                os.kill(drv_pid, signal.SIGKILL)
+                killed.append(True)
+            finally:
+                os.kill(dev_pid, signal.SIGCONT)
+
+        killer = threading.Thread(target=kill_inside_the_read, daemon=True)
         try:
-            threading.Timer(0.3, os.kill, (drv_pid, signal.SIGKILL)).start()
-            threading.Timer(0.35, os.kill, (dev_pid, signal.SIGCONT)).start()
+            killer.start()
             got = bdev.read(9, c.heap.alloc(Block))  # no exception: the shadow re-issues it
         finally:
-            time.sleep(0.4)
+            killer.join(90)
             os.kill(dev_pid, signal.SIGCONT)
+        assert killed == [True]
         assert bytes(got.buf) == b"\x5a" * BLOCK_SIZE
         assert inst.status()["nvme0.driver"]["pid"] != drv_pid
         got.drop()
