@@ -149,6 +149,11 @@ class Control:
 
     def cmd_hello(self, ident, msg):
         e = self._caller(msg)
+        if e.pid == 0 and e.spawn_req:
+            # the child spoke before the zygote's "spawned" report reached us: the
+            # pid it claims is checked, and answered, when that report arrives
+            e.hello = (ident, msg["rid"], msg["pid"])
+            return None
         if e.pid != msg["pid"]:
             raise Refusal("AuthError", f"domain id {e.id} belongs to pid {e.pid}, not {msg['pid']}")
         e.ident = ident

@@ -126,6 +126,7 @@ class Lifecycle:
         e.hang_reported = False
         e.exit_code = None
         e.device = None
+        e.hello = None
         spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, token=self.sup.token,
                     heap=str(paths.heap), log=str(paths.log(e.name)))
         req = self.zygote.spawn(spec)
@@ -157,6 +158,15 @@ class Lifecycle:
         self.table.by_pid[pid] = e
         self.record_pids()
         self.set_state(e, STARTING, f"spawned pid {pid}")
+        if e.hello is not None:
+            ident, rid, claimed = e.hello
+            e.hello = None
+            if claimed == pid:
+                e.ident = ident
+                self.out.send(ident, {"ok": True, "rid": rid})
+            else:
+                self.out.send(ident, {"ok": False, "kind": "AuthError", "rid": rid,
+                                      "error": f"domain id {e.id} belongs to pid {pid}, not {claimed}"})
         if e.stop_requested:  # unloaded or stopped while its start was in flight
             self.stop(e, e.reason or "stopped while starting")
 

@@ -68,6 +68,7 @@ class Entry:
     spawn_req: int = 0  # the zygote request this start waits for (0: none pending)
     dying: bool = False  # the death sequence has begun and not yet finished
     load_waiters: list = field(default_factory=list)  # (ident, rid) of a `load` not yet answered
+    hello: tuple | None = None  # (ident, rid, pid) of a hello that came before the "spawned" report
     load_partner: str | None = None  # a shadowed load's driver: the shadow whose load it serves
 
     @property
