@@ -1,10 +1,14 @@
 """Finding and removing what a dead instance left behind.
 
 If a supervisor is killed, its zygote and domains die with it (PDEATHSIG), but its
-runtime directory and heap file remain.  The next `redleaf up` of that name, or
-`redleaf down`, calls `clean_stale`: it kills any recorded process still alive (the
-pid *and* its start time must match, so a recycled pid is never hit) and removes the
-files.
+runtime directory and heap file remain, and so does anything a domain forked (a
+grandchild has no PDEATHSIG).  The next `redleaf up` of that name, or `redleaf down`,
+calls `clean_stale`: it kills any recorded process still alive (the pid *and* its
+start time must match, so a recycled pid is never hit), every member of a recorded
+domain's process group started after that domain (each domain leads its own
+group), and removes the files.
+
+Owns: the instance's leftovers.  Calls psutil and domains.paths only.
 """
 
 from __future__ import annotations
@@ -71,6 +75,21 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+def kill_group_members(pgid: int, since: float) -> list[int]:
+    """SIGKILL every process of group `pgid` created at or after `since` (a group
+    whose leader is gone; the start time keeps a reused id's new group safe)."""
+    killed = []
+    for p in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(p.pid) != pgid or p.info["create_time"] + 0.01 < since:
+                continue
+            os.kill(p.pid, signal.SIGKILL)
+            killed.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return killed
+
+
 def clean_stale(name: str) -> bool:
     """Remove a dead instance's leftovers.  Raises InstanceRunning if it is alive."""
     paths = InstancePaths(name)
@@ -86,12 +105,16 @@ def clean_stale(name: str) -> bool:
     victims = []
     for line in lines:
         rec = _recorded(line)
-        if rec and _same_process(*rec):
+        if not rec:
+            continue
+        if _same_process(*rec):
             try:
                 os.kill(rec[0], signal.SIGKILL)
                 victims.append(rec[0])
             except ProcessLookupError:
                 pass
+        if rec[1]:
+            victims += kill_group_members(*rec)
     for v in victims:
         wait_gone(v, 2.0)
     remove_instance_files(paths)

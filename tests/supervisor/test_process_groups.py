@@ -101,3 +101,14 @@ def test_failed_loads_of_every_restart_kind_give_one_line_and_leave_no_entry(ech
     st = inst.status()
     assert "bad" not in st
     assert st["echo"]["state"] == "running"
+
+
+def test_a_forked_process_is_cleaned_with_a_killed_supervisor(make_instance, grandchildren):
+    from redleaf.supervisor import stale
+
+    inst = make_instance(ECHO_MANIFEST)
+    gc = _load_forker(inst, "forker", grandchildren("stale"))
+    inst.proc.kill()  # the supervisor dies; zygote and domains follow it (PDEATHSIG)
+    inst.proc.wait()
+    assert stale.clean_stale(inst.name)  # what the next `redleaf up` / `down` does
+    assert _wait_gone(gc)
