@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import signal
 import time
 from dataclasses import dataclass
@@ -235,6 +236,10 @@ class Lifecycle:
         self.begin_death(e, code, describe_domain_exit(code))
 
     def on_client_gone(self, e: Entry) -> None:
+        # A pidfd is readable only once its process has exited; check, since a poll
+        # round may report an fd that an earlier handler closed and an attach reused.
+        if e.pidfd < 0 or not select.select([e.pidfd], [], [], 0)[0]:
+            return
         self.begin_death(e, None, "client process exited")
 
     def begin_death(self, e: Entry, code: int | None, how: str, abnormal: bool | None = None) -> None:
