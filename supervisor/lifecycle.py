@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import select
 import signal
 import time
@@ -334,7 +335,7 @@ class Lifecycle:
         elif e.init_error:
             kind, err = "InitFailed", f"{e.name} failed to start: {e.init_error}"
         else:
-            kind, err = "LoadFailed", f"{e.name} failed to start: its process {e.reason.split(' ', 2)[-1]}"
+            kind, err = "LoadFailed", f"{e.name} failed to start: its process {re.sub(r'^pid [0-9]+ ', '', e.reason)}"
         err = err.splitlines()[0]
         self.set_state(e, FAILED, err)
         loads, e.load_waiters = e.load_waiters, []
