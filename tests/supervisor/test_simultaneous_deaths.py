@@ -114,3 +114,36 @@ def test_every_domain_killed_at_once_many_times(make_instance):
         for pid in killed.values():
             os.kill(pid, signal.SIGKILL)
         _check_round(_wait_back(inst, killed, before), before, killed)
+
+
+SHADOW_MANIFEST = """
+[heap]
+size = "32MiB"
+records = 65536
+
+[[domain]]
+name = "e0"
+target = "tests.supervisor.shadowed:ShadowedEcho"
+shadow = true
+max_restarts = 1000
+period_s = 0.5
+backoff_s = 0.01
+backoff_max_s = 0.05
+"""
+
+
+def test_a_shadow_and_its_driver_reported_hung_together(make_instance):
+    inst = make_instance(SHADOW_MANIFEST)
+    with inst.attach() as c:
+        for _ in range(ROUNDS):
+            before = _status(inst)
+            killed = {n: before[n]["pid"] for n in ("e0", "e0.driver")}
+            for n in killed:  # a caller whose deadline passed reports the callee hung
+                c.request("report_hang", domain_id=c.domain_id, callee=before[n]["id"])
+            st = _wait_back(inst, killed, before)
+            for n, pid in killed.items():
+                assert st[n]["state"] == "running" and st[n]["pid"] != pid and not process_running(pid)
+            assert st["e0.driver"]["restarts"] == before["e0.driver"]["restarts"] + 1
+            # the shadow may start before its driver is back: its constructor's lookup
+            # of the driver then fails and the restart policy tries again
+            assert st["e0"]["restarts"] >= before["e0"]["restarts"] + 1
