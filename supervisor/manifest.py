@@ -227,7 +227,11 @@ def check_heap_fits(size: int, records: int, where: str, shm_dir: str = SHM_DIR)
     return lay.file_size
 
 
-def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
+#: expand_shadow's "nobody probed the driver yet" (None means it declares no shadow)
+_UNPROBED = object()
+
+
+def expand_shadow(spec: DomainSpec, shadow_target=_UNPROBED) -> list[DomainSpec]:
     """`shadow = true` turns one driver entry into two domains, as in RedLeaf: the
     real driver under `<name>.driver`, and under the public `<name>` the shadow class
     the driver names in its `SHADOW` attribute.  The shadow forwards every call and,
@@ -235,17 +239,21 @@ def expand_shadow(spec: DomainSpec) -> list[DomainSpec]:
     the device's semantics allow (the NVMe shadow re-issues requests; the NIC
     shadow drops in-flight packets, as a NIC reset would, rather than risk sending
     one twice), so that a driver crash never reaches the clients as an error.
-    Returns [driver, shadow] or [spec]."""
+
+    `shadow_target` is the driver's SHADOW (None: it has none) when the caller already
+    learnt it (the supervisor asks the zygote, asynchronously); without it the class is
+    imported in a forked child (supervisor/probe.py), never in this process, since
+    importing is running domain code.  Returns [driver, shadow] or [spec]."""
     if not spec.shadow:
         return [spec]
     where = f"domain {spec.name}"
-    try:
-        from redleaf.domains.host import import_target
+    if shadow_target is _UNPROBED:
+        from .probe import ProbeError, resolve_shadow
 
-        cls = import_target(spec.target, spec.path)
-    except Exception as e:
-        raise ManifestError(f"{where}: shadow = true needs the driver class to import: {type(e).__name__}: {e}") from None
-    shadow_target = getattr(cls, "SHADOW", None)
+        try:
+            shadow_target = resolve_shadow(spec.target, spec.path)
+        except ProbeError as e:
+            raise ManifestError(f"{where}: shadow = true needs the driver class to import: {e}") from None
     if not isinstance(shadow_target, str):
         raise ManifestError(f"{where}: shadow = true, but {spec.target} declares no shadow; "
                             f"give the class SHADOW = \"package.module:ShadowClass\" or drop `shadow`")

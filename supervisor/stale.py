@@ -1,12 +1,17 @@
 """Finding and removing what a dead instance left behind.
 
 If a supervisor is killed, its zygote and domains die with it (PDEATHSIG), but its
-runtime directory and heap file remain.  The next `redleaf up` of that name, or
-`redleaf down`, calls `clean_stale`: it kills any recorded process still alive and
-removes the files.  A record is only a claim: a process is killed only if its pid *and*
-start time match (a recycled pid is never hit), it runs as us, and its command line is
-one of ours (a record planted to point at another program is ignored). The directory
-itself has been checked to be ours alone (InstancePaths.root).
+runtime directory and heap file remain, and so does anything a domain forked (a
+grandchild has no PDEATHSIG).  The next `redleaf up` of that name, or `redleaf down`,
+calls `clean_stale`: it kills any recorded process still alive, every member of a
+recorded domain's process group started after that domain (each domain leads its own
+group), and removes the files.  A record is only a claim: a process is killed only if
+its pid *and* start time match (a recycled pid is never hit), it runs as us, and (for a
+recorded process) its command line is one of ours, so a record planted to point at
+another program is ignored. The directory itself has been checked to be ours alone
+(InstancePaths.root).
+
+Owns: the instance's leftovers.  Calls psutil and domains.paths only.
 """
 
 from __future__ import annotations
@@ -86,6 +91,23 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+def kill_group_members(pgid: int, since: float) -> list[int]:
+    """SIGKILL every process of group `pgid` created at or after `since` (a group
+    whose leader is gone; the start time keeps a reused id's new group safe)."""
+    killed = []
+    for p in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(p.pid) != pgid or p.info["create_time"] + 0.01 < since:
+                continue
+            if p.uids().real != os.getuid():
+                continue
+            os.kill(p.pid, signal.SIGKILL)
+            killed.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return killed
+
+
 def clean_stale(name: str) -> bool:
     """Remove a dead instance's leftovers.  Raises InstanceRunning if it is alive."""
     paths = InstancePaths(name)
@@ -101,12 +123,16 @@ def clean_stale(name: str) -> bool:
     victims = []
     for line in lines:
         rec = _recorded(line)
-        if rec and _same_process(*rec) and _is_ours(rec[0]):
+        if not rec:
+            continue
+        if _same_process(*rec) and _is_ours(rec[0]):
             try:
                 os.kill(rec[0], signal.SIGKILL)
                 victims.append(rec[0])
             except ProcessLookupError:
                 pass
+        if rec[1]:
+            victims += kill_group_members(*rec)
     for v in victims:
         wait_gone(v, 2.0)
     remove_instance_files(paths)

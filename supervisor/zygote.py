@@ -3,9 +3,23 @@ interpreter start and a round of imports.
 
 The supervisor forks the zygote once at start-up, before it creates any zmq context
 (zmq contexts do not survive fork).  The zygote imports the runtime, then serves
-spawn requests on a SOCK_SEQPACKET socketpair.  It is the parent of every domain, so
-it reaps them on SIGCHLD and reports each exit status to the supervisor at once:
-that report is the supervisor's death notification.
+requests on a SOCK_SEQPACKET socketpair, each tagged with the supervisor's request
+id ``req``:
+
+  {"req": n, "spec": {...}}            fork a domain or device; reply {"spawned": pid, "req": n}
+  {"req": n, "probe": {target, path, log}}
+                                       fork a probe that imports target; reply {"spawned": pid,
+                                       "req": n}; the probe itself sends {"probe": n, "shadow"
+                                       | "error": ...} and exits
+
+It is the parent of every domain, so it reaps them on SIGCHLD and reports each exit
+status ({"exit": pid, "code": c}) at once: that report is the supervisor's death
+notification.  Each child leads its own process group; before reaping a child the
+zygote kills that group, so whatever a domain forked dies with it (the group id
+cannot be reused while the dead leader is unreaped).
+
+Owns: the fork server process.  Calls domains.host / domains.device_host (in the
+forked child) and supervisor.probe (in a probe child); never domain code itself.
 
 Lifetime: the zygote dies with the supervisor (PR_SET_PDEATHSIG), and every domain
 dies with the zygote, so no domain outlives a killed supervisor.
@@ -45,36 +59,62 @@ def rotate_log(path: str) -> None:
     os.replace(path, f"{path}.1")
 
 
+def _become_child(parent_pid: int, log: str) -> None:
+    """The first steps of any forked child: die with the zygote, lead its own process
+    group, default signals, stdio to its log."""
+    set_pdeathsig()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(s, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    os.setpgid(0, 0)
+    rotate_log(log)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.close(devnull)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
 def _child(sock: socket.socket, spec: dict, parent_pid: int) -> None:
     """In the forked child: become the domain."""
     code = 0
     try:
-        set_pdeathsig()
-        if os.getppid() != parent_pid:
-            os._exit(1)
         sock.close()
-        for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(s, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        os.setpgid(0, 0)
-        log = spec["log"]
-        rotate_log(log)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        os.close(devnull)
-        sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-        sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+        _become_child(parent_pid, spec["log"])
         if spec.get("kind") == "device":
-            from redleaf.drivers.device_host import main as entry
+            from redleaf.domains.device_host import main as entry
         else:
             from redleaf.domains.host import main as entry
         code = entry(spec) or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 70
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def _probe_child(sock: socket.socket, req: int, probe: dict, parent_pid: int) -> None:
+    """In a forked child: import the target and send what it says straight to the
+    supervisor (the socket is shared; a SEQPACKET message is atomic)."""
+    code = 0
+    try:
+        _become_child(parent_pid, probe["log"])
+        from .probe import probe_target
+
+        sock.send(msgpack.packb({"probe": req, **probe_target(probe["target"], probe.get("path"))}))
     except BaseException:
         traceback.print_exc()
         code = 70
@@ -96,10 +136,7 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
     import numpy  # noqa: F401
     import zmq  # noqa: F401
 
-    try:
-        import redleaf.drivers.device_host  # noqa: F401
-    except ImportError:
-        pass
+    import redleaf.domains.device_host  # noqa: F401
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -108,12 +145,17 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
 
     def reap():
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+            try:  # look without reaping: the zombie leader keeps its group id reserved
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None or info.si_pid == 0:
                 return
+            try:
+                os.killpg(info.si_pid, signal.SIGKILL)  # what the domain forked dies with it
+            except (ProcessLookupError, PermissionError):
+                pass
+            pid, status = os.waitpid(info.si_pid, 0)
             sock.send(msgpack.packb({"exit": pid, "code": os.waitstatus_to_exitcode(status)}))
 
     sock.send(msgpack.packb({"ready": os.getpid()}))
@@ -138,7 +180,13 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
             me = os.getpid()
             pid = os.fork()
             if pid == 0:
+                if "probe" in req:
+                    _probe_child(sock, req["req"], req["probe"], me)
                 _child(sock, req["spec"], me)
+            try:  # also here, so the group exists before anyone may signal it
+                os.setpgid(pid, pid)
+            except OSError:
+                pass  # the child did it first, or is gone already
             sock.send(msgpack.packb({"spawned": pid, "req": req["req"]}))
 
 

@@ -11,7 +11,7 @@ nullnet      NullNet: a device-less Net (sent packets come straight back);
              NullNetDomain: the same as a domain exporting Net (RedLeaf's nullnet)
 sim          in-process rigs (BumpAllocator, Port) and loopback_cost()
 
-device       IxgbeDevice: the NIC in a device process (drivers/device_host.py)
+device       IxgbeDevice: the NIC in a device process (domains/device_host.py)
 domain       IxgbeNetDriver: the driver domain (binds the device, exports Net, NetApp)
 shadow       IxgbeShadow: hides driver crashes from Net clients (`shadow = true`)
 app          PacketLoop (rx/tx/fwd over any Net) and AppHost (NetApp for a domain)

@@ -1,4 +1,4 @@
-"""The emulated 82599 as a device process (see drivers/device_host.py).
+"""The emulated 82599 as a device process (see domains/device_host.py).
 
 Manifest:
 

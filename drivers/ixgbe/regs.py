@@ -312,7 +312,9 @@ class Regs:
         self.write32(off, self.read32(off) & ~flags)
 
 
-# --------------------------------------------------------------------------- supervisor helpers
+# --------------------------------------------------------------------------- quiesce helpers
+# Run by the device host in the device process (domains/device_host.py) when the
+# supervisor asks it, through the host's shell, to stop DMA; never by the supervisor.
 def quiesce_request(bar: memoryview) -> int:
     """Clear Bus Master Enable and post a quiesce request; returns the token.
 

@@ -1,4 +1,4 @@
-"""The emulated NVMe controller as a device process (see drivers/device_host.py).
+"""The emulated NVMe controller as a device process (see domains/device_host.py).
 
 Manifest:
 

@@ -289,8 +289,10 @@ class Bar:
         return self.read32(EMU_QACK) == n and bool(self.read32(EMU_DEVSTAT) & DEVSTAT_DMA_STOPPED)
 
 
-# The supervisor's device protocol (see drivers/device_host.py): before a dead driver's
-# memory is reclaimed, it clears bus mastering and waits for the device to confirm.
+# The device quiesce protocol (see domains/device_host.py): before a dead driver's
+# memory is reclaimed, the supervisor asks the device host, through the host's shell,
+# to stop DMA; the host, in the device process, clears bus mastering with these and
+# runs the model until it confirms.  The supervisor never imports them.
 def quiesce_request(bar) -> int:
     return Bar(bar).request_quiesce()
 

@@ -9,11 +9,26 @@ activity and then sleeping on its doorbell (rung by the driver after a doorbell
 register write) or on its wire's file descriptor.  When the model reports that it
 posted completions, the host wakes the bound driver: that is the interrupt.
 
+Bus mastering is the host's, not the model's, as the PCI function is a slot's: the
+host keeps a *shell* (SHELL_SIZE bytes in the heap, its layout below) with a
+bus-master-enable flag and a quiesce request/acknowledge token pair at fixed
+offsets, the same for every device.  To stop a device's DMA (its driver died and
+the driver's memory is about to be reclaimed) the supervisor clears SHELL_BME,
+then writes a new token into SHELL_QREQ and rings the device; the host, between two
+`process()` calls (so no DMA is half done), applies the model's own quiesce and then
+echoes the token into SHELL_QACK.  The supervisor reads SHELL_QACK and never imports
+driver code.  Binding a driver sets SHELL_BME again; the model itself stays
+quiesced until the new driver resets it and sets its own bus-master bit.
+
+Owns: the device process's loop.  Calls domains.host (connect, import), the
+runtime, and the device class named in the spec (including its QUIESCE module).
+
 A device class looks like:
 
     class SomeDevice:
         BAR_SIZE: int
-        QUIESCE = "redleaf.drivers.x.regs"        # module with quiesce_request / quiesce_acked
+        QUIESCE = "redleaf.drivers.x.regs"        # module with quiesce_request / quiesce_acked,
+                                                   # run here, in the device process
         def __init__(self, config, bar, dma, dma_base, dma_limit): ...
         def process(self) -> bool: ...    # True if it completed something
         def fileno(self) -> int | None: ...
@@ -33,6 +48,11 @@ import numpy as np
 SHELL_SIZE = 64
 SHELL_DRIVER = 0  # u32: domain id of the bound driver, written by the supervisor
 SHELL_BINDS = 4  # u32: bumped by the supervisor on every bind (the id may be reused)
+SHELL_BME = 8  # u32: bus master enable, 1 while a driver is bound (supervisor writes)
+SHELL_QREQ = 12  # u32: quiesce request token (supervisor writes, after clearing SHELL_BME)
+SHELL_QACK = 16  # u32: quiesce acknowledge: the token, once the device does no DMA (host writes)
+#: how long the host pumps its model for the model's own quiesce acknowledgement
+QUIESCE_PUMP_S = 0.4
 #: polling (yielding) this long after the last work, then sleep: longer than the gap
 #: between a busy driver's batches, so a device under load never pays a wake-up
 SPIN_NS = 1_000_000
@@ -41,8 +61,26 @@ IDLE_SLEEP_MS = 20
 _U32 = struct.Struct("<I")
 
 
+def _quiesce(dev, bar, qmod, name: str) -> None:
+    """Stop the model's DMA: its own bus-master bit off, then run it until it says so."""
+    token = qmod.quiesce_request(bar)
+    deadline = time.monotonic() + QUIESCE_PUMP_S
+    while not qmod.quiesce_acked(bar, token):
+        if time.monotonic() > deadline:
+            print(f"redleaf: device {name} did not quiesce within {QUIESCE_PUMP_S}s", flush=True)
+            return
+        try:
+            dev.process()
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+
+
 def main(spec: dict) -> int:
-    from redleaf.domains.host import connect_runtime, import_target
+    import importlib
+
+    from .host import connect_runtime, import_target
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -59,14 +97,14 @@ def main(spec: dict) -> int:
         bar[:] = bytes(len(bar))
         base, limit = rt.heap.dma_window()
         dev = cls(spec.get("config") or {}, bar, rt.mem, base, limit)
+        qmod = importlib.import_module(cls.QUIESCE)
     except BaseException as e:
         import traceback
 
         traceback.print_exc()
         rt.ctl.request("init_failed", domain_id=rt.domain_id, error=f"{type(e).__name__}: {e}"[:500], timeout_s=2.0)
         return 78
-    info = {"bar": bar_ref.offset, "bar_size": len(bar), "shell": shell_ref.offset, "quiesce": cls.QUIESCE,
-            "device_id": rt.domain_id}
+    info = {"bar": bar_ref.offset, "bar_size": len(bar), "shell": shell_ref.offset, "device_id": rt.domain_id}
     rt.ctl.request("ready", domain_id=rt.domain_id, exports=[], device=info)
     print(f"redleaf: device {name} ({spec['target']}) ready, BAR at heap offset {bar_ref.offset:#x}", flush=True)
     waker = None  # the bound driver's doorbell
@@ -80,7 +118,15 @@ def main(spec: dict) -> int:
     now = time.monotonic_ns
     last_work = now()
     beat = 0
+    seen_qreq = 0
     while not stop:
+        # token first, then BME: the supervisor writes them in the opposite order
+        qreq = _U32.unpack_from(shell, SHELL_QREQ)[0]
+        if qreq != seen_qreq:
+            seen_qreq = qreq
+            if not _U32.unpack_from(shell, SHELL_BME)[0]:
+                _quiesce(dev, bar, qmod, name)
+            _U32.pack_into(shell, SHELL_QACK, qreq)
         worked = False
         try:
             worked = dev.process()

@@ -1,0 +1,136 @@
+"""The channel registry: the shared-memory call channels between domains, and the
+heap objects a dead caller had lent (borrowed) to a callee.
+
+Owns: `ChannelRec` records and channel ids; opening a channel in the heap, closing
+an end, failing calls in flight when a party dies, and deferring the release of a
+dead caller's borrowed objects until the callee's call that borrowed them is over.
+Calls the heap, domains.channel (the channel layout), the domains' doorbells, the
+table (read only) and the endpoints (channel_closed notices).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from redleaf.domains import channel as chan
+from redleaf.domains.doorbell import Bell
+
+_U64 = struct.Struct("<Q")
+
+
+@dataclass
+class ChannelRec:
+    id: int
+    caller: int
+    callee: int
+    rref: object
+    offset: int
+    size: int
+    ends: set = field(default_factory=set)
+    deferred: list = field(default_factory=list)  # heap slots lent to the callee by a dead caller
+
+    @property
+    def buf(self):
+        return self.rref.buf
+
+
+class Channels:
+    def __init__(self, table, heap, sheap, paths, endpoints):
+        self.table = table
+        self.heap = heap  # the HeapManager
+        self.sheap = sheap  # the supervisor's own heap view (channels are its objects)
+        self.paths = paths
+        self.out = endpoints
+        self.channels: dict[int, ChannelRec] = {}
+        self.next_id = 1
+
+    def ring(self, did: int) -> None:
+        """Wake domain `did` (its doorbell); a missing doorbell means it is gone."""
+        try:
+            b = Bell(self.paths.bell(did))
+        except OSError:
+            return
+        b.ring()
+        b.close()
+
+    def open(self, caller, callee) -> ChannelRec:
+        import numpy as np
+
+        size = chan.channel_size()
+        rref = self.sheap.alloc_vec(np.uint8, size)
+        chan.init_channel(rref.buf, caller.id, callee.id)
+        rec = ChannelRec(self.next_id, caller.id, callee.id, rref, rref.offset, size, {caller.id, callee.id})
+        self.next_id += 1
+        self.channels[rec.id] = rec
+        return rec
+
+    def between(self, caller: int, callee: int) -> ChannelRec | None:
+        for rec in self.channels.values():
+            if rec.caller == caller and rec.callee == callee:
+                return rec
+        return None
+
+    def _notify_closed(self, rec: ChannelRec, did: int) -> None:
+        callee = self.table.by_id.get(rec.callee)
+        if callee is not None and callee.ident is not None and rec.callee in rec.ends:
+            self.out.send(callee.ident, {"push": "channel_closed", "channel": rec.id, "peer": did})
+
+    def drop_end(self, rec: ChannelRec, did: int) -> None:
+        """Domain `did` closed its end of `rec`."""
+        rec.ends.discard(did)
+        if did == rec.caller and rec.callee in rec.ends:
+            # in the channel itself, before the notice and before the closer's reply: a
+            # callee asking Runtime.client_alive() gets the answer the caller saw
+            chan.set_state(rec.buf, chan.CALLER_DEAD)
+            self._notify_closed(rec, did)
+        self.maybe_free(rec)
+
+    def party_died(self, did: int) -> None:
+        """Fail every call in flight to `did`; mark channels it called through."""
+        for rec in list(self.channels.values()):
+            if rec.callee == did:
+                chan.fail_inflight(rec.buf)
+                self.ring(rec.caller)  # even with nothing seen in flight: a racing post sees the mark
+                rec.ends.discard(did)
+            elif rec.caller == did:
+                chan.set_state(rec.buf, chan.CALLER_DEAD)
+                rec.ends.discard(did)
+                self._notify_closed(rec, did)
+
+    def defer(self, dead: int, slot: int, borrower: int) -> None:
+        """A slot of dead domain `dead` is lent to `borrower`: free it after the call."""
+        rec = self.between(dead, borrower)
+        if rec is not None:
+            rec.deferred.append(slot)
+        else:
+            self.heap.release_deferred(slot)
+
+    def release_unused(self) -> None:
+        for rec in list(self.channels.values()):
+            self.maybe_free(rec)
+
+    def maybe_free(self, rec: ChannelRec) -> None:
+        if rec.ends or rec.deferred:
+            return
+        chan.set_state(rec.buf, chan.CLOSED)
+        rec.rref.drop()
+        del self.channels[rec.id]
+
+    def borrow_active(self, borrower: int, slot: int) -> bool:
+        e = self.table.by_id.get(borrower)
+        return e is not None and e.alive
+
+    def settle_deferred(self) -> None:
+        """Release lent slots whose borrowing call has ended (or whose callee is gone)."""
+        for rec in list(self.channels.values()):
+            if not rec.deferred:
+                continue
+            callee = self.table.by_id.get(rec.callee)
+            buf = rec.buf
+            done = _U64.unpack_from(buf, chan.REQ_SEQ)[0] == _U64.unpack_from(buf, chan.RESP_SEQ)[0]
+            if done or callee is None or not callee.alive:
+                for slot in rec.deferred:
+                    self.heap.release_deferred(slot)
+                rec.deferred.clear()
+                self.maybe_free(rec)
