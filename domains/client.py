@@ -16,6 +16,7 @@ import itertools
 import os
 
 from .control import ControlClient
+from .errors import InterfaceError
 from .runtime import Runtime
 
 
@@ -51,9 +52,42 @@ class Client:
         self.rt = Runtime(instance, did, ctl, self.heap)
         self._closed = False
 
-    def lookup(self, name: str, iface: type):
-        """A proxy to the object exported under `name`, checked against `iface`."""
+    def exports(self) -> dict[str, list[str]]:
+        """What the instance exports: {name: ["module.Interface", ...]} (a driver may export
+        one name under several interfaces, as nvme0 does BDev and NvmeBDev)."""
+        out: dict[str, list[str]] = {}
+        for row in self.ctl.request("status")["domains"]:
+            for x in row.get("exports") or []:
+                out.setdefault(x["name"], []).append(f"{x['module']}.{x['interface']}")
+        return out
+
+    def lookup(self, name: str, iface: type | None = None):
+        """A proxy to the object exported under `name`. With `iface`, checked against your
+        own interface class (the form type checkers follow); without, for the interface
+        the exporting domain registered, imported here from its module."""
+        if iface is None:
+            iface = self._registered_interface(name)
         return self.rt.lookup(name, iface)
+
+    def _registered_interface(self, name: str) -> type:
+        import importlib
+
+        from .interface import spec_of
+
+        found = self.exports()
+        if name not in found:
+            raise LookupError(f"nothing exports {name!r}; exported: {', '.join(sorted(found)) or 'nothing'}")
+        if len(found[name]) > 1:
+            raise LookupError(f"{name!r} exports several interfaces ({', '.join(found[name])}); "
+                              f"pass the one you want: d.lookup({name!r}, Interface)")
+        module, _, cls = found[name][0].rpartition(".")
+        try:
+            iface = getattr(importlib.import_module(module), cls)
+            spec_of(iface)
+        except (ImportError, AttributeError, InterfaceError) as e:
+            raise InterfaceError(f"{name!r} implements {found[name][0]}, which cannot be imported here "
+                                 f"({type(e).__name__}: {e}); pass the interface class yourself") from None
+        return iface
 
     def export(self, name: str, obj, iface: type | None = None) -> None:
         """Export an object from this client; it is served while this client waits in

@@ -153,7 +153,7 @@ def main(spec: dict) -> int:
             continue
         beat += 1
         if beat & 0xFF == 0:
-            rt._flush_counters()
+            rt.beat()
             rt.handle_pushes()
         if now() - last_work < SPIN_NS:
             sched_yield()  # see domains.runtime.SPIN_NS

@@ -229,11 +229,12 @@ def cmd_status(args) -> int:
         d["rss"] = _bytes(d["rss"]) if d["rss"] else None
         d["heap"] = _bytes(d["heap_bytes"])
         d["uptime"] = f"{d['uptime_s']:.1f}s" if d["state"] == "running" else None
+        d["exports"] = [f"{x['name']}:{x['interface']}" for x in d.get("exports") or []]
         rows.append(d)
     print(_table(rows, [("name", "NAME"), ("kind", "KIND"), ("id", "ID"), ("pid", "PID"), ("state", "STATE"),
                         ("restarts", "RESTARTS"), ("uptime", "UPTIME"), ("cpu_s", "CPU(s)"), ("rss", "RSS"),
                         ("heap", "HEAP"), ("heap_objects", "OBJS"), ("calls_served", "CALLS"),
-                        ("reason", "LAST EVENT")]))
+                        ("exports", "EXPORTS"), ("reason", "LAST EVENT")]))
     return 0
 
 
@@ -397,8 +398,14 @@ def cmd_attach(args) -> int:
     from redleaf.domains import attach
 
     with attach(args.name) as d:
+        exports = [(x["name"], f"{x['module']}.{x['interface']}") for row in d.request("status")["domains"]
+                   for x in row.get("exports") or []]
+        listing = "\n".join(f"  {n:<16} {i}" for n, i in exports) or "  (nothing yet)"
         banner = (f"redleaf: attached to {args.name!r} as domain {d.domain_id}.\n"
-                  f"`d` is the client: d.lookup(name, Interface), d.heap, d.request('status')")
+                  f"`d` is the client. What the instance exports (d.exports() lists it again):\n{listing}\n"
+                  f"p = d.lookup(\"echo\") gives a proxy for the interface the domain registered "
+                  f"(d.lookup(name, Interface) checks your own class against it); also d.heap, "
+                  f"d.request('status')")
         code.interact(banner=banner, local={"d": d})
     return 0
 

@@ -316,7 +316,7 @@ class Control:
                 "heap_bytes": hs.get("bytes", 0), "heap_objects": hs.get("objects", 0),
                 "calls_served": served, "calls_made": made, "reason": e.reason,
                 "target": e.spec.target if e.spec else None,
-                "exports": [x["name"] for x in e.exports]}
+                "exports": [_export_row(x) for x in e.exports]}
 
     def _heap_stats_by_domain(self) -> dict:
         try:
@@ -389,3 +389,10 @@ class Control:
         log.info("shutdown requested")
         self.loop.stop()
         return {"stopping": True}
+
+
+def _export_row(x: dict) -> dict:
+    """What a status reader needs to call an export: its name, its interface's class and
+    the module to import it from (lookup(name) without an interface does just that)."""
+    module, _, cls = x["interface"].rpartition(".")
+    return {"name": x["name"], "interface": cls, "module": module}
