@@ -4,7 +4,10 @@ process shells around it (the `Net` interface itself is drivers/net.py).
 regs         register map (datasheet offsets), bit constants, emulation-only words
 descriptors  advanced RX/TX descriptors as numpy dtypes, batch encode/decode
 nic          Nic: the device model; process() does all pending work
-wire         pluggable wires: loopback, pair, socket/shm cables, pktgen, udp, tap
+wire         pluggable wire backends: loopback, pair, socket/shm cables, udp, tap
+pktgen       PktGenWire: the traffic generator / counting sink wire
+frames       the test-frame codec and SeqSeen (sequence-number tracker)
+netns        NetNamespace: network namespaces for the tap wire (ip netns)
 driver_core  IxgbeDriver: ixy init sequence, batched rx/tx, stats
 l2fwd        ixy-fwd logic (MAC swap, vectorised)
 nullnet      NullNet: a device-less Net (sent packets come straight back);

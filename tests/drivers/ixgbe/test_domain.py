@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from redleaf.domains.errors import DomainCrashed
-from redleaf.drivers.ixgbe.wire import NetNamespace, ShmCable, TapWire, WireUnavailable, parse_test_frame
+from redleaf.drivers.ixgbe.frames import parse_test_frame
+from redleaf.drivers.ixgbe.netns import NetNamespace, WireUnavailable
+from redleaf.drivers.ixgbe.wire import ShmCable, TapWire
 from redleaf.drivers.net import Net, NetApp, NetError
 
 from .netclient import DST, SRC, NetClient

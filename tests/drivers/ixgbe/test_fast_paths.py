@@ -10,7 +10,7 @@ from redleaf.drivers.ixgbe import l2fwd
 from redleaf.drivers.ixgbe import regs as R
 from redleaf.drivers.ixgbe.nic import Nic
 from redleaf.drivers.ixgbe.sim import Port
-from redleaf.drivers.ixgbe.wire import PktGenWire
+from redleaf.drivers.ixgbe.pktgen import PktGenWire
 
 
 # ------------------------------------------------------------------ ring helpers
