@@ -37,6 +37,9 @@ PUBLISHED = [  # (system, case, Mpps): published figures, not measured here
     ("published-redleaf", "fwd-b32", 14.2),      # RedLeaf ixgbe, batch 32 (line rate, OSDI'20)
 ]
 IXY_PYTHON_FWD = 0.14
+#: the driver domain plus the packet application inside it (the production driver
+#: exports only Net)
+_INDRIVER = "redleaf.drivers.ixgbe.pktapp:InDriverPktApp"
 
 _HEAP = """
 [heap]
@@ -55,16 +58,16 @@ config = { wire = "pktgen", frame_size = 60 }
 """
 
 
-def _driver(name: str, shadow: bool = False) -> str:
+def _driver(name: str, shadow: bool = False, target: str = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver") -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
+target = "{target}"
 backoff_s = 0.01
 backoff_max_s = 0.05
 max_restarts = 1000
 shadow = {"true" if shadow else "false"}
-config = {{ device = "ixgbe0-dev", app_packets = 2048 }}
+config = {{ device = "ixgbe0-dev" }}
 """
 
 
@@ -81,7 +84,8 @@ config = {{ packets = 2048 }}
 def manifest(config: str) -> str:
     """The manifest of one benchmark configuration ("plain", "shadow", "nullnet")."""
     if config == "plain":
-        return _HEAP + _DEVICE + _driver("ixgbe0") + _app("app", "ixgbe0")
+        # the driver with the in-driver application (its NetApp), for redleaf-indriver
+        return _HEAP + _DEVICE + _driver("ixgbe0", target=_INDRIVER) + _app("app", "ixgbe0")
     if config == "shadow":  # the driver runs as ixgbe0.driver behind its shadow
         return _HEAP + _DEVICE + _driver("ixgbe0", shadow=True) + _app("app", "ixgbe0")
     if config == "nullnet":

@@ -15,7 +15,8 @@ nullnet      NullNet: a device-less Net (sent packets come straight back);
 sim          in-process rigs (BumpAllocator, Port) and loopback_cost()
 
 device       IxgbeDevice: the NIC in a device process (drivers/device_host.py)
-domain       IxgbeNetDriver: the driver domain (binds the device, exports Net, NetApp)
+domain       IxgbeNetDriver: the driver domain (binds the device, exports Net)
+pktapp       InDriverPktApp: the driver plus a packet application inside it (benchmarks)
 shadow       IxgbeShadow: hides driver crashes from Net clients (`shadow = true`)
 app          PacketLoop (rx/tx/fwd over any Net) and AppHost (NetApp for a domain)
 l2fwd_domain L2Fwd: an ixy-fwd style forwarder domain using Net across a boundary
