@@ -11,7 +11,9 @@ Interface (duck typed, see :class:`Wire`)::
     close() -> None
 
 A wire may also offer ``recv_array(max)`` / ``send_array(a)`` (equal-size frames as one
-(n, size) uint8 array): the NIC then moves a batch with one scatter/gather.
+(n, size) uint8 array): the NIC then moves a batch with one scatter/gather; and
+``discard(max) -> lengths`` (take frames the NIC has no descriptor for, without
+making them: a generator's); without it the NIC receives them and counts them.
 
 Backends here:
 
