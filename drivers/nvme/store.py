@@ -8,12 +8,12 @@ any process); ``flush()`` makes it durable with ``fdatasync``.
 
 ``MemoryBlockStore`` keeps the image in a bytearray, for fast tests.
 
-Both also offer the image as one writable memoryview (``image``): the controller's
-batch path copies between it and DMA memory directly, which costs a third of a
-``preadv`` per 4 KiB block.  For the file that is a shared mapping of it, so what
-is written through it is in the same page cache as ``pwritev`` would have put it
-(it survives the death of any process), and ``flush()`` msyncs it before
-``fdatasync``.
+``read_many``/``write_many`` move a batch of single-buffer transfers (the
+controller's batch of simple Reads or Writes).  The file store copies them
+through a shared mapping of the image, which costs a third of a ``preadv`` per
+4 KiB block: what is written through it is in the same page cache as ``pwritev``
+would have put it (it survives the death of any process), and ``flush()`` msyncs
+it before ``fdatasync``.
 
 A disk image belongs to one device: ``FileBlockStore`` takes an exclusive
 ``flock`` on it for its whole life (released by ``close()`` or by the death of the
@@ -26,6 +26,7 @@ Calls: the OS only (os, mmap, fcntl, /proc); imports nothing of ours.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import mmap
 import os
@@ -65,10 +66,6 @@ class BlockStore:
     """Byte-addressed backing store.  Offsets and sizes are in bytes."""
 
     size: int
-    #: file descriptor for the controller's inlined preadv/pwritev fast path, or -1
-    fd: int = -1
-    #: the whole image as a writable memoryview for the batch path, or None
-    image: memoryview | None = None
 
     def readinto(self, offset: int, views: Sequence[memoryview]) -> None:
         """Fill ``views`` (in order) from ``offset``.  Raises OSError on media errors."""
@@ -77,6 +74,17 @@ class BlockStore:
     def writefrom(self, offset: int, views: Sequence[memoryview]) -> None:
         """Write ``views`` (in order) at ``offset``.  Raises OSError on media errors."""
         raise NotImplementedError
+
+    def read_many(self, offsets: Sequence[int], views: Sequence[memoryview]) -> None:
+        """Fill each view from its offset (a batch of ``readinto(offset, [view])``).
+        Raises OSError on a media error (some of the batch may have been done)."""
+        for off, v in zip(offsets, views):
+            self.readinto(off, [v])
+
+    def write_many(self, offsets: Sequence[int], views: Sequence[memoryview]) -> None:
+        """Write each view at its offset, in order (a batch of ``writefrom``)."""
+        for off, v in zip(offsets, views):
+            self.writefrom(off, [v])
 
     def write_zeroes(self, offset: int, nbytes: int) -> None:
         z = memoryview(bytes(min(nbytes, 1 << 20)))
@@ -156,6 +164,26 @@ class FileBlockStore(BlockStore):
         if n != want:
             self._finish_short(offset, views, n, want, read=False)
 
+    def read_many(self, offsets, views):
+        image = self.image
+        if image is None:
+            return super().read_many(offsets, views)
+        for off, v in zip(offsets, views):
+            n = len(v)
+            if off + n > self.size:
+                raise OSError(errno.EIO, f"read beyond the image at {off:#x}")
+            v[:] = image[off:off + n]
+
+    def write_many(self, offsets, views):
+        image = self.image
+        if image is None:
+            return super().write_many(offsets, views)
+        for off, v in zip(offsets, views):
+            n = len(v)
+            if off + n > self.size:
+                raise OSError(errno.EIO, f"write beyond the image at {off:#x}")
+            image[off:off + n] = v
+
     def _finish_short(self, offset, views, done, want, *, read):
         # short transfer: continue piecewise (reads past EOF return zeroes)
         pos = 0
@@ -209,12 +237,6 @@ class MemoryBlockStore(BlockStore):
         self.flushes = 0
         self.fail_reads = False     # fault injection: raise EIO
         self.fail_writes = False
-
-    @property
-    def image(self):
-        """The bytearray's view, unless a fault is being injected (then every
-        command takes the path that can fail)."""
-        return None if self.fail_reads or self.fail_writes else self.mv
 
     def readinto(self, offset, views):
         if self.fail_reads:
