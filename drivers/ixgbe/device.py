@@ -58,6 +58,9 @@ class IxgbeDevice:
     def fileno(self):
         return self.wire.fileno()
 
+    def next_deadline(self) -> float | None:
+        return self.nic.next_deadline()
+
     def status(self) -> dict:
         return self.nic.status()
 

@@ -578,6 +578,27 @@ class Nic:
             v = self._row_views[size] = byte_rows(self.mem, size)
         return v
 
+    # ------------------------------------------------------------------ idle
+    def next_deadline(self) -> float | None:
+        """Seconds until process() must run again although no doorbell rang and the
+        wire's fd did not turn readable; None: only such an event can bring work, so
+        an idle device process may sleep on its doorbell without a timeout.
+
+        The link comes up after `link_delay` calls (0: call at once).  Frames that
+        could only be missed are not work (the driver rings when it frees RX
+        descriptors), so a stopped queue or a full ring waits for the doorbell.
+        Otherwise the wire says: `poll_s` (seconds, or None) for a wire whose frames
+        arrive without waking anyone (a shared-memory cable, a generator)."""
+        if self._link_countdown is not None:
+            return 0.0
+        q = self.rxq[0]
+        w = self._w
+        if (q is None or not w[R.PCI_CMD >> 2] & R.PCI_CMD_BME or not w[R.RXCTRL >> 2] & R.RXCTRL_RXEN
+                or (w[self._rdt[0]] - q.head) % q.n == 0):
+            return None
+        poll = getattr(self.wire, "poll_s", None)
+        return poll() if callable(poll) else poll
+
     # ------------------------------------------------------------------ introspection
     def status(self) -> dict:
         w = self._w

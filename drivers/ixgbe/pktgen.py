@@ -102,6 +102,15 @@ class PktGenWire(_Counters):
                 self._tokens -= n
         return n
 
+    def poll_s(self) -> float | None:
+        """Seconds until the generator offers a frame (0: now; None: never again)."""
+        if self.count is not None and self.next_seq >= self.count:
+            return None
+        if self.rate is None:
+            return 0.0
+        need = 1.0 - (self._tokens + (self.clock() - self._last) * self.rate)
+        return max(need / self.rate, 0.0) if need > 0 else 0.0
+
     def recv_array(self, max) -> np.ndarray:
         """recv() as one (n, frame_size) uint8 array (a view, valid until the next
         call): the NIC's vectorised RX path takes it without a bytes object per frame."""

@@ -7,8 +7,13 @@ Interface (duck typed, see :class:`Wire`)::
 
     send(frames: Sequence[bytes | memoryview]) -> None   # never blocks; a full wire drops
     recv(max: int) -> list[bytes]                        # never blocks; [] if nothing
-    fileno() -> int | None                               # readable when recv has work; None: poll
+    fileno() -> int | None                               # readable when recv has work
     close() -> None
+
+and, for a wire whose frames arrive without making any fd readable, ``poll_s``:
+seconds between looks while the NIC is otherwise idle (a number, or a method
+returning one or None); without it the NIC's device process sleeps until its
+doorbell rings or the fd turns readable.
 
 A wire may also offer ``recv_array(max)`` / ``send_array(a)`` (equal-size frames as one
 (n, size) uint8 array): the NIC then moves a batch with one scatter/gather; and
@@ -227,6 +232,9 @@ class ShmCable:
 
 class ShmWire(_Counters):
     """One end (0 or 1) of a :class:`ShmCable` file.  fileno() is None: poll it."""
+
+    #: the peer publishes frames without waking us: the NIC looks this often when idle
+    poll_s = 0.002
 
     def __init__(self, path: str, end: int):
         if end not in (0, 1):

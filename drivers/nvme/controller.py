@@ -255,6 +255,13 @@ class NvmeController:
             u[R.EMU_IRQCNT >> 2] = (u[R.EMU_IRQCNT >> 2] + 1) & 0xFFFFFFFF
         return irq
 
+    def next_deadline(self) -> float | None:
+        """Always None: all the controller's work arrives with register and doorbell
+        writes, which the host follows with a ring of the device's doorbell (a full
+        CQ resumes on the host's CQ head doorbell), so an idle controller needs no
+        timer and its process may sleep until rung."""
+        return None
+
     def _quiesce(self) -> None:
         u = self._u32
         self._bme = False

@@ -291,3 +291,45 @@ def test_rx_and_tx_move_frames_alike_as_arrays_and_one_by_one(frame_size, ops):
     RXEN/BME off, oversize frames (3000 > the 2 KiB buffer), bad TX descriptors,
     frames that need padding."""
     assert _run_rig(True, frame_size, ops) == _run_rig(False, frame_size, ops)
+
+
+# ------------------------------------------------------------------ idle: when the device needs a call
+def test_next_deadline_says_when_an_idle_nic_needs_a_call_without_a_doorbell():
+    t = [0.0]
+    gen = PktGenWire(rate_pps=1000, burst=4, count=0, clock=lambda: t[0])
+    p = Port(gen, num_rx_desc=32, num_tx_desc=32, batch=16, num_bufs=128)
+    nic, drv = p.nic, p.drv
+    nic.process()
+    r = drv.regs
+    r.write32(R.AUTOC, r.read32(R.AUTOC) | R.AUTOC_AN_RESTART)
+    nic.process()
+    assert nic.next_deadline() == 0.0                # the link comes up on the next calls
+    p.init()
+    gen.count = None
+    assert nic.next_deadline() == 0.0                # free descriptors, tokens in the bucket
+    nic.process()                                    # takes the burst (4 frames)
+    assert nic.next_deadline() == 0.001              # the next token, at 1000 pps
+    t[0] += 0.0015
+    assert nic.next_deadline() == 0.0
+    gen.count = gen.next_seq                         # the generator has stopped
+    assert nic.next_deadline() is None
+    gen.count = None
+    r.write32(R.RDT(0), nic.rxq[0].head)             # a full ring: only the driver frees it
+    assert nic.next_deadline() is None
+    r.write32(R.RXCTRL, 0)                           # receive off: frames are only missed
+    assert nic.next_deadline() is None
+
+
+def test_a_nic_on_a_wire_with_a_readable_fd_needs_no_timer():
+    from redleaf.drivers.ixgbe.wire import LoopbackWire, udp_pair
+
+    a, b = udp_pair()
+    try:
+        for wire in (a, LoopbackWire()):
+            p = Port(wire, num_rx_desc=32, num_tx_desc=32, num_bufs=128)
+            p.init()
+            p.nic.process()
+            assert p.nic.next_deadline() is None
+    finally:
+        a.close()
+        b.close()
