@@ -44,6 +44,7 @@ from . import regs as R
 from . import spec as S
 from .spec import DmaFault
 from .store import BlockStore
+from redleaf.shared_heap.batch import count_nonzero
 
 #: below this many queued commands the per-command loop (`_run_sq`) is cheaper
 #: than the vectorised batch (`_run_io_batch`); the two give the same results
@@ -508,43 +509,39 @@ class NvmeController:
         end = head + todo
         w = sq.w
         e = (w[head:end] if end <= size else np.concatenate((w[head:], w[:end - size]))).astype(np.int64)
-        d0, c12 = e[:, 0], e[:, 12]
-        opc = d0 & 0xFF
-        shift = self.lba_shift
-        nlb = (c12 & 0xFFFF) + 1
-        length = nlb << shift
-        # the 64-bit fields are built only where they cannot overflow int64; where
-        # they could, the command is not simple anyway (LBA or address out of range)
-        small = (e[:, 11] <= self.nsze >> 32) & (e[:, 7] < 1 << 31)
-        slba = e[:, 10] | (e[:, 11] << 32)
-        prp1 = e[:, 6] | (e[:, 7] << 32)
-        simple = (((opc == S.NVM_READ) | (opc == S.NVM_WRITE)) & ((d0 >> 8 & 0xFF) == 0) & (e[:, 1] == 1)
-                  & ((c12 & S.RW_FUA) == 0) & small & (slba + nlb <= self.nsze) & (length <= self.max_transfer)
-                  & ((prp1 & 3) == 0) & ((prp1 & self._pmask) + length <= self._page_size)
-                  & (prp1 >= self.dma_base) & (prp1 + length <= self.dma_limit))
-        status = np.zeros(todo, dtype=np.int64)
-        kind = np.where(simple, opc, 0)            # 0: through _io
-        cut = np.flatnonzero((kind[1:] != kind[:-1]) | (kind[1:] == 0)) + 1
-        starts = [0] + cut.tolist()
-        ends = cut.tolist() + [todo]
-        store, dma, mem = self.store, self.dma, sq.mem
-        for lo, hi in zip(starts, ends):
-            k = int(kind[lo])
+        d0 = e[:, 0]
+        kind, slba, prp1, length = self._simple_rw(e)
+        store, dma, mem, shift = self.store, self.dma, sq.mem, self.lba_shift
+        if type(kind) is int:                      # all simple, one opcode: one run
+            runs = ((0, todo, kind),)
+        else:
+            cut = np.flatnonzero((kind[1:] != kind[:-1]) | (kind[1:] == 0)) + 1
+            runs = zip([0] + cut.tolist(), cut.tolist() + [todo], kind[np.r_[0, cut]].tolist())
+        status = None
+        for lo, hi, k in runs:
             if k:
-                offs = (slba[lo:hi] << shift).tolist()
-                views = [dma[a:a + n] for a, n in zip(prp1[lo:hi].tolist(), length[lo:hi].tolist())]
+                move = store.read_many if k == S.NVM_READ else store.write_many
                 try:
-                    (store.read_many if k == S.NVM_READ else store.write_many)(offs, views)
+                    if type(length) is int:
+                        move(dma, prp1[lo:hi].tolist(), (slba[lo:hi] << shift).tolist(), length)
+                    else:                           # one length at a time
+                        for a, off, n in zip(prp1[lo:hi].tolist(), (slba[lo:hi] << shift).tolist(),
+                                             length[lo:hi].tolist()):
+                            move(dma, (a,), (off,), n)
                     continue
                 except OSError:
                     pass                            # redo one by one: which failed, how
+            if status is None:
+                status = np.zeros(todo, dtype=np.int64)
             for j in range(lo, hi):
                 status[j] = self._io_safe(mem, ((head + j) % size) << 6)
         sqhd = np.arange(head + 1, end + 1)
         if end >= size:
             sqhd %= size
         dw2 = sqhd | (sq.qid << 16)
-        dw3 = (d0 >> 16) | (ph << 16) | (status << 17)
+        dw3 = (d0 >> 16) | (ph << 16)
+        if status is not None:
+            dw3 |= status << 17
         dw = cq.dw
         cend = ct + todo
         if cend <= cs:
@@ -569,6 +566,55 @@ class NvmeController:
         st["commands"] += todo
         st["completions"] += todo
         return cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
+
+    #: SQE dwords a homogeneous batch shares: DW0's opcode and flags (not the CID),
+    #: NSID, PRP1's high half, CDW11 (the LBA's high half), CDW12 (blocks, FUA)
+    _SAME_COLS = np.array([0, 1, 7, 11, 12])
+
+    def _simple_rw(self, e: np.ndarray):
+        """`_io`'s checks for Read and Write, on a batch (`e`: the SQEs' dwords as an
+        (n, 16) int64 array).  A command is simple if `_io` would run it as a Read
+        or Write with one DMA segment and no error: NSID 1, no flags, no FUA, LBAs
+        in range, at most MDTS, PRP1 dword-aligned with the transfer inside its page
+        (no PRP2) and inside the DMA window.  Returns (kind, slba, prp1, length):
+        kind the opcode of each command where simple and 0 where not -- or one int
+        when every command is simple with that opcode; length an int when all are
+        equal.  A homogeneous batch (every command sharing the first one's opcode,
+        flags, NSID, CDW11, CDW12, PRP1 high half) is checked with whole-batch
+        reductions, the rest per command; both are the same checks."""
+        first = e[0]
+        same = e[:, self._SAME_COLS]
+        same[:, 0] &= 0xFFFF                        # DW0 without the CID
+        if not count_nonzero(same != same[0]):
+            opc, flags, nsid, phi, c11, c12 = (int(first[0]) & 0xFF, int(first[0]) >> 8 & 0xFF, int(first[1]),
+                                               int(first[7]), int(first[11]), int(first[12]))
+            nlb = (c12 & 0xFFFF) + 1
+            length = nlb << self.lba_shift
+            if ((opc == S.NVM_READ or opc == S.NVM_WRITE) and not flags and nsid == 1 and not c12 & S.RW_FUA
+                    and c11 <= self.nsze >> 32 and phi < 1 << 31 and length <= self.max_transfer):
+                slba = e[:, 10] + (c11 << 32) if c11 else e[:, 10]
+                prp1 = e[:, 6] + (phi << 32) if phi else e[:, 6]
+                lo, hi = int(prp1.min()), int(prp1.max())
+                low = int(np.bitwise_or.reduce(prp1)) & self._pmask   # 0: every buffer page-aligned
+                if (int(slba.max()) + nlb <= self.nsze and lo >= self.dma_base and hi + length <= self.dma_limit
+                        and not low & 3
+                        and (low == 0 and length <= self._page_size
+                             or int((prp1 & self._pmask).max()) + length <= self._page_size)):
+                    return opc, slba, prp1, length
+        d0, c12 = e[:, 0], e[:, 12]
+        opc = d0 & 0xFF
+        nlb = (c12 & 0xFFFF) + 1
+        length = nlb << self.lba_shift
+        # the 64-bit fields are built only where they cannot overflow int64; where
+        # they could, the command is not simple anyway (LBA or address out of range)
+        small = (e[:, 11] <= self.nsze >> 32) & (e[:, 7] < 1 << 31)
+        slba = e[:, 10] | (e[:, 11] << 32)
+        prp1 = e[:, 6] | (e[:, 7] << 32)
+        simple = (((opc == S.NVM_READ) | (opc == S.NVM_WRITE)) & ((d0 >> 8 & 0xFF) == 0) & (e[:, 1] == 1)
+                  & ((c12 & S.RW_FUA) == 0) & small & (slba + nlb <= self.nsze) & (length <= self.max_transfer)
+                  & ((prp1 & 3) == 0) & ((prp1 & self._pmask) + length <= self._page_size)
+                  & (prp1 >= self.dma_base) & (prp1 + length <= self.dma_limit))
+        return np.where(simple, opc, 0), slba, prp1, length
 
     def _io_safe(self, mem, off: int) -> int:
         try:

@@ -75,16 +75,16 @@ class BlockStore:
         """Write ``views`` (in order) at ``offset``.  Raises OSError on media errors."""
         raise NotImplementedError
 
-    def read_many(self, offsets: Sequence[int], views: Sequence[memoryview]) -> None:
-        """Fill each view from its offset (a batch of ``readinto(offset, [view])``).
+    def read_many(self, mem: memoryview, addrs: Sequence[int], offsets: Sequence[int], length: int) -> None:
+        """A batch of ``readinto(offset, [mem[addr:addr + length]])``, in order.
         Raises OSError on a media error (some of the batch may have been done)."""
-        for off, v in zip(offsets, views):
-            self.readinto(off, [v])
+        for a, off in zip(addrs, offsets):
+            self.readinto(off, [mem[a:a + length]])
 
-    def write_many(self, offsets: Sequence[int], views: Sequence[memoryview]) -> None:
-        """Write each view at its offset, in order (a batch of ``writefrom``)."""
-        for off, v in zip(offsets, views):
-            self.writefrom(off, [v])
+    def write_many(self, mem: memoryview, addrs: Sequence[int], offsets: Sequence[int], length: int) -> None:
+        """A batch of ``writefrom(offset, [mem[addr:addr + length]])``, in order."""
+        for a, off in zip(addrs, offsets):
+            self.writefrom(off, [mem[a:a + length]])
 
     def write_zeroes(self, offset: int, nbytes: int) -> None:
         z = memoryview(bytes(min(nbytes, 1 << 20)))
@@ -164,25 +164,27 @@ class FileBlockStore(BlockStore):
         if n != want:
             self._finish_short(offset, views, n, want, read=False)
 
-    def read_many(self, offsets, views):
+    def read_many(self, mem, addrs, offsets, length):
         image = self.image
         if image is None:
-            return super().read_many(offsets, views)
-        for off, v in zip(offsets, views):
-            n = len(v)
-            if off + n > self.size:
-                raise OSError(errno.EIO, f"read beyond the image at {off:#x}")
-            v[:] = image[off:off + n]
+            return super().read_many(mem, addrs, offsets, length)
+        self._check_many(offsets, length)
+        n = length
+        for a, off in zip(addrs, offsets):
+            mem[a:a + n] = image[off:off + n]
 
-    def write_many(self, offsets, views):
+    def write_many(self, mem, addrs, offsets, length):
         image = self.image
         if image is None:
-            return super().write_many(offsets, views)
-        for off, v in zip(offsets, views):
-            n = len(v)
-            if off + n > self.size:
-                raise OSError(errno.EIO, f"write beyond the image at {off:#x}")
-            image[off:off + n] = v
+            return super().write_many(mem, addrs, offsets, length)
+        self._check_many(offsets, length)
+        n = length
+        for a, off in zip(addrs, offsets):
+            image[off:off + n] = mem[a:a + n]
+
+    def _check_many(self, offsets, length) -> None:
+        if offsets and (min(offsets) < 0 or max(offsets) + length > self.size):
+            raise OSError(errno.EIO, "transfer beyond the end of the image")
 
     def _finish_short(self, offset, views, done, want, *, read):
         # short transfer: continue piecewise (reads past EOF return zeroes)

@@ -160,8 +160,8 @@ def _cmd(rig: Rig, bufs: list[int]):
         st.integers(0, 2**32 - 1))                                  # data seed
 
 
-def _replay(batches, vec_min: int, fail: str | None):
-    rig = Rig(disk_blocks=_BLOCKS, io_queue_size=32)
+def _replay(batches, vec_min: int, fail: str | None, lba_shift: int = 12):
+    rig = Rig(disk_blocks=_BLOCKS, io_queue_size=32, lba_shift=lba_shift)
     rig.ctrl.vec_min = vec_min
     store = rig.store
     store.buf[:] = np.random.default_rng(7).bytes(len(store.buf))
@@ -208,7 +208,9 @@ def test_the_batch_path_gives_what_the_per_command_path_gives():
 
 
 def test_the_batch_path_gives_what_the_per_command_path_gives_on_long_random_runs():
-    """The same comparison on 200 seeded random batches of up to 31 commands."""
+    """The same comparison on seeded random batches of up to 31 commands; half of
+    them homogeneous (one opcode, NSID, flags, block count, FUA) but for LBAs and
+    buffers, and sometimes one odd command or field among them."""
     rng = np.random.default_rng(12)
     probe = Rig(disk_blocks=_BLOCKS, io_queue_size=32)
     bufs = [probe.buf(8192)[0] for _ in range(8)]
@@ -217,10 +219,26 @@ def test_the_batch_path_gives_what_the_per_command_path_gives_on_long_random_run
     def pick(choices, weights):
         return choices[rng.choice(len(choices), p=np.array(weights) / sum(weights))]
 
-    for fail in (None, "read", "write"):
+    for fail, shift in ((None, 12), ("read", 12), ("write", 12), (None, 9)):
         batches = []
-        for _ in range(200 if fail is None else 40):
+        for i in range(200 if fail is None else 40):
             batch = []
+            if i % 2:                               # homogeneous, maybe with one odd one
+                opc = pick([S.NVM_READ, S.NVM_WRITE], [1, 1])
+                n1 = pick([0, 1, 3], [4, 1, 1])
+                hi = pick([0, 1], [10, 1])
+                nsid, flags = pick([1, 2], [10, 1]), pick([0, 1], [10, 1])
+                for _ in range(int(rng.integers(1, 32))):
+                    b = bufs[int(rng.integers(8))]
+                    batch.append((opc, flags, nsid, pick([b, b + 2, bad[int(rng.integers(4))]], [60, 1, 1]),
+                                  int(rng.integers(0, _BLOCKS + 1)) if rng.random() < 0.99 else _BLOCKS,
+                                  hi, n1, 0, int(rng.integers(2**32))))
+                if rng.random() < 0.3:
+                    j = int(rng.integers(len(batch)))
+                    batch[j] = (batch[j][0], 0, 2) + batch[j][3:] if rng.random() < 0.5 else \
+                        (S.NVM_FLUSH,) + batch[j][1:]
+                batches.append(batch)
+                continue
             for _ in range(int(rng.integers(1, 32))):
                 b = bufs[int(rng.integers(8))]
                 batch.append((
@@ -231,4 +249,4 @@ def test_the_batch_path_gives_what_the_per_command_path_gives_on_long_random_run
                     pick([0, 1, 3, 200], [20, 2, 1, 1]), pick([0, S.RW_FUA, S.RW_LR], [20, 1, 1]),
                     int(rng.integers(2**32))))
             batches.append(batch)
-        assert _replay(batches, 1, fail) == _replay(batches, 10**9, fail), fail
+        assert _replay(batches, 1, fail, shift) == _replay(batches, 10**9, fail, shift), (fail, shift)
