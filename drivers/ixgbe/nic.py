@@ -177,6 +177,12 @@ class Nic:
     def _in_window(self, addr: int, length: int) -> bool:
         return self.dma_base <= addr and addr + length <= self.dma_limit
 
+    def _in_window_mask(self, addr: np.ndarray, length) -> np.ndarray:
+        """_in_window per descriptor (uint64 addresses and lengths), written so that
+        an address near 2**64 cannot wrap around into the window."""
+        limit = np.uint64(self.dma_limit)
+        return (addr >= np.uint64(self.dma_base)) & (length <= limit) & (addr <= limit - length)
+
     # ------------------------------------------------------------------ main loop
     def process(self) -> bool:
         w = self._w
@@ -325,27 +331,35 @@ class Nic:
         lens = cmd & 0xFFFF
         # the per-descriptor checks, on the whole batch; most batches pass them all
         # in a few reductions, and only a batch that does not pays for the masks
-        nb = k
-        if (int(cmd.min()) == int(cmd.max()) and cmd[0] & (TXD_DCMD_DEXT | TXD_DTYP_MASK) == _TX_DATA
-                and int(lens[0]) and int(addr.min()) >= self.dma_base
-                and int(addr.max()) + int(lens[0]) <= self.dma_limit):
-            good = None                                 # one descriptor kind, all good
+        c0 = int(cmd[0])
+        if (int(cmd.min()) == int(cmd.max()) and c0 & (TXD_DCMD_DEXT | TXD_DTYP_MASK) == _TX_DATA
+                and c0 & 0xFFFF and int(addr.min()) >= self.dma_base
+                and int(addr.max()) + (c0 & 0xFFFF) <= self.dma_limit):
+            # one descriptor kind, all good: EOP and RS are the same for all of them
+            good, nb, size = None, k, c0 & 0xFFFF
+            c, ends = (k, None) if c0 & TXD_DCMD_EOP else (0, None)
+            rs = bool(c0 & TXD_DCMD_RS)
         else:
             good = ((cmd & (TXD_DCMD_DEXT | TXD_DTYP_MASK)) == _TX_DATA) & (lens > 0)
-            nb = leading_true(good & (addr >= self.dma_base) & (addr + lens <= self.dma_limit))
-        eop = (cmd[:nb] & TXD_DCMD_EOP) != 0
-        if nb and eop.all():
-            c, ends = nb, None
-        else:
-            # consume only complete frames (through the last EOP)
-            e = np.flatnonzero(eop)
-            c = int(e[-1]) + 1 if e.size else 0
-            ends = e
-        if c:
-            self._send(q, addr[:c], lens[:c], ends)
+            nb = leading_true(good & self._in_window_mask(addr, lens))
+            size = None
+            eop = (cmd[:nb] & TXD_DCMD_EOP) != 0
+            if nb and eop.all():
+                c, ends = nb, None
+            else:
+                # consume only complete frames (through the last EOP)
+                e = np.flatnonzero(eop)
+                c = int(e[-1]) + 1 if e.size else 0
+                ends = e
             rs = (cmd[:c] & TXD_DCMD_RS) != 0
+            rs = True if rs.all() else (False if not rs.any() else rs)
+        if c:
+            self._send(q, addr[:c], lens[:c], ends, size)
             done = idx if c == k else (slice(head, head + c) if type(idx) is slice else idx[:c])
-            tx_encode_wb(ring, done if rs.all() else np.asarray(ring_indices(head, c, n))[rs])
+            if rs is True:
+                tx_encode_wb(ring, done)
+            elif rs is not False:
+                tx_encode_wb(ring, np.asarray(ring_indices(head, c, n))[rs])
             q.head = (head + c) % n
             w[self._tdh[i]] = q.head
         fault = nb < k
@@ -362,9 +376,10 @@ class Nic:
             self._stop_tx(i)
         return bool(c) or fault
 
-    def _send(self, q: _Queue, addr: np.ndarray, lens: np.ndarray, ends) -> None:
+    def _send(self, q: _Queue, addr: np.ndarray, lens: np.ndarray, ends, size: int | None = None) -> None:
         """Put the frames of descriptors (addr, lens) on the wire: one frame a
-        descriptor (`ends` None) or frames ending at the descriptors in `ends`.  Per
+        descriptor (`ends` None) or frames ending at the descriptors in `ends`
+        (`size`: every length, when the caller knows they are all equal).  Per
         frame: longer than the max frame it is dropped with a device error; shorter
         than 60 bytes it is padded when HLREG0.TXPADEN is set."""
         mv = self.dma
@@ -372,8 +387,9 @@ class Nic:
         pad = self._w[R.HLREG0 >> 2] & R.HLREG0_TXPADEN
         send_array = self._wire_send_array
         if send_array is not None and ends is None:
-            s = int(lens[0])
-            if int(lens.min()) == int(lens.max()) and s <= maxf and (s >= MIN_FRAME or not pad):
+            s = int(lens[0]) if size is None else size
+            if ((size is not None or int(lens.min()) == int(lens.max()))
+                    and s <= maxf and (s >= MIN_FRAME or not pad)):
                 # equal frames that need no per-frame treatment: one gather for all
                 frames = self._rows(s)[addr]
                 try:
@@ -447,35 +463,39 @@ class Nic:
         return tail
 
     def _take(self, k: int):
-        """Up to k frames from the wire: (their lengths, uint64; the frames, as an
-        (n, size) uint8 array or a list of buffers)."""
+        """Up to k frames from the wire: (n, lens, frames).  For a wire of equal-size
+        frames (`recv_array`) `frames` is an (n, size) uint8 array and `lens` the
+        size, an int; otherwise `frames` is a list and `lens` a uint64 array."""
         try:
             ra = self._wire_recv_array
             if ra is not None:
                 a = ra(k)
-                return np.full(a.shape[0], a.shape[1], dtype=np.uint64), a
+                return a.shape[0], a.shape[1], a
             fl = self.wire.recv(k)
         except Exception as e:
             raise _WireFailed(e) from e
-        return np.fromiter(map(len, fl), dtype=np.uint64, count=len(fl)), fl
+        return len(fl), np.fromiter(map(len, fl), dtype=np.uint64, count=len(fl)), fl
 
-    def _discard(self, k: int) -> np.ndarray:
-        """Lengths of up to k frames taken from the wire to be missed."""
+    def _discard(self, k: int):
+        """Up to k frames taken from the wire to be missed: (n, lens) as `_take`."""
         try:
             d = self._wire_discard
-            if d is not None:
-                return d(k)
-            return np.fromiter(map(len, self.wire.recv(k)), dtype=np.uint64)
+            if d is not None:                       # equal-size frames, never built
+                return d(k), self.wire.frame_size
+            n, lens, _f = self._take(k)
+            return n, lens
         except Exception as e:
             raise _WireFailed(e) from e
 
-    def _miss(self, lens: np.ndarray, maxf: int) -> None:
+    def _miss(self, n: int, lens, maxf: int) -> None:
         """Count frames that found no place: oversize ones as ROC, the rest as MPC."""
-        big = int(np.count_nonzero(lens > maxf)) if lens.size else 0
+        if not n:
+            return
+        big = (n if lens > maxf else 0) if type(lens) is int else int(np.count_nonzero(lens > maxf))
         if big:
             self._stat(4, big)                              # ROC
-        if lens.size - big:
-            self._stat(5, lens.size - big)                  # MPC(0)
+        if n - big:
+            self._stat(5, n - big)                          # MPC(0)
 
     def _rx(self, bme: bool) -> bool:
         """Receive up to `batch` frames from the wire into RX queue 0.  Returns
@@ -486,75 +506,78 @@ class Nic:
         budget = self.batch
         try:
             if q is None or not bme or not (w[R.RXCTRL >> 2] & R.RXCTRL_RXEN):
-                self._stat(5, self._discard(budget).size)  # MPC(0)
+                self._stat(5, self._discard(budget)[0])     # MPC(0)
                 return False
             maxf = min(self._max_frame(), q.bufsize)
             tail = self._rx_tail(q)
             if tail is None:
-                self._miss(self._discard(budget), maxf)
+                self._miss(*self._discard(budget), maxf)
                 return True
             room = (tail - q.head) % q.n
             placed = 0
             more = True                                 # the wire may have more frames
             while budget and room and more:
-                lens, frames = self._take(min(budget, room))
-                got = lens.size
-                more = got == min(budget, room)
-                budget -= got
-                if not got:
-                    break
-                big = lens > maxf
-                if big.any():                           # oversize: counted, not placed
-                    self._stat(4, int(np.count_nonzero(big)))   # ROC
-                    keep = np.flatnonzero(~big)
-                    lens = lens[keep]
-                    frames = frames[keep] if type(frames) is np.ndarray else [frames[j] for j in keep.tolist()]
-                k = lens.size
+                ask = min(budget, room)
+                k, lens, frames = self._take(ask)
+                more = k == ask
+                budget -= k
                 if not k:
-                    continue
-                nb = self._place(q, lens, frames)
+                    break
+                if type(lens) is int:                   # equal frames: all fit or none
+                    if lens > maxf:
+                        self._stat(4, k)                # ROC
+                        continue
+                else:
+                    big = lens > maxf
+                    if big.any():                       # oversize: counted, not placed
+                        self._stat(4, int(np.count_nonzero(big)))   # ROC
+                        keep = np.flatnonzero(~big)
+                        lens = lens[keep]
+                        frames = [frames[j] for j in keep.tolist()]
+                        k = lens.size
+                        if not k:
+                            continue
+                nb = self._place(q, k, lens, frames)
                 placed += nb
                 room -= nb
                 if nb < k:                              # a bad buffer stopped the queue
                     self._stat(5, k - nb)               # MPC(0)
                     if more and budget:
-                        self._miss(self._discard(budget), maxf)
+                        self._miss(*self._discard(budget), maxf)
                     return True
             if more and budget:                         # the ring is full: the rest is missed
-                self._miss(self._discard(budget), maxf)
+                self._miss(*self._discard(budget), maxf)
         except _WireFailed as e:
             self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e.__cause__!r}")
             return True
         return placed > 0
 
-    def _place(self, q: _Queue, lens: np.ndarray, frames) -> int:
-        """DMA `frames` (no more than the free descriptors) into the buffers of the
-        descriptors from RDH, write them back, advance RDH, count them.  Stops at
-        the first buffer outside the DMA window: a device error that stops the
-        queue.  Returns how many were placed."""
+    def _place(self, q: _Queue, k: int, lens, frames) -> int:
+        """DMA `k` frames (no more than the free descriptors; `lens` and `frames` as
+        `_take` gives them) into the buffers of the descriptors from RDH, write them
+        back, advance RDH, count them.  Stops at the first buffer outside the DMA
+        window: a device error that stops the queue.  Returns how many were placed."""
         ring, n, head = q.ring, q.n, q.head
-        uniform = type(frames) is np.ndarray
-        size = frames.shape[1] if uniform else 0
+        uniform = type(lens) is int
         done = 0
-        k = lens.size
         fault = False
         for slots, lo, hi in ring_segments(head, k, n):
             addr = ring.q[slots, 0]
-            seg = lens[lo:hi]
-            top = int(addr.max()) + (size or int(seg.max()))
+            seg = lens if uniform else lens[lo:hi]
+            top = int(addr.max()) + (seg if uniform else int(seg.max()))
             if int(addr.min()) >= self.dma_base and top <= self.dma_limit:
                 nb = hi - lo
             else:
-                nb = leading_true((addr >= self.dma_base) & (addr + seg <= self.dma_limit))
+                nb = leading_true(self._in_window_mask(addr, np.uint64(seg) if uniform else seg))
             if nb:
                 if uniform:
-                    self._rows(size)[addr[:nb]] = frames[lo:lo + nb]
+                    self._rows(lens)[addr[:nb]] = frames[lo:lo + nb]
                 else:
                     mv = self.dma
                     for a, f in zip(addr[:nb].tolist(), frames[lo:lo + nb]):
                         mv[a:a + len(f)] = f
                 put = slots if nb == hi - lo else slice(slots.start, slots.start + nb)
-                rx_encode_wb(ring, put, size if uniform else seg[:nb])
+                rx_encode_wb(ring, put, seg if uniform else seg[:nb])
                 done += nb
             if nb < hi - lo:
                 a = int(addr[nb])
@@ -566,7 +589,7 @@ class Nic:
             q.head = (head + done) % n
             self._w[self._rdh[0]] = q.head
             self._stat(0, done)                                         # GPRC
-            self._stat(2, (size * done if uniform else int(lens[:done].sum())) + FCS_LEN * done)  # GORC
+            self._stat(2, (lens * done if uniform else int(lens[:done].sum())) + FCS_LEN * done)  # GORC
         if fault:
             self._stop_rx(0)
         return done

@@ -125,16 +125,17 @@ class PktGenWire(_Counters):
         self.rx_frames += n
         return self._buf[:n]
 
-    def discard(self, max) -> np.ndarray:
+    def discard(self, max) -> int:
         """Frames that arrive while the NIC has nowhere to put them (no free RX
         descriptor): they take their sequence numbers and tokens, as if received
-        and dropped, but are never built.  Returns their lengths (at most `max`)."""
+        and dropped, but are never built.  Returns how many (at most `max`), each
+        `frame_size` bytes."""
         n = self._avail(max)
-        if n < 0:
-            n = 0
+        if n <= 0:
+            return 0
         self.next_seq += n
         self.rx_frames += n
-        return np.full(n, self.frame_size, dtype=np.uint64)
+        return n
 
     # ---- sink side: the NIC transmits into this
     def send(self, frames):

@@ -16,9 +16,10 @@ returning one or None); without it the NIC's device process sleeps until its
 doorbell rings or the fd turns readable.
 
 A wire may also offer ``recv_array(max)`` / ``send_array(a)`` (equal-size frames as one
-(n, size) uint8 array): the NIC then moves a batch with one scatter/gather; and
-``discard(max) -> lengths`` (take frames the NIC has no descriptor for, without
-making them: a generator's); without it the NIC receives them and counts them.
+(n, size) uint8 array, every frame ``frame_size`` bytes): the NIC then moves a batch
+with one scatter/gather; such a wire may offer ``discard(max) -> int`` too (take
+frames the NIC has no descriptor for without making them: a generator's); without
+it the NIC receives them and counts them.
 
 Backends here:
 

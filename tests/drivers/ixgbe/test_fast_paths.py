@@ -80,14 +80,14 @@ def test_pktgen_discard_takes_sequence_numbers_and_tokens():
     t = [0.0]
     gen = PktGenWire(rate_pps=1000, burst=10, clock=lambda: t[0])
     assert gen.recv_array(4).shape[0] == 4
-    assert gen.discard(100).tolist() == [60] * 6                       # only the burst's remaining tokens
-    assert gen.discard(5).size == 0
+    assert gen.discard(100) == 6                       # only the burst's remaining tokens
+    assert gen.discard(5) == 0
     t[0] += 0.005                                   # 5 more tokens
     f = gen.recv_array(10)
     assert f.shape[0] == 5
     assert f[0, 16:24].view("<u8")[0] == 10         # the dropped frames had 4..9
     gen2 = PktGenWire(count=8)
-    assert gen2.discard(5).size == 5 and gen2.recv_array(10).shape[0] == 3 and gen2.discard(1).size == 0
+    assert gen2.discard(5) == 5 and gen2.recv_array(10).shape[0] == 3 and gen2.discard(1) == 0
     gen2.send_array(gen2.recv_array(0))
     assert gen2.sink_stats()["missing"] == 8
 
@@ -219,12 +219,12 @@ class _ListOnly:
 
 _OPS = st.lists(st.one_of(
     st.tuples(st.just("rx"), st.integers(0, 40)),                 # process, collect, give back
-    st.tuples(st.just("bad_rx_addr"), st.integers(0, 31)),        # a buffer outside the window
+    st.tuples(st.just("bad_rx_addr"), st.integers(0, 31), st.sampled_from([1 << 40, 2**64 - 16, 8])),
     st.tuples(st.just("rdt"), st.integers(0, 40)),                # RDT, maybe beyond the ring
     st.tuples(st.just("rxen"), st.booleans()),
     st.tuples(st.just("bme"), st.booleans()),
     st.tuples(st.just("tx"), st.lists(st.integers(1, 3000), min_size=1, max_size=12)),
-    st.tuples(st.just("bad_tx"), st.integers(0, 31), st.sampled_from(["addr", "type", "len0", "noeop"])),
+    st.tuples(st.just("bad_tx"), st.integers(0, 31), st.sampled_from(["addr", "wrap", "type", "len0", "noeop"])),
     st.tuples(st.just("pad"), st.booleans()),
 ), max_size=25)
 
@@ -244,7 +244,7 @@ def _run_rig(array_wire: bool, frame_size: int, ops):
             offs, _lens = drv.rx_batch_arrays(op[1])
             drv.give_rx_buffers(offs)
         elif kind == "bad_rx_addr":
-            drv.rx_ring.q[op[1], 0] = 1 << 40
+            drv.rx_ring.q[op[1], 0] = op[2]             # far, wrapping past 2**64, below
         elif kind == "rdt":
             r.write32(R.RDT(0), op[1])
         elif kind == "rxen":
@@ -266,6 +266,8 @@ def _run_rig(array_wire: bool, frame_size: int, ops):
             i = op[1]
             if op[2] == "addr":
                 drv.tx_ring.q[i, 0] = 1 << 40
+            elif op[2] == "wrap":
+                drv.tx_ring.q[i, 0] = 2**64 - 16
             elif op[2] == "type":
                 drv.tx_ring.d[i, 2] &= ~np.uint32(D.TXD_DCMD_DEXT)
             elif op[2] == "len0":
