@@ -59,6 +59,10 @@ def published_rows(rate: dict[tuple[str, str], float]) -> list[dict]:
             rows.append(row(B, case, f"redleaf/{system}", "ratio", ours / v, "x"))
     return rows
 
+#: the driver domain plus the packet application inside it (the production driver
+#: exports only Net)
+_INDRIVER = "redleaf.drivers.ixgbe.pktapp:InDriverPktApp"
+
 _HEAP = """
 [heap]
 size = "192MiB"
@@ -76,16 +80,16 @@ config = { wire = "pktgen", frame_size = 60 }
 """
 
 
-def _driver(name: str, shadow: bool = False) -> str:
+def _driver(name: str, shadow: bool = False, target: str = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver") -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
+target = "{target}"
 backoff_s = 0.01
 backoff_max_s = 0.05
 max_restarts = 1000
 shadow = {"true" if shadow else "false"}
-config = {{ device = "ixgbe0-dev", app_packets = 2048 }}
+config = {{ device = "ixgbe0-dev" }}
 """
 
 
@@ -102,7 +106,8 @@ config = {{ packets = 2048 }}
 def manifest(config: str) -> str:
     """The manifest of one benchmark configuration ("plain", "shadow", "nullnet")."""
     if config == "plain":
-        return _HEAP + _DEVICE + _driver("ixgbe0") + _app("app", "ixgbe0")
+        # the driver with the in-driver application (its NetApp), for redleaf-indriver
+        return _HEAP + _DEVICE + _driver("ixgbe0", target=_INDRIVER) + _app("app", "ixgbe0")
     if config == "shadow":  # the driver runs as ixgbe0.driver behind its shadow
         return _HEAP + _DEVICE + _driver("ixgbe0", shadow=True) + _app("app", "ixgbe0")
     if config == "nullnet":

@@ -169,7 +169,11 @@ def run(argv: list[str]) -> list[dict]:
         with contextlib.ExitStack() as stack:
             queues = {}
             for system, shadow in (("redleaf", False), ("redleaf-shadow", True)):
-                inst = stack.enter_context(Instance(nvme_manifest(image, a.size, shadow=shadow, heap="128MiB")))
+                # an image belongs to one device (it is locked): each instance its own copy
+                own = image if not shadow else image + ".shadow"
+                if own != image:
+                    shutil.copyfile(image, own)
+                inst = stack.enter_context(Instance(nvme_manifest(own, a.size, shadow=shadow, heap="128MiB")))
                 inst.wait_state("nvme0", "running", timeout=30)
                 c = stack.enter_context(inst.attach())
                 if c.lookup("nvme0", BDev).info() != (BLOCK, nblocks):

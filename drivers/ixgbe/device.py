@@ -16,6 +16,8 @@ network namespace the project creates).
 from __future__ import annotations
 
 from . import wire as W
+from .netns import NetNamespace
+from .pktgen import PktGenWire
 from .nic import Nic
 from .regs import BAR_SIZE as _BAR_SIZE
 
@@ -26,13 +28,13 @@ def make_wire(config: dict):
         return W.LoopbackWire()
     if kind == "pktgen":
         rate = config.get("rate_pps")
-        return W.PktGenWire(rate_pps=float(rate) if rate else None, frame_size=int(config.get("frame_size", 60)))
+        return PktGenWire(rate_pps=float(rate) if rate else None, frame_size=int(config.get("frame_size", 60)))
     if kind == "udp":
         return W.UdpWire(local_port=int(config.get("local_port", 0)), peer_port=config.get("peer_port"))
     if kind == "shm":
         return W.ShmWire(config["cable"], int(config.get("end", 0)))
     if kind == "tap":
-        ns = W.NetNamespace(config.get("netns", "redleaf0"))
+        ns = NetNamespace(config.get("netns", "redleaf0"))
         try:
             return W.TapWire(ns, config.get("ifname", "rltap0"), config.get("addr", "10.77.0.1/24"),
                              own_netns=True)   # the namespace goes with the device
@@ -55,6 +57,9 @@ class IxgbeDevice:
 
     def fileno(self):
         return self.wire.fileno()
+
+    def next_deadline(self) -> float | None:
+        return self.nic.next_deadline()
 
     def status(self) -> dict:
         return self.nic.status()

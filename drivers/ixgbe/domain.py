@@ -1,5 +1,6 @@
 """The ixgbe driver domain: binds an emulated 82599, runs ixy's init sequence, and
-exports `Net` (and `NetApp`, the application-inside-the-driver configuration).
+exports `Net` (the benchmarks' application-inside-the-driver configuration is
+pktapp.InDriverPktApp, a subclass, never this production domain).
 
 Manifest:
 
@@ -29,8 +30,6 @@ its transmitted ones, data included.  While the current client has buffers here,
 another client's call fails with a NetError saying so; once it has gone, the next
 client's first call resets the NIC (the device forgets the rings, so nothing is sent
 or received into them any more) and frees every buffer the departed client left.
-The application inside the driver (`NetApp.run_app`) is the driver's own and
-bypasses the rule.
 """
 
 from __future__ import annotations
@@ -40,10 +39,9 @@ import time
 
 import numpy as np
 
-from redleaf.drivers.net import MAX_FRAME, PACKET_BUF, Net, NetApp, NetError, NetStats, PacketOps, client_errors_as_net_errors
+from redleaf.drivers.net import MAX_FRAME, PACKET_BUF, Net, NetError, NetStats, PacketOps, client_errors_as_net_errors
 
 from . import regs as R
-from .app import AppHost, PacketLoop
 from redleaf.drivers.binding import DeviceBinding
 from redleaf.drivers.one_client import OneClientAtATime
 
@@ -52,7 +50,7 @@ from .driver_core import DriverError, IxgbeDriver
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
-class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
+class IxgbeNetDriver(OneClientAtATime, Net):
     SHADOW = "redleaf.drivers.ixgbe.shadow:IxgbeShadow"
     client_error, client_iface, _outstanding_what = NetError, "Net", "buffers in the driver"
 
@@ -76,12 +74,10 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         self.tx_done = _EMPTY          # transmitted buffers not yet handed back
         self.tx_accepted = None        # (offsets, lengths) taken, put in the ring after the answer
         self.tx_rejected = 0
-        self.app_packets = int(cfg.get("app_packets", 2048))
         # an RX submit_and_poll that finds nothing received polls this long before
         # answering empty (see _wait_rx); 0: answer at once
         self.rx_wait_ns = int(float(cfg.get("rx_wait_us", 100)) * 1000)
         ctx.export(ctx.name, self, Net)
-        ctx.export(ctx.name, self, NetApp)
 
     # -- plumbing -------------------------------------------------------------------------
     def _step(self) -> None:
@@ -172,8 +168,8 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         """`defer`: a remote client's call.  Then the work whose result the caller
         does not need (writing the accepted TX descriptors, refilling the RX ring) is
         a bottom half (Runtime.defer), done once the caller has its answer, while it
-        goes on with its own work.  The in-driver application calls with defer=False:
-        nothing would run the bottom half before its next call."""
+        goes on with its own work.  A caller inside this domain (pktapp) calls with
+        defer=False: nothing would run the bottom half before its next call."""
         core, ops = self.core, self.ops
         self._issue_tx()                     # (normally done already, after the last answer)
         if tx:
@@ -237,44 +233,9 @@ class IxgbeNetDriver(OneClientAtATime, AppHost, Net, NetApp):
         v["incarnation"] = self.rt.domain_id
         return v
 
-    # -- NetApp: the application inside the driver domain ------------------------------
-    def _app_net(self):
-        return _OwnNet(self)
-
-    def counters(self):
-        s = self.core.stats()
-        return s["rx_packets"], s["tx_packets"], s["rx_missed"], R.device_errors(self.bar)[0]
-
-    def _app_done(self, loop: PacketLoop) -> None:
-        """Free the in-driver application's packets once the rings gave them back."""
-        deadline = time.monotonic() + 1.0
-        while self.core.tx_in_flight() and time.monotonic() < deadline:
-            self.dev_waker.wake()
-            time.sleep(0.0005)
-            self._reap_tx()
-        self._reap_tx()
-        loop.close()
-        # the app's buffers still in the RX ring stay there as RX buffers; its sent
-        # buffers are freed (other clients' stay queued for them)
-        mine = np.isin(self.tx_done, loop.allocated)
-        if mine.any():
-            self.ops.free(self.tx_done[mine])
-            self.tx_done = self.tx_done[~mine]
-
     def shutdown(self) -> None:
         try:
             self.core.shutdown()
         except Exception:
             pass
 
-
-class _OwnNet:
-    """The in-driver application's `Net`: the driver's own methods, without the
-    one-client rule (the application is part of the driver; a remote client that
-    is idle meanwhile keeps its place)."""
-
-    __slots__ = ("submit_and_poll", "poll")
-
-    def __init__(self, drv: IxgbeNetDriver):
-        self.submit_and_poll = drv._submit_and_poll
-        self.poll = drv._poll

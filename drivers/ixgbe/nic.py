@@ -27,12 +27,11 @@ reacts to what it finds there the way the hardware reacts to register writes:
   Dropping is not work: a pass that only dropped frames returns False, so the
   process shell may sleep until the driver rings (a generator on the wire would
   otherwise keep the emulated NIC spinning on a full ring, taking the CPU the
-  driver needs to empty it).  A wire with ``recv_array``/``send_array`` (pktgen)
-  is served by one numpy scatter/gather per batch instead of one copy per frame;
-  if it can also ``drop(n)`` (pktgen), the frames that find no descriptor are
-  counted in MPC without being built, and a uniform TX batch (one frame kind and
-  length, buffers in the window) is checked with a few whole-batch reductions
-  (``_tx_fast``); anything else takes the general path, which reports it.
+  driver needs to empty it).  RX and TX each have one path whose checks run on
+  the whole batch; only the data movement depends on the wire: one numpy
+  scatter/gather per batch for a wire with ``recv_array``/``send_array``, one
+  copy a frame otherwise, and frames that find no descriptor are taken with the
+  wire's ``discard`` (a generator does not build them).
 * Misprogramming (address outside [dma_base, dma_limit), bad descriptor, tail
   beyond the ring, ...) is a device error: counted in the BAR
   (EMU_ERR_COUNT/LAST/ARG/QUEUE), logged in ``Nic.errors``, and the offending
@@ -55,13 +54,12 @@ from typing import NamedTuple
 import numpy as np
 
 from . import regs as R
-from .descriptors import (DESC_SIZE, RING_ALIGN, RXD_STAT_DD, RXD_STAT_EOP, RingView,
-                          TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS, TXD_DTYP_DATA, TXD_DTYP_MASK,
-                          byte_rows, leading_true, ring_indices, rx_encode_wb, tx_encode_wb)
+from .descriptors import (DESC_SIZE, RING_ALIGN, RingView, TXD_DCMD_DEXT, TXD_DCMD_EOP, TXD_DCMD_RS,
+                          TXD_DTYP_DATA, TXD_DTYP_MASK, byte_rows, leading_true, ring_indices,
+                          ring_segments, rx_encode_wb, tx_encode_wb)
 
 FCS_LEN = 4
-_TX_FAST_MASK = TXD_DCMD_DEXT | TXD_DTYP_MASK | TXD_DCMD_EOP | TXD_DCMD_RS
-_TX_FAST_VAL = TXD_DCMD_DEXT | TXD_DTYP_DATA | TXD_DCMD_EOP | TXD_DCMD_RS
+_TX_DATA = TXD_DCMD_DEXT | TXD_DTYP_DATA          # an advanced data descriptor
 MIN_FRAME = 60             # without FCS; TXPADEN pads to this
 MAX_FRAME_STD = 1514       # without FCS
 MAX_FRAME_JUMBO = 9216
@@ -73,6 +71,10 @@ class DeviceError(NamedTuple):
     queue: int
     arg: int
     message: str
+
+
+class _WireFailed(Exception):
+    """The wire raised while the NIC took frames from it (a device error, not a crash)."""
 
 
 class _Queue:
@@ -113,8 +115,9 @@ class Nic:
         self.rxq: list[_Queue | None] = [None] * num_queues
         self.txq: list[_Queue | None] = [None] * num_queues
         self._link_countdown: int | None = None
-        self._wire_drop = getattr(wire, "drop", None)
         self._wire_send_array = getattr(wire, "send_array", None)
+        self._wire_recv_array = getattr(wire, "recv_array", None)
+        self._wire_discard = getattr(wire, "discard", None)
         self._row_views: dict[int, np.ndarray] = {}
         # offsets used on the hot path
         self._rdt = [R.RDT(i) >> 2 for i in range(num_queues)]
@@ -173,6 +176,12 @@ class Nic:
 
     def _in_window(self, addr: int, length: int) -> bool:
         return self.dma_base <= addr and addr + length <= self.dma_limit
+
+    def _in_window_mask(self, addr: np.ndarray, length) -> np.ndarray:
+        """_in_window per descriptor (uint64 addresses and lengths), written so that
+        an address near 2**64 cannot wrap around into the window."""
+        limit = np.uint64(self.dma_limit)
+        return (addr >= np.uint64(self.dma_base)) & (length <= limit) & (addr <= limit - length)
 
     # ------------------------------------------------------------------ main loop
     def process(self) -> bool:
@@ -295,6 +304,12 @@ class Nic:
 
     # ------------------------------------------------------------------ TX
     def _tx(self, q: _Queue) -> bool:
+        """Send what the driver queued between TDH and TDT (at most `batch`
+        descriptors).  Per descriptor, in ring order: an advanced data descriptor
+        with a non-zero length and a buffer inside the DMA window is taken; frames
+        end at EOP and only complete frames are consumed; DD is written back for RS
+        descriptors.  The first descriptor that is not good is a device error that
+        stops the queue (after the complete frames before it went out)."""
         w = self._w
         i = q.q
         tail = w[self._tdt[i]]
@@ -308,84 +323,74 @@ class Nic:
         if avail == 0:
             return False
         k = min(avail, self.batch)
-        if self._wire_send_array is not None and self._tx_fast(q, head, min(k, n - head)):
-            return True
         ring = q.ring
-        idx = ring_indices(head, k, n)
+        # a slice (views, no index array) unless the batch wraps
+        idx = slice(head, head + k) if head + k <= n else ring_indices(head, k, n)
         addr = ring.q[idx, 0]
         cmd = ring.d[idx, 2]
         lens = cmd & 0xFFFF
-        good = ((cmd & (TXD_DCMD_DEXT | TXD_DTYP_MASK)) == (TXD_DCMD_DEXT | TXD_DTYP_DATA)) & (lens > 0)
-        inwin = (addr >= self.dma_base) & (addr + lens <= self.dma_limit)
-        ok = good & inwin
-        nb = leading_true(ok)
-        fault = nb < k
-        eop = (cmd[:nb] & TXD_DCMD_EOP) != 0
-        if nb and eop.all():
-            c = nb
-            ends = None
+        # the per-descriptor checks, on the whole batch; most batches pass them all
+        # in a few reductions, and only a batch that does not pays for the masks
+        c0 = int(cmd[0])
+        if (int(cmd.min()) == int(cmd.max()) and c0 & (TXD_DCMD_DEXT | TXD_DTYP_MASK) == _TX_DATA
+                and c0 & 0xFFFF and int(addr.min()) >= self.dma_base
+                and int(addr.max()) + (c0 & 0xFFFF) <= self.dma_limit):
+            # one descriptor kind, all good: EOP and RS are the same for all of them
+            good, nb, size = None, k, c0 & 0xFFFF
+            c, ends = (k, None) if c0 & TXD_DCMD_EOP else (0, None)
+            rs = bool(c0 & TXD_DCMD_RS)
         else:
-            # consume only complete frames (through the last EOP)
-            e = np.flatnonzero(eop)
-            c = int(e[-1]) + 1 if e.size else 0
-            ends = e
-        if c:
-            self._send(q, addr[:c], lens[:c], ends)
+            good = ((cmd & (TXD_DCMD_DEXT | TXD_DTYP_MASK)) == _TX_DATA) & (lens > 0)
+            nb = leading_true(good & self._in_window_mask(addr, lens))
+            size = None
+            eop = (cmd[:nb] & TXD_DCMD_EOP) != 0
+            if nb and eop.all():
+                c, ends = nb, None
+            else:
+                # consume only complete frames (through the last EOP)
+                e = np.flatnonzero(eop)
+                c = int(e[-1]) + 1 if e.size else 0
+                ends = e
             rs = (cmd[:c] & TXD_DCMD_RS) != 0
-            tx_encode_wb(ring, idx[:c][rs] if not rs.all() else idx[:c])
+            rs = True if rs.all() else (False if not rs.any() else rs)
+        if c:
+            self._send(q, addr[:c], lens[:c], ends, size)
+            done = idx if c == k else (slice(head, head + c) if type(idx) is slice else idx[:c])
+            if rs is True:
+                tx_encode_wb(ring, done)
+            elif rs is not False:
+                tx_encode_wb(ring, np.asarray(ring_indices(head, c, n))[rs])
             q.head = (head + c) % n
             w[self._tdh[i]] = q.head
+        fault = nb < k
         if fault:
             a, cm = int(addr[nb]), int(cmd[nb])
+            d = (head + nb) % n
             if not good[nb]:
                 self._error(R.DevErr.BAD_TX_DESC, i, cm,
-                            f"tx queue {i} desc {int(idx[nb])}: not an advanced data descriptor "
+                            f"tx queue {i} desc {d}: not an advanced data descriptor "
                             f"or zero length (cmd_type_len {cm:#x})")
             else:
                 self._error(R.DevErr.BAD_DMA_ADDR, i, a,
-                            f"tx queue {i} desc {int(idx[nb])}: buffer {a:#x}+{cm & 0xFFFF} outside DMA window")
+                            f"tx queue {i} desc {d}: buffer {a:#x}+{cm & 0xFFFF} outside DMA window")
             self._stop_tx(i)
         return bool(c) or fault
 
-    def _tx_fast(self, q: _Queue, head: int, k: int) -> bool:
-        """The common batch, for a wire that takes frames as one array: k descriptors
-        from `head` (not wrapping) that are all the same single-descriptor frame kind
-        (advanced data, EOP|RS, one length the wire accepts) with buffers inside the
-        DMA window.  Sends them with one gather, writes DD back, advances TDH.
-        Returns False, having done nothing, for anything else (`_tx` then runs the
-        general path, which finds and reports what is wrong)."""
-        ring = q.ring
-        cmd = ring.d[head:head + k, 2]
-        c = int(cmd.min())
-        if c != int(cmd.max()) or c & _TX_FAST_MASK != _TX_FAST_VAL:
-            return False
-        s = c & 0xFFFF
-        if s == 0 or s > self._max_frame() or (s < MIN_FRAME and self._w[R.HLREG0 >> 2] & R.HLREG0_TXPADEN):
-            return False
-        addr = ring.q[head:head + k, 0]
-        if int(addr.min()) < self.dma_base or int(addr.max()) + s > self.dma_limit:
-            return False
-        frames = self._rows(s)[addr]
-        try:
-            self._wire_send_array(frames)
-        except Exception as e:
-            self._error(R.DevErr.WIRE_ERROR, q.q, 0, f"wire send failed: {e!r}")
-        self._stat(1, k)                                    # GPTC
-        self._stat(3, (s + FCS_LEN) * k)                    # GOTC
-        tx_encode_wb(ring, slice(head, head + k))           # DD (every descriptor has RS)
-        q.head = (head + k) % q.n
-        self._w[self._tdh[q.q]] = q.head
-        return True
-
-    def _send(self, q: _Queue, addr: np.ndarray, lens: np.ndarray, ends) -> None:
+    def _send(self, q: _Queue, addr: np.ndarray, lens: np.ndarray, ends, size: int | None = None) -> None:
+        """Put the frames of descriptors (addr, lens) on the wire: one frame a
+        descriptor (`ends` None) or frames ending at the descriptors in `ends`
+        (`size`: every length, when the caller knows they are all equal).  Per
+        frame: longer than the max frame it is dropped with a device error; shorter
+        than 60 bytes it is padded when HLREG0.TXPADEN is set."""
         mv = self.dma
         maxf = self._max_frame()
         pad = self._w[R.HLREG0 >> 2] & R.HLREG0_TXPADEN
-        send_array = getattr(self.wire, "send_array", None)
+        send_array = self._wire_send_array
         if send_array is not None and ends is None:
-            s = int(lens[0])
-            if (lens == s).all() and s <= maxf and (s >= MIN_FRAME or not pad):
-                # one gather for the whole batch instead of a memoryview per frame
+            s = int(lens[0]) if size is None else size
+            if ((size is not None or int(lens.min()) == int(lens.max()))
+                    and s <= maxf and (s >= MIN_FRAME or not pad)):
+                # equal frames that need no per-frame treatment: one gather for all
                 frames = self._rows(s)[addr]
                 try:
                     send_array(frames)
@@ -435,6 +440,18 @@ class Nic:
         self._stat(3, sum(sizes) + FCS_LEN * nf)            # GOTC
 
     # ------------------------------------------------------------------ RX
+    # One receive path (`_rx`).  Per frame, in wire order: with no queue accepting
+    # (none enabled, BME or RXCTRL.RXEN clear) it is missed (MPC); longer than the
+    # queue's buffer or the max frame it is an oversize (ROC); with a free
+    # descriptor whose buffer lies in the DMA window it is DMAed and written back
+    # (GPRC, GORC); at the first descriptor whose buffer does not, a device error
+    # stops the queue and that frame and every later one is missed; with no free
+    # descriptor it is missed.  How frames move differs by wire, never the rules:
+    # a wire that offers `recv_array` hands over equal-size frames as one array
+    # (one scatter per ring segment), any other a list (one copy a frame); frames
+    # that can only be missed are taken with the wire's `discard`, which a
+    # generator answers without making them.
+
     def _rx_tail(self, q):
         """RDT of RX queue 0, or None if it points beyond the ring (a device error:
         reported, and the queue stops, as on the 82599)."""
@@ -445,72 +462,137 @@ class Nic:
             return None
         return tail
 
-    def _rx_array(self, bme: bool, recv_array) -> bool:
-        """_rx for a wire that hands over equal-size frames as one array and can
-        drop frames without making them (pktgen's ``drop(n)``): the frames that find
-        no descriptor are only counted (MPC), never generated and copied, and the
-        ones that do are DMAed with one scatter per ring segment.  The same checks,
-        counters and errors as `_rx_array_any`, which serves wires without ``drop``."""
-        drop = self._wire_drop
-        if drop is None:
-            return self._rx_array_any(bme, recv_array)
+    def _take(self, k: int):
+        """Up to k frames from the wire: (n, lens, frames).  For a wire of equal-size
+        frames (`recv_array`) `frames` is an (n, size) uint8 array and `lens` the
+        size, an int; otherwise `frames` is a list and `lens` a uint64 array."""
+        try:
+            ra = self._wire_recv_array
+            if ra is not None:
+                a = ra(k)
+                return a.shape[0], a.shape[1], a
+            fl = self.wire.recv(k)
+        except Exception as e:
+            raise _WireFailed(e) from e
+        return len(fl), np.fromiter(map(len, fl), dtype=np.uint64, count=len(fl)), fl
+
+    def _discard(self, k: int):
+        """Up to k frames taken from the wire to be missed: (n, lens) as `_take`."""
+        try:
+            d = self._wire_discard
+            if d is not None:                       # equal-size frames, never built
+                return d(k), self.wire.frame_size
+            n, lens, _f = self._take(k)
+            return n, lens
+        except Exception as e:
+            raise _WireFailed(e) from e
+
+    def _miss(self, n: int, lens, maxf: int) -> None:
+        """Count frames that found no place: oversize ones as ROC, the rest as MPC."""
+        if not n:
+            return
+        big = (n if lens > maxf else 0) if type(lens) is int else int(np.count_nonzero(lens > maxf))
+        if big:
+            self._stat(4, big)                              # ROC
+        if n - big:
+            self._stat(5, n - big)                          # MPC(0)
+
+    def _rx(self, bme: bool) -> bool:
+        """Receive up to `batch` frames from the wire into RX queue 0.  Returns
+        whether there was work: dropping frames is not (a device whose ring is full
+        may sleep until the driver rings)."""
         w = self._w
         q = self.rxq[0]
-        batch = self.batch
-        mpc = 5                                             # MPC(0) slot
+        budget = self.batch
         try:
             if q is None or not bme or not (w[R.RXCTRL >> 2] & R.RXCTRL_RXEN):
-                self._stat(mpc, drop(batch))
+                self._stat(5, self._discard(budget)[0])     # MPC(0)
                 return False
-            size = self.wire.frame_size
-            if size > min(self._max_frame(), q.bufsize):
-                self._stat(4, drop(batch))                  # ROC
-                return False
-            n = q.n
+            maxf = min(self._max_frame(), q.bufsize)
             tail = self._rx_tail(q)
             if tail is None:
-                self._stat(mpc, drop(batch))
+                self._miss(*self._discard(budget), maxf)
                 return True
-            head = q.head
-            m = min(batch, (tail - head) % n)
-            frames = recv_array(m) if m else None
-            k = 0 if frames is None else frames.shape[0]
-            extra = drop(batch - m) if k == m and m < batch else 0
-        except Exception as e:
-            self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e!r}")
+            room = (tail - q.head) % q.n
+            placed = 0
+            more = True                                 # the wire may have more frames
+            while budget and room and more:
+                ask = min(budget, room)
+                k, lens, frames = self._take(ask)
+                more = k == ask
+                budget -= k
+                if not k:
+                    break
+                if type(lens) is int:                   # equal frames: all fit or none
+                    if lens > maxf:
+                        self._stat(4, k)                # ROC
+                        continue
+                else:
+                    big = lens > maxf
+                    if big.any():                       # oversize: counted, not placed
+                        self._stat(4, int(np.count_nonzero(big)))   # ROC
+                        keep = np.flatnonzero(~big)
+                        lens = lens[keep]
+                        frames = [frames[j] for j in keep.tolist()]
+                        k = lens.size
+                        if not k:
+                            continue
+                nb = self._place(q, k, lens, frames)
+                placed += nb
+                room -= nb
+                if nb < k:                              # a bad buffer stopped the queue
+                    self._stat(5, k - nb)               # MPC(0)
+                    if more and budget:
+                        self._miss(*self._discard(budget), maxf)
+                    return True
+            if more and budget:                         # the ring is full: the rest is missed
+                self._miss(*self._discard(budget), maxf)
+        except _WireFailed as e:
+            self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e.__cause__!r}")
             return True
-        if extra:
-            self._stat(mpc, extra)
-        if not k:
-            return False
-        ring = q.ring
-        rows = self._rows(size)
+        return placed > 0
+
+    def _place(self, q: _Queue, k: int, lens, frames) -> int:
+        """DMA `k` frames (no more than the free descriptors; `lens` and `frames` as
+        `_take` gives them) into the buffers of the descriptors from RDH, write them
+        back, advance RDH, count them.  Stops at the first buffer outside the DMA
+        window: a device error that stops the queue.  Returns how many were placed."""
+        ring, n, head = q.ring, q.n, q.head
+        uniform = type(lens) is int
         done = 0
-        while done < k:                                     # one or two ring segments
-            h = (head + done) % n
-            c = min(k - done, n - h)
-            addr = ring.q[h:h + c, 0]
-            if int(addr.min()) < self.dma_base or int(addr.max()) + size > self.dma_limit:
-                nb = leading_true((addr >= self.dma_base) & (addr + np.uint64(size) <= self.dma_limit))
+        fault = False
+        for slots, lo, hi in ring_segments(head, k, n):
+            addr = ring.q[slots, 0]
+            seg = lens if uniform else lens[lo:hi]
+            top = int(addr.max()) + (seg if uniform else int(seg.max()))
+            if int(addr.min()) >= self.dma_base and top <= self.dma_limit:
+                nb = hi - lo
             else:
-                nb = c
+                nb = leading_true(self._in_window_mask(addr, np.uint64(seg) if uniform else seg))
             if nb:
-                rows[addr[:nb]] = frames[done:done + nb]
-                rx_encode_wb(ring, slice(h, h + nb), size)
+                if uniform:
+                    self._rows(lens)[addr[:nb]] = frames[lo:lo + nb]
+                else:
+                    mv = self.dma
+                    for a, f in zip(addr[:nb].tolist(), frames[lo:lo + nb]):
+                        mv[a:a + len(f)] = f
+                put = slots if nb == hi - lo else slice(slots.start, slots.start + nb)
+                rx_encode_wb(ring, put, seg if uniform else seg[:nb])
                 done += nb
-            if nb < c:
+            if nb < hi - lo:
                 a = int(addr[nb])
                 self._error(R.DevErr.BAD_DMA_ADDR, 0, a,
-                            f"rx queue 0 desc {h + nb}: buffer {a:#x} outside DMA window")
-                self._stop_rx(0)
-                self._stat(mpc, k - done)
+                            f"rx queue 0 desc {slots.start + nb}: buffer {a:#x} outside DMA window")
+                fault = True
                 break
         if done:
             q.head = (head + done) % n
-            w[self._rdh[0]] = q.head
-            self._stat(0, done)                                 # GPRC
-            self._stat(2, (size + FCS_LEN) * done)              # GORC
-        return True
+            self._w[self._rdh[0]] = q.head
+            self._stat(0, done)                                         # GPRC
+            self._stat(2, (lens * done if uniform else int(lens[:done].sum())) + FCS_LEN * done)  # GORC
+        if fault:
+            self._stop_rx(0)
+        return done
 
     def _rows(self, size: int) -> np.ndarray:
         """byte_rows of DMA memory, one view per frame size."""
@@ -519,119 +601,26 @@ class Nic:
             v = self._row_views[size] = byte_rows(self.mem, size)
         return v
 
-    def _rx_array_any(self, bme: bool, recv_array) -> bool:
-        """_rx for a wire that hands over equal-size frames as one array: one
-        scatter into the buffers for the whole batch.  Same checks, same counters."""
-        try:
-            frames = recv_array(self.batch)
-        except Exception as e:
-            self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e!r}")
-            return True
-        k, size = frames.shape
-        if not k:
-            return False
-        w = self._w
-        q = self.rxq[0]
-        mpc = 5                                             # MPC(0) slot
-        if q is None or not bme or not (w[R.RXCTRL >> 2] & R.RXCTRL_RXEN):
-            self._stat(mpc, k)
-            return False
-        if size > min(self._max_frame(), q.bufsize):
-            self._stat(4, k)                                # ROC
-            return False
-        n = q.n
-        tail = w[self._rdt[0]]
-        if tail >= n:
-            self._error(R.DevErr.RDT_OUT_OF_RANGE, 0, tail, f"rx queue 0: RDT {tail} beyond ring of {n}")
-            self._stop_rx(0)
-            self._stat(mpc, k)
-            return True
-        head = q.head
-        m = min(k, (tail - head) % n)
-        if m:
-            ring = q.ring
-            idx = ring_indices(head, m, n)
-            addr = ring.q[idx, 0]
-            ok = (addr >= self.dma_base) & (addr + np.uint64(size) <= self.dma_limit)
-            nb = leading_true(ok)
-            if nb:
-                self._rows(size)[addr[:nb]] = frames[:nb]
-                rx_encode_wb(ring, idx[:nb], np.full(nb, size, dtype=np.uint64), RXD_STAT_DD | RXD_STAT_EOP)
-                q.head = (head + nb) % n
-                w[self._rdh[0]] = q.head
-                self._stat(0, nb)                                   # GPRC
-                self._stat(2, (size + FCS_LEN) * nb)                # GORC
-            if nb < m:
-                a = int(addr[nb])
-                self._error(R.DevErr.BAD_DMA_ADDR, 0, a,
-                            f"rx queue 0 desc {int(idx[nb])}: buffer {a:#x} outside DMA window")
-                self._stop_rx(0)
-                self._stat(mpc, k - nb)
-                return True
-        if k > m:
-            self._stat(mpc, k - m)
-        return m > 0
+    # ------------------------------------------------------------------ idle
+    def next_deadline(self) -> float | None:
+        """Seconds until process() must run again although no doorbell rang and the
+        wire's fd did not turn readable; None: only such an event can bring work, so
+        an idle device process may sleep on its doorbell without a timeout.
 
-    def _rx(self, bme: bool) -> bool:
-        recv_array = getattr(self.wire, "recv_array", None)
-        if recv_array is not None:
-            return self._rx_array(bme, recv_array)
-        try:
-            frames = self.wire.recv(self.batch)
-        except Exception as e:
-            self._error(R.DevErr.WIRE_ERROR, 0, 0, f"wire recv failed: {e!r}")
-            return True
-        if not frames:
-            return False
-        w = self._w
+        The link comes up after `link_delay` calls (0: call at once).  Frames that
+        could only be missed are not work (the driver rings when it frees RX
+        descriptors), so a stopped queue or a full ring waits for the doorbell.
+        Otherwise the wire says: `poll_s` (seconds, or None) for a wire whose frames
+        arrive without waking anyone (a shared-memory cable, a generator)."""
+        if self._link_countdown is not None:
+            return 0.0
         q = self.rxq[0]
-        mpc = 5                                             # MPC(0) slot
-        if q is None or not bme or not (w[R.RXCTRL >> 2] & R.RXCTRL_RXEN):
-            self._stat(mpc, len(frames))
-            return False   # dropping is not work (see the module docstring)
-        maxf = min(self._max_frame(), q.bufsize)
-        sizes = [len(f) for f in frames]
-        if max(sizes) > maxf:
-            keep = [j for j, s in enumerate(sizes) if s <= maxf]
-            self._stat(4, len(frames) - len(keep))          # ROC
-            frames = [frames[j] for j in keep]
-            sizes = [sizes[j] for j in keep]
-            if not frames:
-                return True
-        n = q.n
-        tail = self._rx_tail(q)
-        if tail is None:
-            self._stat(mpc, len(frames))
-            return True
-        head = q.head
-        avail = (tail - head) % n
-        m = min(len(frames), avail)
-        if m:
-            ring = q.ring
-            idx = ring_indices(head, m, n)
-            addr = ring.q[idx, 0]
-            lens = np.array(sizes[:m], dtype=np.uint64)
-            ok = (addr >= self.dma_base) & (addr + lens <= self.dma_limit)
-            nb = leading_true(ok)
-            if nb:
-                mv = self.dma
-                for a, f, s in zip(addr[:nb].tolist(), frames, sizes):
-                    mv[a:a + s] = f
-                rx_encode_wb(ring, idx[:nb], lens[:nb], RXD_STAT_DD | RXD_STAT_EOP)
-                q.head = (head + nb) % n
-                w[self._rdh[0]] = q.head
-                self._stat(0, nb)                                   # GPRC
-                self._stat(2, sum(sizes[:nb]) + FCS_LEN * nb)       # GORC
-            if nb < m:
-                a = int(addr[nb])
-                self._error(R.DevErr.BAD_DMA_ADDR, 0, a,
-                            f"rx queue 0 desc {int(idx[nb])}: buffer {a:#x} outside DMA window")
-                self._stop_rx(0)
-                self._stat(mpc, len(frames) - nb)
-                return True
-        if len(frames) > m:
-            self._stat(mpc, len(frames) - m)
-        return m > 0      # dropping is not work: a device with a full ring may sleep
+        w = self._w
+        if (q is None or not w[R.PCI_CMD >> 2] & R.PCI_CMD_BME or not w[R.RXCTRL >> 2] & R.RXCTRL_RXEN
+                or (w[self._rdt[0]] - q.head) % q.n == 0):
+            return None
+        poll = getattr(self.wire, "poll_s", None)
+        return poll() if callable(poll) else poll
 
     # ------------------------------------------------------------------ introspection
     def status(self) -> dict:

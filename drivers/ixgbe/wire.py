@@ -1,4 +1,4 @@
-"""Pluggable wires for the emulated 82599.
+"""Pluggable wire backends for the emulated 82599.
 
 A wire is what the NIC's MAC sees: it hands transmitted frames to the wire and
 takes received frames from it.  Frames carry no FCS (the NIC adds/strips it).
@@ -7,10 +7,21 @@ Interface (duck typed, see :class:`Wire`)::
 
     send(frames: Sequence[bytes | memoryview]) -> None   # never blocks; a full wire drops
     recv(max: int) -> list[bytes]                        # never blocks; [] if nothing
-    fileno() -> int | None                               # readable when recv has work; None: poll
+    fileno() -> int | None                               # readable when recv has work
     close() -> None
 
-Backends:
+and, for a wire whose frames arrive without making any fd readable, ``poll_s``:
+seconds between looks while the NIC is otherwise idle (a number, or a method
+returning one or None); without it the NIC's device process sleeps until its
+doorbell rings or the fd turns readable.
+
+A wire may also offer ``recv_array(max)`` / ``send_array(a)`` (equal-size frames as one
+(n, size) uint8 array, every frame ``frame_size`` bytes): the NIC then moves a batch
+with one scatter/gather; such a wire may offer ``discard(max) -> int`` too (take
+frames the NIC has no descriptor for without making them: a generator's); without
+it the NIC receives them and counts them.
+
+Backends here:
 
 * :class:`LoopbackWire` -- TX comes back as RX (in process).
 * :func:`pair` -- two in-process endpoints cabled together (deques).
@@ -20,10 +31,11 @@ Backends:
 * :class:`ShmCable` / :class:`ShmWire` -- two endpoints over single-producer /
   single-consumer rings in a shared-memory file (no syscalls, no locks; each
   word has a single writer, so a killed endpoint leaves the cable usable).
-* :class:`PktGenWire` -- MoonGen-like generator (recv) and counting sink (send).
 * :class:`UdpWire` -- one frame per UDP datagram, 127.0.0.1 only.
-* :class:`TapWire` in a :class:`NetNamespace` -- a Linux TAP device inside a
-  network namespace the project creates and deletes.
+* :class:`TapWire` -- a Linux TAP device inside a network namespace (netns.py).
+
+The traffic generator/sink is pktgen.py; the test-frame codec and sequence tracker
+are frames.py.  Owns: the backends above.  Calls: netns (namespace helper) only.
 """
 from __future__ import annotations
 
@@ -32,21 +44,15 @@ import errno
 import fcntl
 import mmap
 import os
-import shutil
 import socket
 import struct
-import subprocess
-import time
-import zlib
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from .netns import NetNamespace, WireUnavailable, run_ip
+
 MAX_FRAME = 9216   # largest frame any wire carries
-
-
-class WireUnavailable(RuntimeError):
-    """The backend cannot be created here (permissions, missing device...)."""
 
 
 class Wire(Protocol):
@@ -228,6 +234,9 @@ class ShmCable:
 class ShmWire(_Counters):
     """One end (0 or 1) of a :class:`ShmCable` file.  fileno() is None: poll it."""
 
+    #: the peer publishes frames without waking us: the NIC looks this often when idle
+    poll_s = 0.002
+
     def __init__(self, path: str, end: int):
         if end not in (0, 1):
             raise ValueError("end must be 0 or 1")
@@ -301,331 +310,6 @@ class ShmWire(_Counters):
             pass
 
 
-# ============================================================== test frames
-ETH_TYPE_TEST = 0x88B5          # IEEE local experimental ethertype
-
-
-def make_test_frame(seq: int, length: int, dst: bytes = b"\x02\x00\x00\x00\x00\x02",
-                    src: bytes = b"\x02\x00\x00\x00\x00\x01") -> bytes:
-    """A frame with a sequence number and a CRC32 trailer over everything before it."""
-    if length < 36:
-        raise ValueError("test frames are at least 36 bytes")
-    body = bytearray(length - 4)
-    body[0:6] = dst
-    body[6:12] = src
-    body[12:14] = ETH_TYPE_TEST.to_bytes(2, "big")
-    struct.pack_into("<IQ", body, 14, length, seq)
-    r = (seq * 2654435761) & 0xFF
-    pat = bytes((r + i) & 0xFF for i in range(256))
-    n = length - 4 - 26
-    body[26:] = (pat * (n // 256 + 1))[:n]
-    return bytes(body) + struct.pack("<I", zlib.crc32(body[12:]))
-
-
-def parse_test_frame(frame) -> int | None:
-    """Sequence number of an intact test frame, None if corrupted/foreign.
-
-    The CRC covers everything from the ethertype on (the MACs may be rewritten
-    by a forwarder).
-    """
-    frame = bytes(frame)
-    if len(frame) < 36 or frame[12:14] != ETH_TYPE_TEST.to_bytes(2, "big"):
-        return None
-    if zlib.crc32(frame[12:-4]) != struct.unpack_from("<I", frame, len(frame) - 4)[0]:
-        return None
-    ln, seq = struct.unpack_from("<IQ", frame, 14)
-    if ln != len(frame):
-        return None
-    return seq
-
-
-# ============================================================== pktgen
-class SeqSeen:
-    """The set of sequence numbers a sink has seen, for duplicate and loss counts.
-
-    Why not one bool array indexed by sequence number: it must grow with the run, and
-    each doubling copies the whole array inside the device's process() call (a 10 s
-    forwarding run stalled the NIC for 30, 50, 100, then 215 ms, which is what the
-    benchmarks then measured).  Here the numbers live in chunks of 2**20 flags,
-    allocated as needed, and only the newest KEEP chunks are kept: a frame comes back
-    within a few ring-fulls of being generated, so a number older than that (`late`)
-    is counted with the duplicates rather than remembered for ever.
-    """
-
-    BITS = 20
-    KEEP = 8
-
-    def __init__(self):
-        self.chunks: dict[int, np.ndarray] = {}
-        self.distinct = 0       # numbers seen at least once
-        self.top = -1           # highest number seen
-        self.floor = 0          # chunks below this one are forgotten
-        self.late = 0           # arrivals below the floor (counted as duplicates)
-
-    def _chunk(self, c: int) -> np.ndarray:
-        ch = self.chunks.get(c)
-        if ch is None:
-            ch = self.chunks[c] = np.zeros(1 << self.BITS, dtype=bool)
-            floor = c - self.KEEP + 1
-            if floor > self.floor:
-                for old in [k for k in self.chunks if k < floor]:
-                    del self.chunks[old]
-                self.floor = floor
-        return ch
-
-    def add_new(self, seqs: np.ndarray) -> None:
-        """Record `seqs`, strictly increasing and all above `top` (the sink's fast path)."""
-        mask = (1 << self.BITS) - 1
-        c0, c1 = int(seqs[0]) >> self.BITS, int(seqs[-1]) >> self.BITS
-        if c0 == c1:
-            self._chunk(c0)[seqs & mask] = True
-        else:
-            cs = seqs >> self.BITS
-            for c in range(c0, c1 + 1):
-                self._chunk(c)[seqs[cs == c] & mask] = True
-        self.distinct += int(seqs.size)
-        self.top = int(seqs[-1])
-
-    def add(self, seqs: np.ndarray) -> int:
-        """Record any `seqs` (int64); returns how many were duplicates (of each other,
-        of numbers seen before, or too late to tell)."""
-        uniq = np.unique(seqs)
-        dups = int(seqs.size - uniq.size)
-        mask = (1 << self.BITS) - 1
-        cs = uniq >> self.BITS
-        for c in np.unique(cs).tolist():
-            sel = uniq[cs == c]
-            if c < self.floor:
-                self.late += int(sel.size)
-                dups += int(sel.size)
-                continue
-            ch = self._chunk(c)
-            seen = int(np.count_nonzero(ch[sel & mask]))
-            dups += seen
-            self.distinct += int(sel.size) - seen
-            ch[sel & mask] = True
-        self.top = max(self.top, int(uniq[-1]))
-        return dups
-
-    def lost(self) -> int:
-        """Numbers below the highest seen that never arrived."""
-        return self.top + 1 - self.distinct
-
-
-class PktGenWire(_Counters):
-    """A MoonGen-like traffic generator (what the NIC receives) and counting sink
-    (what the NIC transmits).
-
-    Frames are ``frame_size`` bytes handed to the NIC (default 60: a 64-byte
-    Ethernet frame once the NIC appends the FCS).  Layout: dst(6) src(6)
-    ethertype 0x88B5, u16 magic 0x524C, u64 seq at 16, u64 check at 24
-    (= seq * K ^ SALT), then a fixed pattern.  Generation writes seq/check into a
-    pre-built template with numpy; the sink checks a whole batch at once.
-
-    ``rate_pps`` limits generation (token bucket, burst ``burst``); ``count``
-    stops after that many frames.  Sink counters: ``sink_frames``, ``sink_bad``
-    (check or pattern mismatch), ``sink_dup``, ``sink_reordered``,
-    :meth:`sink_lost` (gaps below the highest sequence seen) and, in
-    :meth:`sink_stats`, ``missing`` (generated here but never came back).
-    """
-
-    K = np.uint64(0x9E3779B97F4A7C15)
-    SALT = np.uint64(0x5A5A_1234_ABCD_0F0F)
-    MAGIC = 0x524C
-
-    def __init__(self, rate_pps: float | None = None, frame_size: int = 60,
-                 count: int | None = None, burst: int = 1024,
-                 dst: bytes = b"\x02\x00\x00\x00\x00\x02", src: bytes = b"\x02\x00\x00\x00\x00\x01",
-                 max_batch: int = 1024, clock=time.monotonic):
-        if frame_size < 32 or frame_size > MAX_FRAME:
-            raise ValueError("frame_size must be 32..9216")
-        self.frame_size = frame_size
-        self.rate = rate_pps
-        self.count = count
-        self.burst = burst
-        self.clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-        self.next_seq = 0
-        t = np.zeros(frame_size, dtype=np.uint8)
-        t[0:6] = np.frombuffer(dst, np.uint8)
-        t[6:12] = np.frombuffer(src, np.uint8)
-        t[12:14] = (ETH_TYPE_TEST >> 8, ETH_TYPE_TEST & 0xFF)
-        t[14:16] = (self.MAGIC & 0xFF, self.MAGIC >> 8)
-        t[32:] = (np.arange(frame_size - 32) * 7 + 3) & 0xFF
-        self.template = t
-        self._buf = np.tile(t, (max_batch, 1))
-        self.max_batch = max_batch
-        # the seq and check fields of every row of _buf, as (unaligned) u64 columns
-        self._seq_col = np.ndarray((max_batch,), dtype="<u8", buffer=self._buf, offset=16, strides=(frame_size,))
-        self._check_col = np.ndarray((max_batch,), dtype="<u8", buffer=self._buf, offset=24,
-                                     strides=(frame_size,))
-        self._seq_ar = np.arange(max_batch, dtype=np.uint64)
-        if frame_size % 4 == 0:                   # the sink's whole-batch pattern check
-            words = t[12:].view("<u4")
-            mask = np.full(words.size, 0xFFFFFFFF, dtype=np.uint32)
-            mask[1:5] = 0                         # seq and check vary
-            self._pat_mask = np.tile(mask, (256, 1))
-            self._pat_exp = np.tile(words & mask, (256, 1))
-        # sink state
-        self.sink_frames = 0
-        self.sink_bytes = 0
-        self.sink_bad = 0
-        self.sink_dup = 0
-        self.sink_reordered = 0
-        self._seen = SeqSeen()
-
-    # ---- generator side: the NIC receives these
-    def recv(self, max):
-        b = self.recv_array(max)
-        n = b.shape[0]
-        if not n:
-            return []
-        raw = b.tobytes()
-        s = self.frame_size
-        return [raw[i:i + s] for i in range(0, n * s, s)]
-
-    def _avail(self, max) -> int:
-        """How many frames the generator offers now (at most `max`); takes their tokens."""
-        n = max
-        if self.count is not None:
-            n = min(n, self.count - self.next_seq)
-        if self.rate is not None:
-            now = self.clock()
-            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            n = min(n, int(self._tokens))
-            if n > 0:
-                self._tokens -= n
-        return n
-
-    def recv_array(self, max) -> np.ndarray:
-        """recv() as one (n, frame_size) uint8 array (a view, valid until the next
-        call): the NIC's vectorised RX path takes it without a bytes object per frame."""
-        n = self._avail(min(max, self.max_batch))
-        if n <= 0:
-            return self._buf[:0]
-        seqs = self._seq_ar[:n] + np.uint64(self.next_seq)
-        self.next_seq += n
-        self._seq_col[:n] = seqs
-        np.multiply(seqs, self.K, out=seqs)
-        np.bitwise_xor(seqs, self.SALT, out=self._check_col[:n])
-        self.rx_frames += n
-        return self._buf[:n]
-
-    def drop(self, max) -> int:
-        """Frames that arrive while the NIC has nowhere to put them (no free RX
-        descriptor): they take their sequence numbers and tokens, as if received
-        and dropped, but are never built.  Returns how many (at most `max`)."""
-        n = self._avail(max)
-        if n <= 0:
-            return 0
-        self.next_seq += n
-        self.rx_frames += n
-        return n
-
-    # ---- sink side: the NIC transmits into this
-    def send(self, frames):
-        n = len(frames)
-        if not n:
-            return
-        self.tx_frames += n
-        s = self.frame_size
-        good_len = [f for f in frames if len(f) == s]
-        self.sink_bad += n - len(good_len)
-        if not good_len:
-            return
-        m = len(good_len)
-        self._sink(np.frombuffer(b"".join(good_len), dtype=np.uint8).reshape(m, s))
-
-    def send_array(self, a: np.ndarray) -> None:
-        """send() of frames given as one (n, length) uint8 array (the NIC's
-        vectorised TX path)."""
-        n = a.shape[0]
-        if not n:
-            return
-        self.tx_frames += n
-        if a.shape[1] != self.frame_size:
-            self.sink_bad += n
-            return
-        self._sink(a)
-
-    def _sink(self, a: np.ndarray) -> None:
-        """Check and count frames of the right length, one per row of `a`.
-
-        Fast path for the usual batch (every frame intact, sequence numbers rising
-        and all above those seen): the same checks in a few whole-batch operations;
-        anything else goes through `_sink_any`, which classifies frame by frame."""
-        m, s = a.shape
-        if not m:
-            return
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        seqs = np.ndarray((m,), dtype="<u8", buffer=a, offset=16, strides=(s,)).copy()
-        check = np.ndarray((m,), dtype="<u8", buffer=a, offset=24, strides=(s,))
-        if (int(seqs[0]) > self._seen.top
-                and np.count_nonzero(check == (seqs * self.K) ^ self.SALT) == m
-                and self._pattern_ok(a)
-                and (m == 1 or np.count_nonzero(seqs[1:] > seqs[:-1]) == m - 1)):
-            self._seen.add_new(seqs.view(np.int64))   # all new: above every sequence seen
-            self.sink_frames += m
-            self.sink_bytes += m * s
-            return
-        self._sink_any(a)
-
-    def _pattern_ok(self, a: np.ndarray) -> bool:
-        """Every row of `a` (contiguous) has the template's bytes 12..16 and 32..end."""
-        m, s = a.shape
-        if s % 4:
-            return (np.count_nonzero(a[:, 12:16] != self.template[12:16]) == 0
-                    and np.count_nonzero(a[:, 32:] != self.template[32:]) == 0)
-        if m > self._pat_exp.shape[0]:
-            self._pat_mask = np.tile(self._pat_mask[0], (m, 1))
-            self._pat_exp = np.tile(self._pat_exp[0], (m, 1))
-        # bytes 12.. as u32 words; the seq and check words (bytes 16..32) masked out
-        v = np.ndarray((m, (s - 12) // 4), dtype="<u4", buffer=a, offset=12, strides=(s, 4))
-        return np.count_nonzero((v & self._pat_mask[:m]) != self._pat_exp[:m]) == 0
-
-    def _sink_any(self, a: np.ndarray) -> None:
-        """Check and count frames of the right length, one per row of `a`."""
-        m, s = a.shape
-        seqs = a[:, 16:24].copy().view("<u8").ravel()
-        check = a[:, 24:32].copy().view("<u8").ravel()
-        ok = check == ((seqs * self.K) ^ self.SALT)
-        ok &= (a[:, 12:16] == self.template[12:16]).all(axis=1)
-        ok &= (a[:, 32:] == self.template[32:]).all(axis=1)
-        self.sink_bad += int(m - ok.sum())
-        seqs = seqs[ok].astype(np.int64)
-        if seqs.size == 0:
-            return
-        self.sink_frames += int(seqs.size)
-        self.sink_bytes += int(seqs.size) * s
-        prev = np.concatenate(([self._seen.top], np.maximum.accumulate(seqs)[:-1]))
-        self.sink_reordered += int((seqs < prev).sum())
-        self.sink_dup += self._seen.add(seqs)
-
-    @property
-    def sink_max_seq(self) -> int:
-        """The highest sequence number seen (-1: none yet)."""
-        return self._seen.top
-
-    def sink_lost(self) -> int:
-        """Sequence numbers below the highest seen that never arrived."""
-        return self._seen.lost()
-
-    def sink_stats(self) -> dict:
-        return {"frames": self.sink_frames, "bytes": self.sink_bytes, "bad": self.sink_bad,
-                "dup": self.sink_dup, "reordered": self.sink_reordered, "lost": self.sink_lost(),
-                "generated": self.next_seq,
-                "missing": self.next_seq - (self.sink_frames - self.sink_dup)}
-
-    def fileno(self):
-        return None
-
-    def close(self):
-        pass
-
-
 # ============================================================== UDP on 127.0.0.1
 LOCALHOST = "127.0.0.1"
 
@@ -669,47 +353,6 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 
 
-def _run_ip(*args: str) -> None:
-    ip = shutil.which("ip") or "/usr/sbin/ip"
-    r = subprocess.run([ip, *args], capture_output=True, text=True, timeout=10)
-    if r.returncode != 0:
-        raise WireUnavailable(f"`ip {' '.join(args)}` failed: {r.stderr.strip()} "
-                              "(needs root or CAP_NET_ADMIN and iproute2)")
-
-
-class NetNamespace:
-    """A network namespace created with ``ip netns add`` and removed by close()."""
-
-    def __init__(self, name: str):
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError("bad namespace name")
-        if os.geteuid() != 0:
-            raise WireUnavailable("creating a network namespace needs root (or CAP_SYS_ADMIN "
-                                  "and CAP_NET_ADMIN); run as root or use another wire")
-        if not shutil.which("ip") and not os.path.exists("/usr/sbin/ip"):
-            raise WireUnavailable("the `ip` command (iproute2) is needed for the tap wire")
-        self.name = name
-        _run_ip("netns", "add", name)
-        self.closed = False
-
-    def exec(self, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess:
-        ip = shutil.which("ip") or "/usr/sbin/ip"
-        return subprocess.run([ip, "netns", "exec", self.name, *cmd],
-                              capture_output=True, text=True, timeout=timeout)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            ip = shutil.which("ip") or "/usr/sbin/ip"
-            subprocess.run([ip, "netns", "del", self.name], capture_output=True, timeout=10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 class TapWire(SocketWire):
     """A TAP device moved into ``netns`` and configured there with ``addr``.
 
@@ -738,11 +381,11 @@ class TapWire(SocketWire):
         self.ifname = ifname
         self.netns = netns
         try:
-            _run_ip("link", "set", "dev", ifname, "netns", netns.name)
+            run_ip("link", "set", "dev", ifname, "netns", netns.name)
             if addr:
-                _run_ip("-n", netns.name, "addr", "add", addr, "dev", ifname)
-            _run_ip("-n", netns.name, "link", "set", "dev", ifname, "up")
-            _run_ip("-n", netns.name, "link", "set", "dev", "lo", "up")
+                run_ip("-n", netns.name, "addr", "add", addr, "dev", ifname)
+            run_ip("-n", netns.name, "link", "set", "dev", ifname, "up")
+            run_ip("-n", netns.name, "link", "set", "dev", "lo", "up")
         except Exception:
             os.close(fd)
             raise

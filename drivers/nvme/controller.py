@@ -36,7 +36,6 @@ Model
 """
 from __future__ import annotations
 
-import os
 import struct
 
 import numpy as np
@@ -47,13 +46,9 @@ from .spec import DmaFault
 from .store import BlockStore
 from redleaf.shared_heap.batch import count_nonzero
 
-_SQE_IO = struct.Struct("<BBHI16xQQIII")     # the first 52 bytes of an SQE (no CDW2-5)
-#: SQE dwords that are constant in the common batch shape: NSID 1, PRP1 below 4 GiB,
-#: CDW11 0 (a 32-bit LBA), CDW12 0 (one block, no FUA or limited retry)
-_CANON_COLS = np.array([1, 7, 11, 12])
-_CANON = np.array([1, 0, 0, 0])
-#: below this many commands the per-command loop is cheaper than the numpy batch
-_VEC_MIN = 4
+#: below this many queued commands the per-command loop (`_run_sq`) is cheaper
+#: than the vectorised batch (`_run_io_batch`); the two give the same results
+VEC_MIN = 4
 
 
 class _CQ:
@@ -151,6 +146,7 @@ class NvmeController:
         # the rest of the doorbell window: no queue can exist there, it must stay zero
         self._db_rest = self.bar.mv[R.DOORBELL_BASE + 4 * self._db_words:R.DOORBELL_END]
         # statistics
+        self.vec_min = VEC_MIN
         self.stats = {"commands": 0, "completions": 0, "interrupts": 0, "dma_errors": 0,
                       "doorbell_errors": 0, "resets": 0, "errors": 0,
                       "internal_errors": 0}
@@ -177,8 +173,6 @@ class NvmeController:
         self._fatal = False
         self._page_size = 4096
         self._pmask = 4095
-        self._one_block_ok = False
-        self._vcache: dict[int, list] = {}   # (addr << 20 | len) -> [dma slice] for preadv
         self._intmask = 0               # controller reset unmasks every vector
         self._aers: list[int] = []      # CIDs of outstanding Asynchronous Event Requests
         self._events: list[int] = []    # undelivered async event DW0 values
@@ -250,7 +244,10 @@ class NvmeController:
             if sq.head != sq.tail:
                 if not u[R.EMU_PCICMD >> 2] & R.PCICMD_BME:   # BME cleared meanwhile
                     break
-                if self._run_io_sq(sq) if sq.qid else self._run_sq(sq):
+                if sq.qid and (sq.tail - sq.head) % sq.size >= self.vec_min:
+                    if self._run_io_batch(sq):
+                        irq = True
+                elif self._run_sq(sq):
                     irq = True
                 if not self._running:
                     break
@@ -258,6 +255,13 @@ class NvmeController:
             self.stats["interrupts"] += 1
             u[R.EMU_IRQCNT >> 2] = (u[R.EMU_IRQCNT >> 2] + 1) & 0xFFFFFFFF
         return irq
+
+    def next_deadline(self) -> float | None:
+        """Always None: all the controller's work arrives with register and doorbell
+        writes, which the host follows with a ring of the device's doorbell (a full
+        CQ resumes on the host's CQ head doorbell), so an idle controller needs no
+        timer and its process may sleep until rung."""
+        return None
 
     def _quiesce(self) -> None:
         u = self._u32
@@ -321,8 +325,6 @@ class NvmeController:
         except DmaFault:
             return self._go_fatal("admin queue outside the DMA window")
         self._page_size, self._pmask = ps, ps - 1
-        self._one_block_ok = (1 << self.lba_shift) <= min(ps, self.max_transfer)
-        self._vcache.clear()
         # doorbell writes made while disabled are lost, as on hardware
         self._dbmv[:] = bytes(len(self._dbmv))
         self._dbsnap = bytes(len(self._dbmv))
@@ -484,132 +486,73 @@ class NvmeController:
             posted += 1
         return bool(posted) and cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
 
-    def _run_io_sq(self, sq: _SQ) -> bool:
-        """Fast path for I/O queues: Read/Write of a single-page buffer are inlined.
+    def _run_io_batch(self, sq: _SQ) -> bool:
+        """The commands queued in I/O queue `sq` (as many as its CQ has room for),
+        when there are at least `vec_min` of them: `_run_sq` vectorised.
 
-        Everything unusual (other opcodes, PRP2/PRP lists, FUA, errors, memory-backed
-        stores) goes through ``_io_safe``, which re-decodes the entry.
-        """
-        cq = sq.cq
-        mem, size, head, qid = sq.mem, sq.size, sq.head, sq.qid
-        cq32, ct, cs, ph = cq.u32, cq.tail, cq.size, cq.phase
-        todo = min((sq.tail - head) % size, (cq.head - ct - 1) % cs)   # SQ entries, CQ room
-        if not todo:
-            return False
-        if todo >= _VEC_MIN:
-            image = self.store.image
-            if image is not None:
-                irq = self._run_io_batch(sq, todo, image)
-                if irq is not None:
-                    return irq
-        dma, base, limit = self.dma, self.dma_base, self.dma_limit
-        pmask, psize, shift, nsze = self._pmask, self._page_size, self.lba_shift, self.nsze
-        maxt = self.max_transfer
-        fd = self.store.fd
-        if fd < 0:
-            base, limit = 1, 0                          # disables the inlined path
-        unpack = _SQE_IO.unpack_from
-        preadv, pwritev = os.preadv, os.pwritev
-        vcache = self._vcache
-        io_safe = self._io_safe
-        qsh = qid << 16
-        slow_bits = S.RW_FUA | S.RW_LR
-        for _ in range(todo):
-            off = head << 6
-            opc, flags, cid, nsid, prp1, prp2, c10, c11, c12 = unpack(mem, off)
-            head += 1
-            if head == size:
-                head = 0
-            if (opc == 2 or opc == 1) and not flags and nsid == 1 and not c12 & slow_bits:
-                nlb = (c12 & 0xFFFF) + 1
-                slba = c10 | c11 << 32
-                length = nlb << shift
-                if (slba + nlb <= nsze and length <= maxt and not prp1 & 3
-                        and (prp1 & pmask) + length <= psize
-                        and base <= prp1 and prp1 + length <= limit):
-                    key = prp1 << 20 | length
-                    iov = vcache.get(key)
-                    if iov is None:
-                        if len(vcache) >= 8192:
-                            vcache.clear()
-                        iov = vcache[key] = [dma[prp1:prp1 + length]]
-                    try:
-                        if (preadv if opc == 2 else pwritev)(fd, iov, slba << shift) == length:
-                            status = 0
-                        else:
-                            status = io_safe(mem, off)      # short transfer: slow path
-                    except OSError:
-                        status = io_safe(mem, off)          # redo on the slow path to classify
-                else:
-                    status = io_safe(mem, off)
-            else:
-                status = io_safe(mem, off)
-            # DW0/DW1 are not written: Read/Write/Flush define no DW0 and every CQE
-            # this controller posts to an I/O CQ has DW0 = DW1 = 0, so they stay as
-            # the host initialised them (zero).
-            b = ct << 2
-            cq32[b + 2] = head | qsh                             # DW2: SQHD, SQID
-            cq32[b + 3] = cid | ph << 16 | status << 17          # DW3, phase tag last
-            ct += 1
-            if ct == cs:
-                ct = 0
-                ph ^= 1
-        sq.head = head
-        cq.tail, cq.phase = ct, ph
-        st = self.stats
-        st["commands"] += todo
-        st["completions"] += todo
-        return cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
-
-    def _run_io_batch(self, sq: _SQ, todo: int, image: memoryview) -> bool | None:
-        """`todo` I/O commands as one batch, for a store mapped in memory (`image`),
-        if they all have the common shape; None (nothing done) otherwise, and the
-        per-command loop of `_run_io_sq` takes them.
-
-        The shape is checked with a few whole-batch tests on a copy of the entries
-        (what is checked is what is used); each command is then one memoryview copy
-        between the image and DMA memory (no system call).  The completions are
-        posted with two vector stores: every DW2 (SQ head, SQ id) first, then every
-        DW3, whose phase tag publishes the entry (x86 keeps stores in order)."""
+        Each command has one implementation, `_io`.  Here its checks for a Read or
+        Write run on the whole batch at once; a command that passes them all (NSID 1,
+        no flags or FUA, LBAs in range, within MDTS, one DMA segment inside the
+        window: what `_io` would do with one view and no error) is moved by the
+        store's batch copy, runs of same-opcode commands at a time, in queue order;
+        every other command (other opcodes, PRP2/PRP lists, FUA, anything `_io`
+        would refuse) goes through `_io` itself, in its place in the order, and so
+        does a run the store failed (to find which command failed and how).  The
+        completions are posted with vector stores: DW0-DW2 first, then DW3, whose
+        phase tag publishes the entry (x86 keeps stores in order)."""
         cq = sq.cq
         size, head = sq.size, sq.head
         ct, cs, ph = cq.tail, cq.size, cq.phase
-        w = sq.w
+        todo = min((sq.tail - head) % size, (cq.head - ct - 1) % cs)   # SQ entries, CQ room
+        if not todo:
+            return False
         end = head + todo
+        w = sq.w
         e = (w[head:end] if end <= size else np.concatenate((w[head:], w[:end - size]))).astype(np.int64)
-        dw0 = e[:, 0]
-        opc0 = int(dw0[0]) & 0xFFFF
-        prp1 = e[:, 6]
-        # the common shape: all Reads or all Writes of one block, NSID 1, no flags,
-        # 32-bit LBAs in range, page-aligned buffers below 4 GiB inside the DMA window
-        if not ((opc0 == 2 or opc0 == 1) and self._one_block_ok
-                and not count_nonzero(e[:, _CANON_COLS] != _CANON)
-                and not count_nonzero((dw0 & 0xFFFF) != opc0)
-                and int(e[:, 10].max()) < self.nsze and not count_nonzero(prp1 & self._pmask)
-                and int(prp1.min()) >= self.dma_base
-                and int(prp1.max()) + (1 << self.lba_shift) <= self.dma_limit):
-            return None
-        n = 1 << self.lba_shift
-        dma = self.dma
-        if opc0 == 2:
-            for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
-                dma[a:a + n] = image[b:b + n]
+        d0 = e[:, 0]
+        kind, slba, prp1, length = self._simple_rw(e)
+        store, dma, mem, shift = self.store, self.dma, sq.mem, self.lba_shift
+        if type(kind) is int:                      # all simple, one opcode: one run
+            runs = ((0, todo, kind),)
         else:
-            for a, b in zip(prp1.tolist(), (e[:, 10] << self.lba_shift).tolist()):
-                image[b:b + n] = dma[a:a + n]
+            cut = np.flatnonzero((kind[1:] != kind[:-1]) | (kind[1:] == 0)) + 1
+            runs = zip([0] + cut.tolist(), cut.tolist() + [todo], kind[np.r_[0, cut]].tolist())
+        status = None
+        for lo, hi, k in runs:
+            if k:
+                move = store.read_many if k == S.NVM_READ else store.write_many
+                try:
+                    if type(length) is int:
+                        move(dma, prp1[lo:hi].tolist(), (slba[lo:hi] << shift).tolist(), length)
+                    else:                           # one length at a time
+                        for a, off, n in zip(prp1[lo:hi].tolist(), (slba[lo:hi] << shift).tolist(),
+                                             length[lo:hi].tolist()):
+                            move(dma, (a,), (off,), n)
+                    continue
+                except OSError:
+                    pass                            # redo one by one: which failed, how
+            if status is None:
+                status = np.zeros(todo, dtype=np.int64)
+            for j in range(lo, hi):
+                status[j] = self._io_safe(mem, ((head + j) % size) << 6)
         sqhd = np.arange(head + 1, end + 1)
         if end >= size:
             sqhd %= size
         dw2 = sqhd | (sq.qid << 16)
-        dw3 = (dw0 >> 16) | (ph << 16)                     # status 0
+        dw3 = (d0 >> 16) | (ph << 16)
+        if status is not None:
+            dw3 |= status << 17
         dw = cq.dw
         cend = ct + todo
         if cend <= cs:
+            dw[ct:cend, 0:2] = 0
             dw[ct:cend, 2] = dw2
             dw[ct:cend, 3] = dw3
         else:                                 # the CQ wraps: the phase flips there
             k = cs - ct
             dw3[k:] ^= 1 << 16
+            dw[ct:, 0:2] = 0
+            dw[:cend - cs, 0:2] = 0
             dw[ct:, 2] = dw2[:k]
             dw[:cend - cs, 2] = dw2[k:]
             dw[ct:, 3] = dw3[:k]
@@ -623,6 +566,55 @@ class NvmeController:
         st["commands"] += todo
         st["completions"] += todo
         return cq.ien and not (self._intmask >> (cq.iv & 31)) & 1
+
+    #: SQE dwords a homogeneous batch shares: DW0's opcode and flags (not the CID),
+    #: NSID, PRP1's high half, CDW11 (the LBA's high half), CDW12 (blocks, FUA)
+    _SAME_COLS = np.array([0, 1, 7, 11, 12])
+
+    def _simple_rw(self, e: np.ndarray):
+        """`_io`'s checks for Read and Write, on a batch (`e`: the SQEs' dwords as an
+        (n, 16) int64 array).  A command is simple if `_io` would run it as a Read
+        or Write with one DMA segment and no error: NSID 1, no flags, no FUA, LBAs
+        in range, at most MDTS, PRP1 dword-aligned with the transfer inside its page
+        (no PRP2) and inside the DMA window.  Returns (kind, slba, prp1, length):
+        kind the opcode of each command where simple and 0 where not -- or one int
+        when every command is simple with that opcode; length an int when all are
+        equal.  A homogeneous batch (every command sharing the first one's opcode,
+        flags, NSID, CDW11, CDW12, PRP1 high half) is checked with whole-batch
+        reductions, the rest per command; both are the same checks."""
+        first = e[0]
+        same = e[:, self._SAME_COLS]
+        same[:, 0] &= 0xFFFF                        # DW0 without the CID
+        if not count_nonzero(same != same[0]):
+            opc, flags, nsid, phi, c11, c12 = (int(first[0]) & 0xFF, int(first[0]) >> 8 & 0xFF, int(first[1]),
+                                               int(first[7]), int(first[11]), int(first[12]))
+            nlb = (c12 & 0xFFFF) + 1
+            length = nlb << self.lba_shift
+            if ((opc == S.NVM_READ or opc == S.NVM_WRITE) and not flags and nsid == 1 and not c12 & S.RW_FUA
+                    and c11 <= self.nsze >> 32 and phi < 1 << 31 and length <= self.max_transfer):
+                slba = e[:, 10] + (c11 << 32) if c11 else e[:, 10]
+                prp1 = e[:, 6] + (phi << 32) if phi else e[:, 6]
+                lo, hi = int(prp1.min()), int(prp1.max())
+                low = int(np.bitwise_or.reduce(prp1)) & self._pmask   # 0: every buffer page-aligned
+                if (int(slba.max()) + nlb <= self.nsze and lo >= self.dma_base and hi + length <= self.dma_limit
+                        and not low & 3
+                        and (low == 0 and length <= self._page_size
+                             or int((prp1 & self._pmask).max()) + length <= self._page_size)):
+                    return opc, slba, prp1, length
+        d0, c12 = e[:, 0], e[:, 12]
+        opc = d0 & 0xFF
+        nlb = (c12 & 0xFFFF) + 1
+        length = nlb << self.lba_shift
+        # the 64-bit fields are built only where they cannot overflow int64; where
+        # they could, the command is not simple anyway (LBA or address out of range)
+        small = (e[:, 11] <= self.nsze >> 32) & (e[:, 7] < 1 << 31)
+        slba = e[:, 10] | (e[:, 11] << 32)
+        prp1 = e[:, 6] | (e[:, 7] << 32)
+        simple = (((opc == S.NVM_READ) | (opc == S.NVM_WRITE)) & ((d0 >> 8 & 0xFF) == 0) & (e[:, 1] == 1)
+                  & ((c12 & S.RW_FUA) == 0) & small & (slba + nlb <= self.nsze) & (length <= self.max_transfer)
+                  & ((prp1 & 3) == 0) & ((prp1 & self._pmask) + length <= self._page_size)
+                  & (prp1 >= self.dma_base) & (prp1 + length <= self.dma_limit))
+        return np.where(simple, opc, 0), slba, prp1, length
 
     def _io_safe(self, mem, off: int) -> int:
         try:

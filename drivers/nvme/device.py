@@ -46,6 +46,9 @@ class NvmeDevice:
     def fileno(self):
         return None
 
+    def next_deadline(self) -> float | None:
+        return self.ctrl.next_deadline()
+
     def status(self) -> dict:
         return dict(self.ctrl.stats)
 

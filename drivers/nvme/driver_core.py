@@ -525,11 +525,6 @@ class NvmeDriverCore:
         self._u32[self._cq_db] = nh
         return others, boff, status
 
-    def batch_inflight(self) -> np.ndarray:
-        """Buffer offsets of `submit_batch` commands not yet reaped."""
-        b = self._batch_off
-        return b[b >= 0]
-
     def submit_flush(self, tag) -> None:
         self._submit(S.NVM_FLUSH, 0, 0, 0, tag)
 
@@ -573,14 +568,6 @@ class NvmeDriverCore:
     def inflight(self) -> list[Request]:
         """Requests submitted (rung or not) and not yet reaped, oldest first."""
         return [Request(*r) for r in self._reqs.values()]
-
-    def forget_inflight(self) -> list[Request]:
-        """Drop every in-flight request (after a controller reset); returns them."""
-        reqs = self.inflight()
-        self._reqs.clear()
-        self._batch_off[:] = -1
-        self._free = list(range(self.queue_depth - 1, -1, -1))
-        return reqs
 
     def wait_all(self, step: Step, timeout: float = 5.0) -> list[tuple[object, int]]:
         """Ring, then reap until nothing is in flight (convenience for tests/tools)."""

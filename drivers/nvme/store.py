@@ -8,28 +8,64 @@ any process); ``flush()`` makes it durable with ``fdatasync``.
 
 ``MemoryBlockStore`` keeps the image in a bytearray, for fast tests.
 
-Both also offer the image as one writable memoryview (``image``): the controller's
-batch path copies between it and DMA memory directly, which costs a third of a
-``preadv`` per 4 KiB block.  For the file that is a shared mapping of it, so what
-is written through it is in the same page cache as ``pwritev`` would have put it
-(it survives the death of any process), and ``flush()`` msyncs it before
-``fdatasync``.
+``read_many``/``write_many`` move a batch of single-buffer transfers (the
+controller's batch of simple Reads or Writes).  The file store copies them
+through a shared mapping of the image, which costs a third of a ``preadv`` per
+4 KiB block: what is written through it is in the same page cache as ``pwritev``
+would have put it (it survives the death of any process), and ``flush()`` msyncs
+it before ``fdatasync``.
+
+A disk image belongs to one device: ``FileBlockStore`` takes an exclusive
+``flock`` on it for its whole life (released by ``close()`` or by the death of the
+process), and a second store on the same file -- another device, another instance,
+or the same process -- fails with ``ImageInUse`` naming the holder's pid and
+command line (found in /proc/locks), instead of two controllers silently
+interleaving writes to one namespace.
+
+Calls: the OS only (os, mmap, fcntl, /proc); imports nothing of ours.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
 from typing import Sequence
+
+
+class ImageInUse(OSError):
+    """The disk image is locked by another store (another device or instance)."""
+
+
+def lock_holder(fd: int) -> str:
+    """Who holds a flock on the file open as `fd`: "pid N (command line)", from
+    /proc/locks, or "another process" if it cannot be told (no /proc, or a holder
+    in another pid namespace)."""
+    st = os.fstat(fd)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "another process"
+    for ln in lines:
+        parts = ln.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (blocked waiters have a "->")
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == ident and parts[4].isdigit():
+            pid = int(parts[4])
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as c:
+                    cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                cmd = ""
+            return f"pid {pid}" + (f" ({cmd[:200]})" if cmd else "")
+    return "another process"
 
 
 class BlockStore:
     """Byte-addressed backing store.  Offsets and sizes are in bytes."""
 
     size: int
-    #: file descriptor for the controller's inlined preadv/pwritev fast path, or -1
-    fd: int = -1
-    #: the whole image as a writable memoryview for the batch path, or None
-    image: memoryview | None = None
 
     def readinto(self, offset: int, views: Sequence[memoryview]) -> None:
         """Fill ``views`` (in order) from ``offset``.  Raises OSError on media errors."""
@@ -38,6 +74,17 @@ class BlockStore:
     def writefrom(self, offset: int, views: Sequence[memoryview]) -> None:
         """Write ``views`` (in order) at ``offset``.  Raises OSError on media errors."""
         raise NotImplementedError
+
+    def read_many(self, mem: memoryview, addrs: Sequence[int], offsets: Sequence[int], length: int) -> None:
+        """A batch of ``readinto(offset, [mem[addr:addr + length]])``, in order.
+        Raises OSError on a media error (some of the batch may have been done)."""
+        for a, off in zip(addrs, offsets):
+            self.readinto(off, [mem[a:a + length]])
+
+    def write_many(self, mem: memoryview, addrs: Sequence[int], offsets: Sequence[int], length: int) -> None:
+        """A batch of ``writefrom(offset, [mem[addr:addr + length]])``, in order."""
+        for a, off in zip(addrs, offsets):
+            self.writefrom(off, [mem[a:a + length]])
 
     def write_zeroes(self, offset: int, nbytes: int) -> None:
         z = memoryview(bytes(min(nbytes, 1 << 20)))
@@ -70,10 +117,23 @@ class FileBlockStore(BlockStore):
 
     def __init__(self, path: str | os.PathLike, size: int | None = None, *,
                  sync: str = "fdatasync", create: bool = True, map_image: bool = True) -> None:
+        if sync == "fdatasync":
+            self._sync = getattr(os, "fdatasync", os.fsync)
+        elif sync == "fsync":
+            self._sync = os.fsync
+        elif sync == "none":
+            self._sync = None
+        else:
+            raise ValueError(f"unknown sync mode {sync!r}")
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         self.path = os.fspath(path)
         self.fd = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ImageInUse(f"{self.path}: disk image in use by {lock_holder(self.fd)}; "
+                                 "an image belongs to one device at a time") from None
             cur = os.fstat(self.fd).st_size
             if size is not None and size > cur:
                 os.ftruncate(self.fd, size)
@@ -84,14 +144,6 @@ class FileBlockStore(BlockStore):
         except BaseException:
             os.close(self.fd)
             raise
-        if sync == "fdatasync":
-            self._sync = getattr(os, "fdatasync", os.fsync)
-        elif sync == "fsync":
-            self._sync = os.fsync
-        elif sync == "none":
-            self._sync = None
-        else:
-            raise ValueError(f"unknown sync mode {sync!r}")
         self._map = None
         if map_image:
             try:
@@ -111,6 +163,28 @@ class FileBlockStore(BlockStore):
         want = sum(len(v) for v in views) if len(views) != 1 else len(views[0])
         if n != want:
             self._finish_short(offset, views, n, want, read=False)
+
+    def read_many(self, mem, addrs, offsets, length):
+        image = self.image
+        if image is None:
+            return super().read_many(mem, addrs, offsets, length)
+        self._check_many(offsets, length)
+        n = length
+        for a, off in zip(addrs, offsets):
+            mem[a:a + n] = image[off:off + n]
+
+    def write_many(self, mem, addrs, offsets, length):
+        image = self.image
+        if image is None:
+            return super().write_many(mem, addrs, offsets, length)
+        self._check_many(offsets, length)
+        n = length
+        for a, off in zip(addrs, offsets):
+            image[off:off + n] = mem[a:a + n]
+
+    def _check_many(self, offsets, length) -> None:
+        if offsets and (min(offsets) < 0 or max(offsets) + length > self.size):
+            raise OSError(errno.EIO, "transfer beyond the end of the image")
 
     def _finish_short(self, offset, views, done, want, *, read):
         # short transfer: continue piecewise (reads past EOF return zeroes)
@@ -165,12 +239,6 @@ class MemoryBlockStore(BlockStore):
         self.flushes = 0
         self.fail_reads = False     # fault injection: raise EIO
         self.fail_writes = False
-
-    @property
-    def image(self):
-        """The bytearray's view, unless a fault is being injected (then every
-        command takes the path that can fail)."""
-        return None if self.fail_reads or self.fail_writes else self.mv
 
     def readinto(self, offset, views):
         if self.fail_reads:

@@ -3,7 +3,7 @@ back.  Used by the integration tests over a real supervisor.
 
 It keeps one pool of buffers (`free`) for both directions: RX submits give the
 driver all free buffers (it takes what fits its ring), TX takes from what is left.
-Every frame carries a sequence number and a CRC32 (redleaf.drivers.ixgbe.wire test frames);
+Every frame carries a sequence number and a CRC32 (redleaf.drivers.ixgbe.frames test frames);
 `received` maps sequence -> count, `corrupt` counts frames that fail the check.
 """
 
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from redleaf.drivers.ixgbe.wire import make_test_frame, parse_test_frame
+from redleaf.drivers.ixgbe.frames import make_test_frame, parse_test_frame
 from redleaf.drivers.net import Net, PacketOps
 
 SRC = b"\x02\x00\x00\x00\x00\x01"

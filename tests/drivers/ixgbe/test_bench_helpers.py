@@ -28,3 +28,10 @@ def test_recovery_time_is_kill_to_first_packet_after_the_death():
     assert recovery_ixgbe.recovery_times_ms([(10 * ms, 11 * ms)], 0, ms, bins) == [30.0]
     # a kill with no traffic after it gives no figure rather than a wrong one
     assert recovery_ixgbe.recovery_times_ms([(10 * ms, 11 * ms)], 0, ms, bins[:30]) == []
+
+
+def test_only_the_in_driver_configuration_runs_the_benchmark_app_in_the_driver_domain():
+    targets = {c: {d.name: d.target for d in parse_manifest(ixgbe.manifest(c)).domains}
+               for c in ("plain", "shadow")}
+    assert targets["plain"]["ixgbe0"] == "redleaf.drivers.ixgbe.pktapp:InDriverPktApp"
+    assert targets["shadow"]["ixgbe0.driver"] == "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from redleaf.domains.errors import DomainCrashed
-from redleaf.drivers.ixgbe.wire import NetNamespace, ShmCable, TapWire, WireUnavailable, parse_test_frame
+from redleaf.drivers.ixgbe.frames import parse_test_frame
+from redleaf.drivers.ixgbe.netns import NetNamespace, WireUnavailable
+from redleaf.drivers.ixgbe.wire import ShmCable, TapWire
 from redleaf.drivers.net import Net, NetApp, NetError
 
 from tests.conftest import wait_busy
@@ -44,11 +46,11 @@ config = {config}
 """
 
 
-def driver(name: str, dev: str, extra: str = "") -> str:
+def driver(name: str, dev: str, extra: str = "", target: str = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver") -> str:
     return f"""
 [[domain]]
 name = "{name}"
-target = "redleaf.drivers.ixgbe.domain:IxgbeNetDriver"
+target = "{target}"
 restart = "permanent"
 max_restarts = 100
 period_s = 10.0
@@ -72,6 +74,16 @@ uses = {{ driver = "{name}.driver" }}
 
 
 LOOPBACK = HEAP + device("ixgbe0-dev", '{ wire = "loopback" }') + driver("ixgbe0", "ixgbe0-dev")
+INDRIVER = "redleaf.drivers.ixgbe.pktapp:InDriverPktApp"
+
+
+def test_the_production_driver_exports_net_only_and_the_in_driver_app_is_a_subclass():
+    from redleaf.drivers.ixgbe.domain import IxgbeNetDriver
+    from redleaf.drivers.ixgbe.pktapp import InDriverPktApp
+
+    assert issubclass(IxgbeNetDriver, Net) and not issubclass(IxgbeNetDriver, NetApp)
+    assert not hasattr(IxgbeNetDriver, "run_app") and not hasattr(IxgbeNetDriver, "timeline")
+    assert issubclass(InDriverPktApp, IxgbeNetDriver) and issubclass(InDriverPktApp, NetApp)
 
 
 @pytest.fixture
@@ -372,7 +384,7 @@ def test_net_has_one_client_at_a_time_and_frees_what_a_departed_one_left(make_in
 
 
 def test_nullnet_returns_packets_at_once_and_apps_run_in_driver_and_across(make_instance):
-    m = (HEAP + device("ixgbe0-dev", '{ wire = "pktgen" }') + driver("ixgbe0", "ixgbe0-dev") + """
+    m = (HEAP + device("ixgbe0-dev", '{ wire = "pktgen" }') + driver("ixgbe0", "ixgbe0-dev", target=INDRIVER) + """
 [[domain]]
 name = "nullnet"
 target = "redleaf.drivers.ixgbe.nullnet:NullNetDomain"
@@ -403,7 +415,8 @@ uses = { net = "nullnet" }
 
 
 def test_kill_9_of_driver_without_shadow(make_instance):
-    inst = make_instance(LOOPBACK)
+    inst = make_instance(HEAP + device("ixgbe0-dev", '{ wire = "loopback" }')
+                         + driver("ixgbe0", "ixgbe0-dev", target=INDRIVER))   # run_app: a call in flight
     with inst.attach() as c:
         cl = NetClient(c, "ixgbe0")
         cl.run(500)

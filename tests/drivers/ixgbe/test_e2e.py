@@ -10,8 +10,9 @@ from redleaf.drivers.ixgbe import regs as R
 from redleaf.drivers.ixgbe.driver_core import DriverError, IxgbeDriver
 from redleaf.drivers.ixgbe.nullnet import NullNet
 from redleaf.drivers.ixgbe.sim import BumpAllocator, Port
-from redleaf.drivers.ixgbe.wire import (LoopbackWire, PktGenWire, ShmCable, ShmWire, make_test_frame,
-                                pair, parse_test_frame, socket_cable)
+from redleaf.drivers.ixgbe.frames import make_test_frame, parse_test_frame
+from redleaf.drivers.ixgbe.pktgen import PktGenWire
+from redleaf.drivers.ixgbe.wire import LoopbackWire, ShmCable, ShmWire, pair, socket_cable
 
 
 def write_frames(port, seqs, lengths):

@@ -10,7 +10,7 @@ from redleaf.drivers.ixgbe import l2fwd
 from redleaf.drivers.ixgbe import regs as R
 from redleaf.drivers.ixgbe.nic import Nic
 from redleaf.drivers.ixgbe.sim import Port
-from redleaf.drivers.ixgbe.wire import PktGenWire
+from redleaf.drivers.ixgbe.pktgen import PktGenWire
 
 
 # ------------------------------------------------------------------ ring helpers
@@ -76,18 +76,18 @@ def test_sink_fast_path_counts_like_the_frame_by_frame_check(data):
     assert fast.sink_stats() == slow.sink_stats()
 
 
-def test_pktgen_drop_takes_sequence_numbers_and_tokens():
+def test_pktgen_discard_takes_sequence_numbers_and_tokens():
     t = [0.0]
     gen = PktGenWire(rate_pps=1000, burst=10, clock=lambda: t[0])
     assert gen.recv_array(4).shape[0] == 4
-    assert gen.drop(100) == 6                       # only the burst's remaining tokens
-    assert gen.drop(5) == 0
+    assert gen.discard(100) == 6                       # only the burst's remaining tokens
+    assert gen.discard(5) == 0
     t[0] += 0.005                                   # 5 more tokens
     f = gen.recv_array(10)
     assert f.shape[0] == 5
     assert f[0, 16:24].view("<u8")[0] == 10         # the dropped frames had 4..9
     gen2 = PktGenWire(count=8)
-    assert gen2.drop(5) == 5 and gen2.recv_array(10).shape[0] == 3 and gen2.drop(1) == 0
+    assert gen2.discard(5) == 5 and gen2.recv_array(10).shape[0] == 3 and gen2.discard(1) == 0
     gen2.send_array(gen2.recv_array(0))
     assert gen2.sink_stats()["missing"] == 8
 
@@ -194,3 +194,144 @@ def test_rx_ready_and_waiting_follow_the_ring():
     gen.count = gen.next_seq                        # the generator stops
     nic.process()
     assert not drv.rx_ready() and drv.rx_waiting()
+
+
+# ------------------------------------------------------------------ one RX/TX path, two data movers
+class _ListOnly:
+    """The same generator/sink seen as a plain wire: recv/send of lists only (no
+    recv_array, send_array or discard), so the NIC moves frames one by one."""
+
+    def __init__(self, gen):
+        self.gen = gen
+
+    def recv(self, max):
+        return self.gen.recv(max)
+
+    def send(self, frames):
+        self.gen.send([bytes(f) for f in frames])
+
+    def fileno(self):
+        return None
+
+    def close(self):
+        pass
+
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("rx"), st.integers(0, 40)),                 # process, collect, give back
+    st.tuples(st.just("bad_rx_addr"), st.integers(0, 31), st.sampled_from([1 << 40, 2**64 - 16, 8])),
+    st.tuples(st.just("rdt"), st.integers(0, 40)),                # RDT, maybe beyond the ring
+    st.tuples(st.just("rxen"), st.booleans()),
+    st.tuples(st.just("bme"), st.booleans()),
+    st.tuples(st.just("tx"), st.lists(st.integers(1, 3000), min_size=1, max_size=12)),
+    st.tuples(st.just("bad_tx"), st.integers(0, 31), st.sampled_from(["addr", "wrap", "type", "len0", "noeop"])),
+    st.tuples(st.just("pad"), st.booleans()),
+), max_size=25)
+
+
+def _run_rig(array_wire: bool, frame_size: int, ops):
+    gen = PktGenWire(frame_size=frame_size, count=0)
+    wire = gen if array_wire else _ListOnly(gen)
+    p = Port(wire, num_rx_desc=32, num_tx_desc=32, batch=16, num_bufs=160, dma_size=1 << 20)
+    p.init()
+    gen.count = None
+    drv, nic, r = p.drv, p.nic, p.drv.regs
+    spare = [o for o in p.free]
+    for op in ops:
+        kind = op[0]
+        if kind == "rx":
+            nic.process()
+            offs, _lens = drv.rx_batch_arrays(op[1])
+            drv.give_rx_buffers(offs)
+        elif kind == "bad_rx_addr":
+            drv.rx_ring.q[op[1], 0] = op[2]             # far, wrapping past 2**64, below
+        elif kind == "rdt":
+            r.write32(R.RDT(0), op[1])
+        elif kind == "rxen":
+            v = r.read32(R.RXCTRL)
+            r.write32(R.RXCTRL, v | R.RXCTRL_RXEN if op[1] else v & ~R.RXCTRL_RXEN)
+        elif kind == "bme":
+            v = r.read32(R.PCI_CMD)
+            r.write32(R.PCI_CMD, v | R.PCI_CMD_BME if op[1] else v & ~R.PCI_CMD_BME)
+        elif kind == "tx":
+            k = min(len(op[1]), len(spare))
+            offs = np.array(spare[:k], dtype=np.int64)
+            lens = np.array(op[1][:k], dtype=np.int64)
+            p.mem[offs[:, None] + np.arange(60)] = gen.template[:60]   # a recognisable head
+            n = drv.tx_batch_arrays(offs, np.minimum(lens, 2048))
+            del spare[:n]
+            nic.process()
+            spare += drv.tx_reclaim_arrays().tolist()
+        elif kind == "bad_tx":
+            i = op[1]
+            if op[2] == "addr":
+                drv.tx_ring.q[i, 0] = 1 << 40
+            elif op[2] == "wrap":
+                drv.tx_ring.q[i, 0] = 2**64 - 16
+            elif op[2] == "type":
+                drv.tx_ring.d[i, 2] &= ~np.uint32(D.TXD_DCMD_DEXT)
+            elif op[2] == "len0":
+                drv.tx_ring.d[i, 2] &= ~np.uint32(0xFFFF)
+            else:
+                drv.tx_ring.d[i, 2] &= ~np.uint32(D.TXD_DCMD_EOP)
+            r.write32(R.TDT(0), (i + 1) % 32)
+            nic.process()
+        elif kind == "pad":
+            v = r.read32(R.HLREG0)
+            r.write32(R.HLREG0, v | R.HLREG0_TXPADEN if op[1] else v & ~R.HLREG0_TXPADEN)
+    return (bytes(p.dma), bytes(p.bar[:R.BAR_REAL_SIZE]), [(e.code, e.queue, e.arg, e.message) for e in nic.errors],
+            gen.next_seq, gen.rx_frames, gen.sink_stats())
+
+
+@given(st.sampled_from([60, 64, 1514, 3000]), _OPS)
+@settings(max_examples=150, deadline=None)
+def test_rx_and_tx_move_frames_alike_as_arrays_and_one_by_one(frame_size, ops):
+    """The NIC's one RX and one TX path give the same DMA memory, registers,
+    counters, device errors and wire-side counts whether the wire hands over
+    frames as one array (scatter/gather, discard without building) or as a list
+    (a copy a frame): full rings, bad buffer addresses, RDT beyond the ring,
+    RXEN/BME off, oversize frames (3000 > the 2 KiB buffer), bad TX descriptors,
+    frames that need padding."""
+    assert _run_rig(True, frame_size, ops) == _run_rig(False, frame_size, ops)
+
+
+# ------------------------------------------------------------------ idle: when the device needs a call
+def test_next_deadline_says_when_an_idle_nic_needs_a_call_without_a_doorbell():
+    t = [0.0]
+    gen = PktGenWire(rate_pps=1000, burst=4, count=0, clock=lambda: t[0])
+    p = Port(gen, num_rx_desc=32, num_tx_desc=32, batch=16, num_bufs=128)
+    nic, drv = p.nic, p.drv
+    nic.process()
+    r = drv.regs
+    r.write32(R.AUTOC, r.read32(R.AUTOC) | R.AUTOC_AN_RESTART)
+    nic.process()
+    assert nic.next_deadline() == 0.0                # the link comes up on the next calls
+    p.init()
+    gen.count = None
+    assert nic.next_deadline() == 0.0                # free descriptors, tokens in the bucket
+    nic.process()                                    # takes the burst (4 frames)
+    assert nic.next_deadline() == 0.001              # the next token, at 1000 pps
+    t[0] += 0.0015
+    assert nic.next_deadline() == 0.0
+    gen.count = gen.next_seq                         # the generator has stopped
+    assert nic.next_deadline() is None
+    gen.count = None
+    r.write32(R.RDT(0), nic.rxq[0].head)             # a full ring: only the driver frees it
+    assert nic.next_deadline() is None
+    r.write32(R.RXCTRL, 0)                           # receive off: frames are only missed
+    assert nic.next_deadline() is None
+
+
+def test_a_nic_on_a_wire_with_a_readable_fd_needs_no_timer():
+    from redleaf.drivers.ixgbe.wire import LoopbackWire, udp_pair
+
+    a, b = udp_pair()
+    try:
+        for wire in (a, LoopbackWire()):
+            p = Port(wire, num_rx_desc=32, num_tx_desc=32, num_bufs=128)
+            p.init()
+            p.nic.process()
+            assert p.nic.next_deadline() is None
+    finally:
+        a.close()
+        b.close()

@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from redleaf.drivers.ixgbe.wire import SeqSeen
+from redleaf.drivers.ixgbe.frames import SeqSeen
 
 
 class Small(SeqSeen):

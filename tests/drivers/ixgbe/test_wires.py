@@ -7,9 +7,9 @@ import time
 import pytest
 
 from redleaf.drivers.ixgbe.sim import Port
-from redleaf.drivers.ixgbe.wire import (ShmCable, ShmWire, SocketWire, TapWire, NetNamespace, UdpWire,
-                                WireUnavailable, make_test_frame, parse_test_frame, socket_cable,
-                                udp_pair)
+from redleaf.drivers.ixgbe.frames import make_test_frame, parse_test_frame
+from redleaf.drivers.ixgbe.netns import NetNamespace, WireUnavailable
+from redleaf.drivers.ixgbe.wire import ShmCable, ShmWire, SocketWire, TapWire, UdpWire, socket_cable, udp_pair
 
 
 def _poll_until(cond, timeout=5.0, step=None):

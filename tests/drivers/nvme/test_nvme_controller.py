@@ -368,3 +368,14 @@ def test_garbage_never_raises(actions):
     off, _ = rig.buf(4096)
     new.submit_read(0, 1, off, "ok")
     assert new.wait_all(rig.ctrl.process) == [("ok", 0)]
+
+
+def test_an_idle_controller_needs_no_timer():
+    """Work reaches the controller only by register and doorbell writes (each
+    followed by a ring of its doorbell), so an idle controller sleeps until rung."""
+    rig = Rig()
+    assert rig.ctrl.next_deadline() is None
+    off, _ = rig.buf(4096)
+    rig.drv.submit_read(0, 1, off, "r")
+    assert rig.run() == [("r", 0)]
+    assert rig.ctrl.next_deadline() is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import random
 
 import pytest
@@ -447,3 +448,51 @@ def test_submit_many_fast_and_fallback_paths():
     assert all(bytes(outs[i][1]) == pattern(100 + i, 4096) for i in range(5))
     with pytest.raises(ValueError):
         d.submit_many(S.NVM_FLUSH, [])
+
+
+def test_a_disk_image_belongs_to_one_store_at_a_time(tmp_path):
+    """A second store (here: a second controller's) on an image in use fails with an
+    error naming the holder; once the first closes, the image can be opened again."""
+    from redleaf.drivers.nvme.store import ImageInUse
+
+    path = tmp_path / "one.img"
+    first = FileBlockStore(path, 16 * 4096)
+    rig = Rig(store=first)                       # a controller running on it
+    with pytest.raises(ImageInUse) as e:
+        FileBlockStore(path)
+    assert str(path) in str(e.value) and f"pid {os.getpid()}" in str(e.value)
+    first.close()
+    again = FileBlockStore(path)
+    assert again.size == 16 * 4096
+    again.close()
+    del rig
+
+
+def test_a_disk_image_in_use_by_another_process_names_that_process(tmp_path):
+    from redleaf.drivers.nvme.store import ImageInUse
+
+    path = tmp_path / "shared.img"
+    FileBlockStore(path, 4096).close()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                 # the holder: lock, say so, wait for SIGTERM
+        try:
+            os.close(r)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+            st_ = FileBlockStore(path)
+            os.write(w, b"x")
+            signal.sigwait({signal.SIGTERM})
+            st_.close()
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"x"             # the child holds the image now
+        with pytest.raises(ImageInUse) as e:
+            FileBlockStore(path)
+        assert f"pid {pid}" in str(e.value)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(r)
+    FileBlockStore(path).close()                 # the holder's death released it
