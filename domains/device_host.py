@@ -57,7 +57,15 @@ QUIESCE_PUMP_S = 0.4
 #: between a busy driver's batches, so a device under load never pays a wake-up
 SPIN_NS = 1_000_000
 sched_yield = os.sched_yield
-IDLE_SLEEP_MS = 20
+IDLE_SLEEP_MS = 20  # for a model that cannot say when it next needs a call (no next_deadline)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
 _U32 = struct.Struct("<I")
 
 
@@ -83,6 +91,8 @@ def main(spec: dict) -> int:
     from .host import connect_runtime, import_target
 
     stop = []
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wfd)  # SIGTERM ends an untimed select (PEP 475 would retry it)
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rt = connect_runtime(spec)
@@ -164,13 +174,24 @@ def main(spec: dict) -> int:
             if dev.process():
                 last_work = now()
                 continue
-            fds = [rt.bell.fd] + ([fd] if fd is not None else [])
-            select.select(fds, [], [], IDLE_SLEEP_MS / 1000)
+            rt.beat()
+            # The control socket's fd is edge-triggered: take what is queued now, or a
+            # push that arrived meanwhile would never make it readable again.
+            rt.handle_pushes()
+            # No timer unless the model needs one (a link coming up, frames arriving
+            # without making an fd readable): the doorbell (drivers' doorbell writes,
+            # the supervisor's quiesce and binds), the wire's fd, the control socket
+            # and signals wake it. An idle device costs nothing.
+            due = dev.next_deadline() if hasattr(dev, "next_deadline") else IDLE_SLEEP_MS / 1000
+            fds = [rt.bell.fd, rt._ctl_fd, rfd] + ([fd] if fd is not None else [])
+            ready, _w, _x = select.select(fds, [], [], due)
         finally:
             area[RA_SLEEPING] = 0
         rt.bell.drain()
+        _drain(rfd)
         rt.handle_pushes()
-        last_work = now()
+        if ready:
+            last_work = now()  # woken for work: spin again; after a timeout, straight back to process()
     dev.close()
     rt.close()
     return 0

@@ -3,6 +3,7 @@ own top-level `supervisor` package (the reason for the namespace): both import, 
 
 from __future__ import annotations
 
+import shutil
 import site
 import subprocess
 import sys
@@ -13,8 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_installs_beside_supervisord(tmp_path):
+    # build from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__",
+                                                              ".hypothesis", ".pytest_cache", "*.img"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(wheels.glob("redleaf-*.whl"))
     env_dir = tmp_path / "venv"
