@@ -349,6 +349,13 @@ class Control:
         e = self._entry(msg["name"])
         if e.kind == "client":
             raise Refusal("BadRequest", f"{e.name} is an attached client; it detaches itself")
+        if e.kind == "device":
+            users = sorted(o.name for o in self.table.entries.values()
+                           if o is not e and o.state not in ("stopped", "failed")
+                           and (e.name in o.bound_devices or (o.spec and o.spec.config.get("device") == e.name)))
+            if users:
+                raise Refusal("Conflict", f"device {e.name} is used by {', '.join(users)}; unload "
+                                          f"{'it' if len(users) == 1 else 'them'} first")
         companion = self.table.entries.get(e.spec.companion) if e.spec and e.spec.companion else None
         if companion is not None:  # a shadow takes its driver with it
             self.life.unload(companion, None)

@@ -126,6 +126,7 @@ class Lifecycle:
         e.stop_requested = False
         e.restart_requested = False
         e.hang_reported = False
+        e.kill_reason = None
         e.exit_code = None
         e.device = None
         e.hello = None
@@ -224,7 +225,21 @@ class Lifecycle:
             return
         log.warning("%s (pid %d): %s; killing it", e.name, e.pid, why)
         e.hang_reported = True
+        e.kill_reason = f"killed as hung ({why})"
         _signal(e.pid, signal.SIGKILL)
+
+    def kill_dependents(self, dev: Entry) -> None:
+        """A device died: the drivers bound to it lose it, as a driver loses a card
+        that is surprise-removed, and are restarted with it (the kernel would unbind
+        and re-probe). Their memory the device wrote into goes back through the usual
+        death path; with a shadow, the clients never notice."""
+        for drv in list(self.table.by_id.values()):
+            if drv is dev or dev.name not in drv.bound_devices or not drv.pid:
+                continue
+            why = f"its device {dev.name} died; the driver is unbound and restarted with it"
+            log.warning("%s (pid %d): %s", drv.name, drv.pid, why)
+            drv.kill_reason = f"killed: {why}"
+            _signal(drv.pid, signal.SIGKILL)
 
     # ------------------------------------------------------------------ death
     def on_exit(self, pid: int, code: int) -> None:
@@ -251,8 +266,8 @@ class Lifecycle:
         requested = e.stop_requested
         if abnormal is None:
             abnormal = code != 0 if code is not None else (e.kind == "client" and not requested)
-        if e.hang_reported:
-            how = "killed as hung (call deadline passed)"
+        if e.kill_reason:
+            how = e.kill_reason
         # 1. mark it dead
         e.exit_code = code
         if pid:
@@ -266,6 +281,8 @@ class Lifecycle:
             e.pidfd = -1
         # 2. fail every call in flight to it (and mark the channels it called through)
         self.channels.party_died(did)
+        if e.kind == "device":
+            self.kill_dependents(e)
         # 3. stop its devices' DMA into its memory, then reclaim that memory
         self.devices.quiesce(e, lambda: self._finish_death(e, did, code, how, abnormal, requested))
 

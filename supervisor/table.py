@@ -62,6 +62,7 @@ class Entry:
     psutil_proc: object = None
     restart_requested: bool = False
     hang_reported: bool = False
+    kill_reason: str | None = None  # why the supervisor killed it, for its death notice
     device: dict | None = None  # for devices: where its BAR and shell are in the heap
     bound_devices: list = field(default_factory=list)  # for drivers: devices they program
     spawn_req: int = 0  # the zygote request this start waits for (0: none pending)
