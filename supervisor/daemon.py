@@ -86,7 +86,7 @@ class Supervisor:
         # The zygote must be forked before this process creates a zmq context.
         from .zygote import start_zygote
 
-        self.zygote_pid, zsock = start_zygote()
+        self.zygote_pid, zsock = start_zygote(self.name)
         self.out = Endpoints(self.paths.control, self.paths.events)
         self.channels = Channels(self.table, self.heap, self.sheap, self.paths, self.out)
         self.devices = Devices(self.table, self.heap.mem, self.loop, self.channels.ring)
@@ -203,6 +203,10 @@ class Supervisor:
 
 def run(name: str, manifest: Manifest, foreground: bool = True, ready_fd: int | None = None) -> int:
     sup = Supervisor(name, manifest, foreground=foreground)
+    from .zygote import set_instance, set_title
+
+    set_instance(name)
+    set_title("supervisor")
 
     def on_signal(signum, frame):
         sup.stop()

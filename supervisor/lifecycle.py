@@ -228,6 +228,19 @@ class Lifecycle:
         e.kill_reason = f"killed as hung ({why})"
         _signal(e.pid, signal.SIGKILL)
 
+    def _note_in_log(self, e: Entry, text: str) -> None:
+        import datetime
+
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        try:
+            fd = os.open(self.sup.paths.log(e.name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{stamp} [supervisor] {e.name} {text}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a log is a convenience; the death is handled regardless
+
     def kill_dependents(self, dev: Entry) -> None:
         """A device died: the drivers bound to it lose it, as a driver loses a card
         that is surprise-removed, and are restarted with it (the kernel would unbind
@@ -268,6 +281,10 @@ class Lifecycle:
             abnormal = code != 0 if code is not None else (e.kind == "client" and not requested)
         if e.kill_reason:
             how = e.kill_reason
+        # the death and its cause in the domain's own log too (a process killed by a
+        # signal writes nothing), with the supervisor's log the same words
+        if pid and e.kind != "client":
+            self._note_in_log(e, f"pid {pid} {how}")
         # 1. mark it dead
         e.exit_code = code
         if pid:

@@ -59,6 +59,56 @@ def rotate_log(path: str) -> None:
     os.replace(path, f"{path}.1")
 
 
+#: process titles name the instance and the process ("redleaf:default/nvme0.driver"),
+#: so `ps` and `top` tell domains apart; set by start_zygote
+_instance = "?"
+
+
+def set_instance(name: str) -> None:
+    global _instance
+    _instance = name
+
+
+def set_title(what: str) -> None:
+    """Name this process `redleaf:<instance>/<what>` in ps (its /proc cmdline)."""
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"redleaf:{_instance}/{what}")
+    except ImportError:  # a title is a convenience; never a reason to fail a start
+        pass
+
+
+class _Stamped:
+    """A domain's stdout/stderr: every line of its log starts with a timestamp (UTC,
+    ms), the supervisor's notes about it included, so a log reads as one timeline."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        import datetime
+
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z "
+        out = []
+        for part in text.splitlines(keepends=True):
+            if self.at_line_start:
+                out.append(stamp)
+            out.append(part)
+            self.at_line_start = part.endswith("\n")
+        self.raw.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 def _become_child(parent_pid: int, log: str) -> None:
     """The first steps of any forked child: die with the zygote, lead its own process
     group, default signals, stdio to its log."""
@@ -77,8 +127,8 @@ def _become_child(parent_pid: int, log: str) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     os.close(devnull)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    sys.stdout = _Stamped(os.fdopen(1, "w", buffering=1, closefd=False))
+    sys.stderr = _Stamped(os.fdopen(2, "w", buffering=1, closefd=False))
 
 
 def _child(sock: socket.socket, spec: dict, parent_pid: int) -> None:
@@ -87,6 +137,7 @@ def _child(sock: socket.socket, spec: dict, parent_pid: int) -> None:
     try:
         sock.close()
         _become_child(parent_pid, spec["log"])
+        set_title(spec.get("name", "domain"))
         if spec.get("kind") == "device":
             from redleaf.domains.device_host import main as entry
         else:
@@ -112,6 +163,7 @@ def _probe_child(sock: socket.socket, req: int, probe: dict, parent_pid: int) ->
     code = 0
     try:
         _become_child(parent_pid, probe["log"])
+        set_title(f"probe {probe['target']}")
         from .probe import probe_target
 
         sock.send(msgpack.packb({"probe": req, **probe_target(probe["target"], probe.get("path"))}))
@@ -190,8 +242,9 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
             sock.send(msgpack.packb({"spawned": pid, "req": req["req"]}))
 
 
-def start_zygote() -> tuple[int, socket.socket]:
+def start_zygote(instance: str = "?") -> tuple[int, socket.socket]:
     """Fork the zygote from the supervisor; returns (pid, socket)."""
+    set_instance(instance)
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sup = os.getpid()
     pid = os.fork()
@@ -203,6 +256,7 @@ def start_zygote() -> tuple[int, socket.socket]:
             if os.getppid() != sup:
                 os._exit(0)
             os.setpgid(0, 0)
+            set_title("zygote")
             serve(child, sup)
         except BaseException:
             traceback.print_exc()
