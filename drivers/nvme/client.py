@@ -22,10 +22,15 @@ were inside it are gone (the supervisor reclaims them); `reset()` makes new ones
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from redleaf.drivers.bdev import BLOCK_SIZE, BlockReq
+from redleaf.drivers.bdev import BLOCK_SIZE, BlockError, BlockReq
 from redleaf.shared_heap.batch import EMPTY, RecordOps
+
+
+WAIT_TIMEOUT_S = 30.0  # as long as NvmeBDev's own call deadline
 
 
 class BatchQueue:
@@ -132,19 +137,30 @@ class BatchQueue:
         _k, self.col = self.dev.poll(self.col)
         return self._drain()
 
-    def wait_some(self) -> list[int]:
+    def wait_some(self, timeout_s: float = WAIT_TIMEOUT_S) -> list[int]:
         """At least one completion if anything is in flight (polls until then)."""
+        deadline = time.monotonic() + timeout_s
         out: list[int] = []
         while self.inflight and not out:
             out = self.poll()
+            self._check_deadline(deadline, timeout_s, "any")
         return out
 
-    def wait(self) -> list[int]:
-        """Every request in flight, completed."""
+    def wait(self, timeout_s: float = WAIT_TIMEOUT_S) -> list[int]:
+        """Every request in flight, completed; BlockError after `timeout_s` without that
+        (a device that stopped answering must not block its client for ever)."""
+        deadline = time.monotonic() + timeout_s
         out: list[int] = []
         while self.inflight:
             out += self.poll()
+            self._check_deadline(deadline, timeout_s, "all")
         return out
+
+    def _check_deadline(self, deadline: float, timeout_s: float, what: str) -> None:
+        if self.inflight and time.monotonic() > deadline:
+            raise BlockError(f"{self.inflight} request(s) still in flight after {timeout_s:.0f}s waiting for "
+                             f"{what} to complete; the device or its driver is not answering "
+                             f"(`redleaf status`), reset() the queue to start again")
 
     def _drain(self) -> list[int]:
         out = self.ops.take(self.col)

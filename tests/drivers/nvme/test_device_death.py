@@ -75,3 +75,22 @@ def test_a_device_in_use_cannot_be_unloaded(make_instance, image):
     inst.request("unload", name="nvme0")
     inst.request("unload", name="nvme0-dev")
     assert "nvme0-dev" not in inst.status()
+
+
+def test_a_batch_wait_has_a_deadline():
+    """BatchQueue.wait() polled for ever when nothing completed (a client blocked 200 s
+    on a dead device): now it gives up with a BlockError that says what to do."""
+    from redleaf.drivers.bdev import BlockError
+    from redleaf.drivers.nvme.client import BatchQueue
+
+    class Silent:             # a driver that accepts requests and never completes any
+        def poll(self, col):
+            return 0, col
+
+    q = BatchQueue.__new__(BatchQueue)
+    q.dev, q.inflight, q.col = Silent(), 3, None
+    q._drain = lambda: []
+    with pytest.raises(BlockError, match="3 request\\(s\\) still in flight after 0s"):
+        q.wait(timeout_s=0.05)
+    with pytest.raises(BlockError, match="still in flight"):
+        q.wait_some(timeout_s=0.05)
