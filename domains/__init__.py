@@ -6,13 +6,13 @@ call raises besides the method's declared exceptions; `RedleafError` everything 
 project raises on purpose."""
 
 from .errors import (BadArgument, CallHeapExhausted, CallOwnershipError, CallRejected, ControlError,
-                     DomainCrashed, DomainUnavailable, HeapExhausted, InstanceNotRunning, InterfaceError,
+                     DomainCrashed, DomainUnavailable, HeapExhausted, InstanceGone, InstanceNotRunning, InterfaceError,
                      OwnershipError, RedleafError, RpcError, RpcTimeout)
 from .interface import Borrow, interface, raises
 
 __all__ = ["attach", "interface", "raises", "Borrow", "RedleafError", "RpcError", "DomainCrashed",
            "DomainUnavailable", "RpcTimeout", "BadArgument", "CallRejected", "CallOwnershipError",
-           "CallHeapExhausted", "OwnershipError", "HeapExhausted", "ControlError", "InstanceNotRunning",
+           "CallHeapExhausted", "OwnershipError", "HeapExhausted", "ControlError", "InstanceNotRunning", "InstanceGone",
            "InterfaceError"]
 
 

@@ -12,6 +12,7 @@ layer, because shared_heap may import nothing of ours; they are re-exported here
     │   └── HeapCorrupt
     ├── RpcError                      a cross-domain call failed (catch-all for calls)
     │   ├── DomainCrashed
+    │   │   └── InstanceGone          (also an InstanceNotRunning: the supervisor died)
     │   ├── DomainUnavailable
     │   ├── RpcTimeout
     │   ├── BadArgument               (also a TypeError)
@@ -33,7 +34,7 @@ from redleaf.shared_heap.errors import HeapExhausted, OwnershipError, RedleafErr
 
 __all__ = ["RedleafError", "ControlError", "InstanceNotRunning", "InterfaceError", "RpcError",
            "DomainCrashed", "DomainUnavailable", "RpcTimeout", "BadArgument", "CallRejected",
-           "CallOwnershipError", "CallHeapExhausted", "OwnershipError", "HeapExhausted"]
+           "CallOwnershipError", "CallHeapExhausted", "OwnershipError", "HeapExhausted", "InstanceGone"]
 
 
 class ControlError(RedleafError):
@@ -65,6 +66,14 @@ class DomainCrashed(RpcError):
     The callee is reclaimed and restarted according to its restart policy; a later
     call through the same proxy reaches the new incarnation if there is one.
     """
+
+
+class InstanceGone(DomainCrashed, InstanceNotRunning):
+    """The instance's supervisor died during the call: its domains died with it, so the
+    callee is gone and nothing will restart it. `redleaf up` cleans up and starts again."""
+
+    def __init__(self, message: str):
+        InstanceNotRunning.__init__(self, message)
 
 
 class DomainUnavailable(RpcError):

@@ -22,7 +22,7 @@ import zmq
 from . import channel as chan
 from .control import ControlClient
 from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_SLEEPING, Bell, PeerWaker, fence
-from .errors import DomainCrashed, DomainUnavailable, ControlError, RpcTimeout
+from .errors import ControlError, DomainCrashed, DomainUnavailable, InstanceGone, RpcTimeout
 from .interface import spec_of
 from .paths import InstancePaths
 from .proxy import Dispatcher, make_proxy, panic
@@ -37,6 +37,7 @@ _U32 = struct.Struct("<I")
 #: the yield returns at once.
 SPIN_NS = 1_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
+SUPERVISOR_CHECK_NS = 200_000_000  # a call waiting this long checks that the supervisor lives
 
 
 class Link:
@@ -378,6 +379,7 @@ class Runtime:
         spin_end = start + (SPIN_NS if spin else 0)
         serving = serve and bool(self.inbound)
         spins = 0
+        next_liveness = start + SUPERVISOR_CHECK_NS
         while True:
             if unpack(buf, off)[0] == seq:
                 return True
@@ -399,6 +401,13 @@ class Runtime:
             if t > spin_end:
                 if spins & 0x3FF == 0:
                     self.beat()
+                if t > next_liveness:
+                    # The supervisor marks a dead callee's channel; a dead supervisor
+                    # cannot, and its domains died with it: find out from its pid.
+                    next_liveness = t + SUPERVISOR_CHECK_NS
+                    gone = self.ctl.supervisor_gone()
+                    if gone:
+                        raise InstanceGone(gone)
                 wait_ms = max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000))
                 if serve:
                     self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq or self._has_inbound())

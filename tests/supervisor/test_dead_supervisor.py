@@ -64,3 +64,36 @@ def test_a_request_in_flight_when_the_supervisor_dies_fails_at_once(make_instanc
                 os.kill(sup, signal.SIGKILL)
     finally:
         c.close()
+
+
+def test_a_client_waiting_in_a_call_learns_the_instance_is_gone(make_instance):
+    """Its callee dies with the supervisor and nobody is left to mark the channel: the
+    call checks the supervisor's pid while it waits and fails with InstanceGone (a
+    DomainCrashed that says the instance is gone), not an RpcTimeout saying the callee
+    was 'treated as hung and killed' 12-33 s later."""
+    import threading
+
+    from redleaf.domains import DomainCrashed, InstanceGone
+    from redleaf.domains.builtin.echo import Echo
+    from tests.conftest import wait_busy
+
+    inst = make_instance()
+    with inst.attach() as d:
+        echo = d.lookup("echo", Echo)
+        area = d.heap.runtime_area(inst.status()["echo"]["id"])
+        got = []
+
+        def call():
+            try:
+                echo.sleep(600.0)
+            except Exception as e:   # noqa: BLE001 - the type is what the test checks
+                got.append(e)
+        t = threading.Thread(target=call)
+        t.start()
+        wait_busy(area, "echo")       # the call is inside echo
+        sup = inst.request("status")["pid"]
+        os.kill(sup, signal.SIGKILL)
+        t.join(120)
+        assert not t.is_alive()
+        assert len(got) == 1 and isinstance(got[0], InstanceGone) and isinstance(got[0], DomainCrashed), got
+        assert f"(pid {sup} died)" in str(got[0])
