@@ -4,7 +4,8 @@ load -> serving: from the `load` request to the first answered call on the new
 domain.  kill -9 -> serving: from SIGKILL of a running domain to the first answered
 call on its restarted incarnation.  Peers in the same run: multiprocessing spawn to
 the first message over a Pipe, and a plain `python -c` subprocess start to its first
-line of output.
+line of output.  idle: the CPU the default instance (every process of it) uses while
+nothing calls it, in percent of one core, beside a Python process asleep in select().
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _child(conn):
 def run(argv: list[str]) -> list[dict]:
     ap = argparse.ArgumentParser(prog="redleaf bench lifecycle")
     ap.add_argument("-n", type=int, default=50)
+    ap.add_argument("--idle-s", type=float, default=10.0, help="how long to measure the idle instance")
     a = ap.parse_args(argv)
     n = a.n
     rows: list[dict] = []
@@ -97,9 +99,36 @@ def run(argv: list[str]) -> list[dict]:
         sub_s.append(time.perf_counter() - t0)
         p.wait()
     rows += summarize(B, "start-to-first-message", "python-c", sub_s, "ms")
+    rows += _idle(a.idle_s)
     med = {(r["case"], r["system"]): r["value"] for r in rows if r["metric"] == "median"}
     for case in ("load-to-serving", "kill9-to-serving"):
         for peer in ("mp-spawn", "python-c"):
             rows.append(row(B, case, f"{peer}/redleaf", "ratio",
                             med[("start-to-first-message", peer)] / med[(case, "redleaf")], "x"))
     return rows
+
+
+def _idle(seconds: float) -> list[dict]:
+    """The default manifest's instance, idle, and a Python process asleep in select()."""
+    import tempfile
+
+    import psutil
+
+    from redleaf.supervisor.instance import Instance
+
+    with tempfile.TemporaryDirectory() as cwd, Instance(None, cwd=cwd) as inst:
+        time.sleep(1.0)   # boot work done
+        use = inst.cpu_usage(seconds)
+    peer = subprocess.Popen([sys.executable, "-c", "import select; select.select([], [], [], 3600)"])
+    try:
+        time.sleep(1.0)
+        p = psutil.Process(peer.pid)
+        c0 = sum(p.cpu_times()[:2])
+        time.sleep(seconds)
+        peer_pct = 100 * (sum(p.cpu_times()[:2]) - c0) / seconds
+    finally:
+        peer.kill()
+        peer.wait()
+    return [row(B, "idle-cpu", "redleaf", "mean", sum(u["cpu_pct"] for u in use.values()), "%core"),
+            row(B, "idle-cpu", "python-select", "mean", peer_pct, "%core"),
+            row(B, "idle-wakeups", "redleaf", "rate", sum(u["wakes"] for u in use.values()) / seconds, "1/s")]

@@ -118,6 +118,9 @@ def main(spec: dict) -> int:
     name = spec["name"]
     print(f"redleaf: domain {name} (id {spec['domain_id']}, pid {os.getpid()}) starting {spec['target']}", flush=True)
     rt = connect_runtime(spec)
+    rt.wake_on_signals()
+    if spec.get("watchdog_s"):  # an idle domain must still beat within its watchdog limit
+        rt.idle_sleep_ms = max(10, min(rt.idle_sleep_ms, int(spec["watchdog_s"] * 1000 / 4)))
     rt_box.append(rt)
     try:
         cls = import_target(spec["target"], spec.get("path"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import select
+import signal
 import struct
 import threading
 import time
@@ -37,6 +38,7 @@ _U32 = struct.Struct("<I")
 #: the yield returns at once.
 SPIN_NS = 1_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
+IDLE_SLEEP_MS = 1000  # a domain with nothing to do: its doorbell or a signal wakes it sooner
 SUPERVISOR_CHECK_NS = 200_000_000  # a call waiting this long checks that the supervisor lives
 
 
@@ -157,6 +159,8 @@ class Runtime:
         self.poller.register(self.bell.fd, select.POLLIN)
         self._ctl_fd = ctl.sock.getsockopt(zmq.FD)
         self.poller.register(self._ctl_fd, select.POLLIN)
+        self._sig_fd = -1
+        self.idle_sleep_ms = IDLE_SLEEP_MS
 
     # -- naming ----------------------------------------------------------------
     def lookup(self, name: str, iface: type, reentrant: bool = True):
@@ -313,27 +317,41 @@ class Runtime:
 
     _flush_counters = beat  # the old private name (drivers/device_host.py still uses it)
 
-    def _sleep(self, timeout_ms: int, ready) -> None:
+    def wake_on_signals(self) -> None:
+        """Let a signal end the doorbell sleep at once (a domain's SIGTERM handler only
+        sets `stop`, and PEP 475 would resume an interrupted poll until its timeout).
+        For domain processes only: it takes the process's one wakeup fd."""
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self._sig_fd = r
+        self.poller.register(r, select.POLLIN)
+
+    def _sleep(self, timeout_ms: int, ready) -> bool:
         """Block on the doorbell unless `ready()` turns true after announcing sleep."""
         a = self.area
         a[RA_SLEEPING] = 1
         fence()
         events = None
+        woken = True
         try:
             if not ready():
                 self.beat()
                 self.ctl.poll_pushes()
                 if not self.ctl.pushes:
                     events = self.poller.poll(timeout_ms)
+                    woken = bool(events)
         finally:
             a[RA_SLEEPING] = 0
         self.bell.drain()
+        if self._sig_fd >= 0 and events:
+            _drain_fd(self._sig_fd)
         # Woken by the doorbell alone: go straight back to work (the code run after a
         # wake-up runs on a cold cache, so every step here is paid on each cold call).
         # The control socket's fd is edge-triggered, so a push that arrives meanwhile
         # rings it again; the periodic handle_pushes() is the backstop.
         if events is None or not events or any(fd == self._ctl_fd for fd, _ev in events):
             self.handle_pushes()
+        return woken
 
     def wait_cold(self, ch: chan.Channel, seq: int, timeout: float, waker: PeerWaker, serve: bool):
         """The callee is asleep: announce our own sleep, ring it, and block at once.
@@ -467,8 +485,11 @@ class Runtime:
             if spins & 15 == 0:
                 os.sched_yield()
             if now() - idle_since > SPIN_NS:
-                self._sleep(IDLE_POLL_MS, self._has_inbound)
-                idle_since = now()
+                # An idle domain sleeps long, beating before each sleep (see _sleep),
+                # often enough for its watchdog (the host sets idle_sleep_ms). After a
+                # timeout with nothing to do it goes straight back to sleep.
+                if self._sleep(self.idle_sleep_ms, self._has_inbound):
+                    idle_since = now()
 
     def report_hang(self, peer: int) -> None:
         try:
@@ -481,3 +502,11 @@ class Runtime:
         self.bell.close()
         for w in self.wakers.values():
             w.bell.close()
+
+
+def _drain_fd(fd: int) -> None:
+    try:
+        while os.read(fd, 256):
+            pass
+    except BlockingIOError:
+        pass

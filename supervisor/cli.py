@@ -73,6 +73,13 @@ def cmd_up(args) -> int:
         if d not in sys.path:
             sys.path.append(d)
     manifest = load_manifest(args.manifest)
+    # A device's backing file named by a relative path lives in the directory `redleaf
+    # up` runs in (the default manifest's nvme0.img too); made absolute here, so status
+    # shows where it is and a later cwd changes nothing.
+    for spec in manifest.devices:
+        img = spec.config.get("image")
+        if isinstance(img, str) and img and not os.path.isabs(img):
+            spec.config["image"] = os.path.abspath(img)
     _preflight([s for s in manifest.devices + manifest.domains if not s.shadow], args.keep_going)
     try:
         pid = stale.supervisor_alive(InstancePaths(args.name))

@@ -316,6 +316,7 @@ class Control:
                 "heap_bytes": hs.get("bytes", 0), "heap_objects": hs.get("objects", 0),
                 "calls_served": served, "calls_made": made, "reason": e.reason,
                 "target": e.spec.target if e.spec else None,
+                "image": e.spec.config.get("image") if e.kind == "device" and e.spec else None,
                 "exports": [_export_row(x) for x in e.exports]}
 
     def _heap_stats_by_domain(self) -> dict:

@@ -95,6 +95,30 @@ class Instance:
             time.sleep(0.01)
         raise TimeoutError(f"{name} did not reach {states} in {timeout}s (last: {last})")
 
+    def cpu_usage(self, seconds: float) -> dict[str, dict]:
+        """CPU share (percent of one core) and voluntary wake-ups of each of the
+        instance's processes (supervisor, zygote, domains, devices) over `seconds`:
+        what an instance costs while it waits."""
+        import psutil
+
+        sup = psutil.Process(self.request("status")["pid"])
+        procs = [sup] + sup.children(recursive=True)
+
+        def sample():
+            out = {}
+            for p in procs:
+                try:
+                    t = p.cpu_times()
+                    out[p.pid] = (t.user + t.system, p.num_ctx_switches().voluntary, " ".join(p.cmdline()).strip())
+                except psutil.Error:
+                    pass
+            return out
+        t0, a = time.monotonic(), sample()
+        time.sleep(seconds)
+        dt, b = time.monotonic() - t0, sample()
+        return {b[pid][2] or str(pid): {"cpu_pct": 100 * (b[pid][0] - a[pid][0]) / dt, "wakes": b[pid][1] - a[pid][1]}
+                for pid in a.keys() & b.keys()}
+
     def attach(self):
         from redleaf.domains import attach
 

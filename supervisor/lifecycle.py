@@ -131,7 +131,8 @@ class Lifecycle:
         e.device = None
         e.hello = None
         spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, token=self.sup.token,
-                    heap=str(paths.heap), log=str(paths.log(e.name)))
+                    heap=str(paths.heap), log=str(paths.log(e.name)),
+                    watchdog_s=e.spec.watchdog_s or self.sup.manifest.watchdog_s)
         req = self.zygote.spawn(spec)
         e.spawn_req = req
         self.spawning[req] = e
