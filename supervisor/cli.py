@@ -166,6 +166,7 @@ def _await_boot(args, names: set[str]) -> tuple[list[str], dict]:
     return problems, st
 
 
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Fault|Interrupt|Crashed)\b.*)$")
 
 
@@ -179,7 +180,8 @@ def _last_error(path) -> str | None:
     except OSError:
         return None
     for line in reversed(lines):
-        m = _EXC_LINE.match(line.strip())
+        line = _STAMP.sub("", line.strip())   # domain logs are timestamped line by line
+        m = _EXC_LINE.match(line)
         if m:
             return m.group(1)
     return None
