@@ -231,7 +231,7 @@ class Inodes:
             return a
 
     def _addr(self, ip: Inode, slot: int, alloc: bool) -> int:
-        a = ip.d.addrs[slot]
+        a = self.check_ptr(ip.d.addrs[slot], f"inode {ip.inum}")
         if a == 0 and alloc:
             a = ip.d.addrs[slot] = self.balloc()
             ip.d.nblocks += 1

@@ -6,7 +6,7 @@
 
 The root directory (inode 1) holds "." and ".."; the bitmap marks every metadata block and
 the root's block used; the log header is empty. The default is one inode per 16 KiB (as
-mke2fs) and a log of three operations (1 + 3 * MAXOPBLOCKS blocks) where it fits.
+mke2fs) and a log of three operations (1 + 3 * MAXOPBLOCKS blocks) on devices of 16 MiB or more.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def _layout(nblocks: int, inodes: int | None, log_blocks: int | None) -> Superbl
     if inodes is None:
         inodes = max(64, nblocks * BSIZE // BYTES_PER_INODE)
     if log_blocks is None:
-        log_blocks = 1 + 3 * MAXOPBLOCKS if nblocks >= 4096 else MIN_LOG_BLOCKS
+        # room for several operations a transaction (group commit), less on tiny devices
+        log_blocks = (1 + 3 * MAXOPBLOCKS if nblocks >= 4096 else
+                      1 + 2 * MAXOPBLOCKS if nblocks >= 1024 else MIN_LOG_BLOCKS)
     if not MIN_LOG_BLOCKS <= log_blocks <= MAX_LOG_BLOCKS:
         raise FsError(22, f"--log-blocks {log_blocks}: must be {MIN_LOG_BLOCKS}..{MAX_LOG_BLOCKS}")
     if not 2 <= inodes <= 2**31:
