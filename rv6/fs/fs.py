@@ -352,6 +352,9 @@ class FileSystem:
             isdir = ip.d.type == T_DIR
             if (sslash or dslash) and not isdir:
                 raise FsError(errno.ENOTDIR, f"rename: {old!r} is not a directory")
+            if isdir and sdp.inum != ddp.inum and self._is_ancestor(ip, ddp):
+                # checked before the target, as Linux does: EINVAL, not ENOTEMPTY
+                raise FsError(errno.EINVAL, f"cannot move {old!r} into its own subtree {new!r}")
             dhit = self.dirs.lookup(ddp, dname)
             tip = self.inodes.iget(dhit[0]) if dhit else None
             if tip is not None and tip.inum == ip.inum:
@@ -365,8 +368,6 @@ class FileSystem:
                     raise FsError(errno.ENOTEMPTY, f"{new!r} is a directory that is not empty")
             moving = isdir and sdp.inum != ddp.inum
             if moving:
-                if self._is_ancestor(ip, ddp):
-                    raise FsError(errno.EINVAL, f"cannot move {old!r} into its own subtree {new!r}")
                 if tip is None and ddp.d.nlink >= NLINK_MAX:
                     raise FsError(errno.EMLINK, f"{new!r}: its directory has the most subdirectories it may")
                 dotdot = self.dirs.lookup(ip, b"..")
