@@ -201,9 +201,12 @@ class _Checker:
         if self.owner:
             mapped[np.fromiter(self.owner, np.int64, len(self.owner))] = True
         mapped[:sb.datastart] = True
-        for b in np.flatnonzero(mapped & ~bits)[:50]:
+        lost = np.flatnonzero((mapped & ~bits)[sb.datastart:]) + sb.datastart
+        for b in lost[:50]:
             self.problem("bitmap", f"block {int(b)} is mapped by inode {self.owner[int(b)]} but "
                                    "free in the bitmap", self.owner[int(b)], int(b))
+        if lost.size > 50:
+            self.problem("bitmap", f"... and {lost.size - 50} more mapped blocks free in the bitmap")
         leaked = np.flatnonzero(bits & ~mapped)
         for b in leaked[:50]:
             self.problem("bitmap", f"block {int(b)} is marked in use but no inode maps it", block=int(b))

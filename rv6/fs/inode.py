@@ -172,6 +172,10 @@ class Inodes:
         with self.cache.block(inode_block(self.sb, inum)) as b:
             off = inode_offset(inum)
             d = Dinode.unpack(bytes(b.data[off:off + INODE_SIZE]), inum)
+        if d.type == T_FREE:
+            # only a directory entry or an orphan scan asks for an inode by number, and
+            # neither may name a free one
+            raise CorruptionError(f"inode {inum} is free but something refers to it")
         for a in d.addrs:
             self.check_ptr(a, f"inode {inum}")
         if len(self.itable) >= self.ITABLE_MAX:
