@@ -178,9 +178,10 @@ class Inodes:
             raise CorruptionError(f"inode {inum} is free but something refers to it")
         for a in d.addrs:
             self.check_ptr(a, f"inode {inum}")
-        if len(self.itable) >= self.ITABLE_MAX:
-            # the disk copy is always current (every change is iupdate'd in the same
-            # operation), so an inode nobody holds can be dropped and read again
+        if len(self.itable) >= self.ITABLE_MAX and self.log.outstanding == 0:
+            # between operations the disk copy is current (every change is iupdate'd in
+            # its operation), so an inode nobody holds can be dropped and read again;
+            # never inside one, where a caller may hold a changed inode not yet written
             for k in [k for k, v in self.itable.items() if v.ref == 0]:
                 del self.itable[k]
         ip = self.itable[inum] = Inode(inum, d)

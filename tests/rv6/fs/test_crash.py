@@ -107,29 +107,36 @@ def deep_tree(fs, r, rng):
 WORKLOADS = {"mix": mix, "big_write": big_write, "rename_over": rename_over, "deep_tree": deep_tree}
 
 
+# a log of one operation commits every operation; one of three groups several a commit
+LOGS = {"commit-per-op": 65, "group-commit": 193}
+
+
+@pytest.mark.parametrize("log", sorted(LOGS))
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
-def test_every_crash_point_recovers_to_a_commit(name):
-    rec = crashsim.record(WORKLOADS[name])
-    res = crashsim.check(rec, subsets_per_window=1, seed=1, limit=None)
+def test_every_crash_point_recovers_to_a_commit(name, log):
+    rec = crashsim.record(WORKLOADS[name], log_blocks=LOGS[log])
+    res = crashsim.check(rec, subsets_per_window=2, seed=1, limit=None)
     # every flush gives at least one state; fsyncs were really checked
     assert res.states >= sum(1 for e in rec.events if e[0] == "f")
     assert res.commits >= 2 and res.checked_fsyncs > 0
-    print(f"{name}: {res.states} crash states, {res.commits} commits, "
+    print(f"{name}/{log}: {res.states} crash states, {res.commits} commits, "
           f"{res.checked_fsyncs} fsync checks, {res.seconds:.1f}s")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SLOW, reason="set RUN_SLOW=1 for 10,000+ crash states")
 def test_ten_thousand_crash_states():
+    target = int(os.environ.get("RV6_CRASH_STATES", "50000"))
     total, secs = 0, 0.0
     seed = 0
-    while total < 10_000:
+    while total < target:
         for name, w in sorted(WORKLOADS.items()):
-            rec = crashsim.record(w, seed=seed)
-            res = crashsim.check(rec, subsets_per_window=12, seed=seed)
-            total += res.states
-            secs += res.seconds
+            for log in LOGS.values():
+                rec = crashsim.record(w, log_blocks=log, seed=seed)
+                res = crashsim.check(rec, subsets_per_window=12, seed=seed)
+                total += res.states
+                secs += res.seconds
         seed += 1
     print(f"\nRUN_SLOW crash run: {total} crash states over {seed} rounds of "
-          f"{len(WORKLOADS)} workloads in {secs:.0f}s")
+          f"{len(WORKLOADS)} workloads x {len(LOGS)} log sizes in {secs:.0f}s")
     assert total >= 10_000

@@ -58,8 +58,11 @@ class FsMachine(RuleBasedStateMachine):
         super().__init__()
         self.disk = new_disk(nblocks=2048, inodes=64, log_blocks=129)
         self.clock = Clock()
-        self.fs = FileSystem(self.disk, self.clock)
+        self.fs = self.mount()
         self.m = Model()
+
+    def mount(self):
+        return FileSystem(self.disk, self.clock)
 
     def expect(self, want, fn, *a):
         """Run fn; it must raise FsError(want) when want is an errno, succeed when None."""
@@ -202,7 +205,7 @@ class FsMachine(RuleBasedStateMachine):
     @rule()
     def remount(self):
         self.fs.unmount()
-        self.fs = FileSystem(self.disk, self.clock)
+        self.fs = self.mount()
         assert self.fs.recovered == 0 and self.fs.orphans_freed == 0
 
     @invariant()
@@ -242,3 +245,18 @@ class FsMachine(RuleBasedStateMachine):
 FsMachine.TestCase.settings = settings(max_examples=int(os.environ.get("RV6_MODEL_EXAMPLES", "25")),
                                        stateful_step_count=30, deadline=None)
 TestFsModel = FsMachine.TestCase
+
+
+class TightMachine(FsMachine):
+    """The same under memory pressure: a cache just over one transaction (evictions while
+    buffers are pinned) and an inode table of 4 (inodes dropped and read again)."""
+
+    def mount(self):
+        fs = FileSystem(self.disk, self.clock, cache_blocks=128 + 16)
+        fs.inodes.ITABLE_MAX = 4
+        return fs
+
+
+TightMachine.TestCase.settings = settings(max_examples=int(os.environ.get("RV6_MODEL_EXAMPLES", "15")),
+                                          stateful_step_count=30, deadline=None)
+TestFsModelTight = TightMachine.TestCase
