@@ -12,6 +12,7 @@ mke2fs) and a log of three operations (1 + 3 * MAXOPBLOCKS blocks) on devices of
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -49,12 +50,12 @@ def _layout(nblocks: int, inodes: int | None, log_blocks: int | None) -> Superbl
         log_blocks = (1 + 3 * MAXOPBLOCKS if nblocks >= 4096 else
                       1 + 2 * MAXOPBLOCKS if nblocks >= 1024 else MIN_LOG_BLOCKS)
     if not MIN_LOG_BLOCKS <= log_blocks <= MAX_LOG_BLOCKS:
-        raise FsError(22, f"--log-blocks {log_blocks}: must be {MIN_LOG_BLOCKS}..{MAX_LOG_BLOCKS}")
+        raise FsError(errno.EINVAL, f"--log-blocks {log_blocks}: must be {MIN_LOG_BLOCKS}..{MAX_LOG_BLOCKS}")
     if not 2 <= inodes <= 2**31:
-        raise FsError(22, f"--inodes {inodes}: must be at least 2 (the root and one more)")
+        raise FsError(errno.EINVAL, f"--inodes {inodes}: must be at least 2 (the root and one more)")
     sb = Superblock.geometry(nblocks, inodes, log_blocks)
     if sb.datastart + MIN_DATA_BLOCKS > nblocks:
-        raise FsError(28, f"{nblocks} blocks of {BSIZE} bytes cannot hold the metadata "
+        raise FsError(errno.ENOSPC, f"{nblocks} blocks of {BSIZE} bytes cannot hold the metadata "
                           f"({sb.datastart} blocks) and {MIN_DATA_BLOCKS} data blocks")
     return sb
 
