@@ -21,22 +21,22 @@ def _blob(rng, n):
 
 
 def mix(fs, r, rng):
-    """Every operation kind, with fsyncs between."""
+    """Every operation kind, with fsyncs between (sizes and offsets vary with the seed)."""
     fs.mkdir("/d")
     fs.mkdir("/d/e")
     fd = fs.open("/d/f", RW | C)
-    fs.write(fd, _blob(rng, 9000))
+    fs.write(fd, _blob(rng, rng.randint(1, 30000)))
     r.fsync(fd, "/d/f")
     r.changing("/d/f")
-    fs.pwrite(fd, b"patch", 100)
+    fs.pwrite(fd, b"patch", rng.randint(0, 40000))
     fs.close(fd)
     r.changing("/d/f", "/d/e/g")
     fs.link("/d/f", "/d/e/g")
     fd = fs.open("/x", RW | C)
-    fs.write(fd, _blob(rng, 20000))
+    fs.write(fd, _blob(rng, rng.randint(4096, 70000)))
     r.fsync(fd, "/x")
     r.changing("/x")
-    fs.truncate("/x", 5000)
+    fs.truncate("/x", rng.randint(0, 30000))
     fs.close(fd)
     r.changing("/d/f")
     fs.unlink("/d/f")
@@ -46,19 +46,19 @@ def mix(fs, r, rng):
     fs.rmdir("/tmp")
     fd = fs.open("/d/e/x", RW)
     r.changing("/d/e/x")
-    fs.pwrite(fd, _blob(rng, 3000), 70000)
+    fs.pwrite(fd, _blob(rng, rng.randint(1, 9000)), rng.choice([70000, 4095, 2 << 20]))
     r.fsync(fd, "/d/e/x")
     fs.close(fd)
 
 
 def big_write(fs, r, rng):
     """One write spanning several transactions, then truncates that span several too."""
-    data = _blob(rng, 4 * MAX_WRITE_PER_OP + 1234)
+    data = _blob(rng, 4 * MAX_WRITE_PER_OP + rng.randint(0, MAX_WRITE_PER_OP))
     fd = fs.open("/big", RW | C)
-    fs.pwrite(fd, data, 777)
+    fs.pwrite(fd, data, rng.randint(0, 9000))
     r.fsync(fd, "/big")
     r.changing("/big")
-    fs.truncate("/big", 100)
+    fs.truncate("/big", rng.randint(0, 3 * MAX_WRITE_PER_OP))
     r.fsync(fd, "/big")
     fs.close(fd)
 
@@ -115,7 +115,7 @@ LOGS = {"commit-per-op": 65, "group-commit": 193}
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
 def test_every_crash_point_recovers_to_a_commit(name, log):
     rec = crashsim.record(WORKLOADS[name], log_blocks=LOGS[log])
-    res = crashsim.check(rec, subsets_per_window=2, seed=1, limit=None)
+    res = crashsim.check(rec, subsets_per_window=4, seed=1, limit=None)
     # every flush gives at least one state; fsyncs were really checked
     assert res.states >= sum(1 for e in rec.events if e[0] == "f")
     assert res.commits >= 2 and res.checked_fsyncs > 0
@@ -124,6 +124,7 @@ def test_every_crash_point_recovers_to_a_commit(name, log):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not SLOW, reason="set RUN_SLOW=1 for 10,000+ crash states")
 def test_ten_thousand_crash_states():
     target = int(os.environ.get("RV6_CRASH_STATES", "50000"))
@@ -137,6 +138,7 @@ def test_ten_thousand_crash_states():
                 total += res.states
                 secs += res.seconds
         seed += 1
+        print(f"  round {seed}: {total} states, {secs:.0f}s", flush=True)
     print(f"\nRUN_SLOW crash run: {total} crash states over {seed} rounds of "
           f"{len(WORKLOADS)} workloads x {len(LOGS)} log sizes in {secs:.0f}s")
     assert total >= 10_000
