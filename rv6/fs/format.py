@@ -16,7 +16,8 @@ indirect block of 1024 entries and one double-indirect block of 1024 x 1024 entr
 15 + 1024 + 1048576 = 1049615 blocks = 4 GiB + 4 MiB + 60 KiB, so a file of 1 GiB
 (262144 blocks) fits well inside the double-indirect range.
 
-Superblocks, inodes and the log header carry a CRC32, so a damaged block is an error at
+Superblocks, inodes and the log header carry a CRC32 (the header also one of the logged
+blocks), so a damaged block is an error at
 the moment it is read rather than a wild pointer later. A directory is an array of 64-byte
 entries (4-byte inode number, 60-byte NUL-padded name): names up to NAME_MAX = 60 bytes.
 """
@@ -46,7 +47,7 @@ BPB = BSIZE * 8                             # bitmap bits per block
 # the log must hold at least one operation.
 MAXOPBLOCKS = 64
 MIN_LOG_BLOCKS = MAXOPBLOCKS + 1            # header + one operation
-MAX_LOG_BLOCKS = 1 + (BSIZE - 12) // 4      # the header must hold every block number
+MAX_LOG_BLOCKS = 1 + (BSIZE - 16) // 4      # the header must hold every block number
 
 # inode types
 T_FREE, T_DIR, T_FILE, T_DEV = 0, 1, 2, 3
@@ -202,26 +203,41 @@ def pack_dirent(inum: int, name: bytes) -> bytes:
 
 # --- log header ------------------------------------------------------------------------
 
-_LOGHDR = struct.Struct("<4sII")   # magic, n, crc over n and the block numbers
+_LOGHDR = struct.Struct("<4sIII")   # magic, n, crc of the logged blocks, crc of the header
 LOG_MAGIC = b"RLOG"
 
 
-def pack_log_header(blocks: list[int]) -> bytes:
-    nums = struct.pack(f"<{len(blocks)}I", *blocks)
-    crc = zlib.crc32(struct.pack("<I", len(blocks)) + nums)
-    return (_LOGHDR.pack(LOG_MAGIC, len(blocks), crc) + nums).ljust(BSIZE, b"\0")
+def crc_blocks(blocks) -> int:
+    """CRC32 over the log copies of a transaction, in log order."""
+    crc = 0
+    for b in blocks:
+        crc = zlib.crc32(b, crc)
+    return crc
+
+
+def pack_log_header(homes: list[int], data=()) -> bytes:
+    """The header naming `homes`; `data` are the log copies (their CRC goes in too, so a
+    damaged log block is found at recovery instead of being installed)."""
+    nums = struct.pack(f"<{len(homes)}I", *homes)
+    dcrc = crc_blocks(data)
+    crc = zlib.crc32(struct.pack("<II", len(homes), dcrc) + nums)
+    return (_LOGHDR.pack(LOG_MAGIC, len(homes), dcrc, crc) + nums).ljust(BSIZE, b"\0")
+
+
+def log_data_crc(block: bytes) -> int:
+    return _LOGHDR.unpack_from(block)[2]
 
 
 def unpack_log_header(block: bytes, sb: Superblock) -> list[int]:
     """The home block numbers of the committed transaction in the log ([] if none);
     CorruptionError if the header is damaged or names a block it may not."""
-    magic, n, crc = _LOGHDR.unpack_from(block)
+    magic, n, dcrc, crc = _LOGHDR.unpack_from(block)
     if magic != LOG_MAGIC:
         raise CorruptionError("the log header is damaged (no log magic)")
     if n > sb.logsize:
         raise CorruptionError(f"the log header lists {n} blocks; the log holds {sb.logsize}")
     nums = block[_LOGHDR.size:_LOGHDR.size + 4 * n]
-    if zlib.crc32(struct.pack("<I", n) + nums) != crc:
+    if zlib.crc32(struct.pack("<II", n, dcrc) + nums) != crc:
         raise CorruptionError("the log header is damaged (checksum mismatch)")
     blocks = list(struct.unpack(f"<{n}I", nums))
     for b in blocks:

@@ -33,7 +33,8 @@ from .disk import BlockDevice, FileDisk
 from .errors import CorruptionError, FsError, NotRv6Error
 from .format import (BSIZE, DIND, DIRENT, DIRENT_SIZE, FREE_INODE, IND, INODE_SIZE,
                      INODES_PER_BLOCK, NDIRECT, NINDIRECT, ROOTINO, T_DEV, T_DIR,
-                     TYPE_NAMES, Dinode, Superblock, unpack_log_header)
+                     TYPE_NAMES, Dinode, Superblock, crc_blocks, log_data_crc,
+                     unpack_log_header)
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,18 @@ class _Checker:
             self.problem("superblock", e.strerror)
             return self.r
         try:
-            homes = unpack_log_header(dev.read_block(sb.logstart), sb)
+            hdr = dev.read_block(sb.logstart)
+            homes = unpack_log_header(hdr, sb)
         except CorruptionError as e:
             self.problem("log", e.strerror + " (checked as if the log were empty)", block=sb.logstart)
             homes = []
-        for i, home in enumerate(homes):
-            self.overlay[home] = dev.read_block(sb.logstart + 1 + i)
+        copies = [dev.read_block(sb.logstart + 1 + i) for i in range(len(homes))]
+        if homes and crc_blocks(copies) != log_data_crc(hdr):
+            self.problem("log", "the log's committed blocks do not match the header's checksum; "
+                                "mount refuses them (checked as if the log were empty)", block=sb.logstart)
+            homes = copies = []
+        for home, copy in zip(homes, copies):
+            self.overlay[home] = copy
         self.r.log_replayed = len(homes)
         self.inodes = self.check_inodes()
         self.check_bitmap()

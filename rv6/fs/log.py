@@ -38,7 +38,8 @@ from typing import Iterator
 from .bcache import Buf, BufCache
 from .disk import BlockDevice
 from .errors import CorruptionError, FsError
-from .format import MAXOPBLOCKS, Superblock, pack_log_header, unpack_log_header
+from .format import (MAXOPBLOCKS, Superblock, crc_blocks, log_data_crc, pack_log_header,
+                     unpack_log_header)
 
 
 class LogOverflow(RuntimeError):
@@ -62,10 +63,15 @@ class Log:
 
     def recover(self) -> int:
         """Install a committed transaction left by a crash; return how many blocks."""
-        homes = unpack_log_header(self.dev.read_block(self.sb.logstart), self.sb)
+        hdr = self.dev.read_block(self.sb.logstart)
+        homes = unpack_log_header(hdr, self.sb)
         if homes:
-            self.dev.write_blocks((home, self.dev.read_block(self.sb.logstart + 1 + i))
-                                  for i, home in enumerate(homes))
+            copies = [self.dev.read_block(self.sb.logstart + 1 + i) for i in range(len(homes))]
+            if crc_blocks(copies) != log_data_crc(hdr):
+                # the log data was flushed before the header, so this is damage, not a crash
+                raise CorruptionError("the log's committed blocks do not match the header's "
+                                      "checksum (a damaged log); refusing to install them")
+            self.dev.write_blocks(zip(homes, copies))
             self.dev.flush()
             for home in homes:
                 self.cache.discard(home)
@@ -135,7 +141,8 @@ class Log:
         try:
             self.dev.write_blocks((start + i, bytes(b.data)) for i, (_, b) in enumerate(items))
             self.dev.flush()
-            self._write_header([home for home, _ in items])       # the commit point
+            self._write_header([home for home, _ in items],       # the commit point
+                               [bytes(b.data) for _, b in items])
             self.dev.write_blocks((home, bytes(b.data)) for home, b in items)
             self.dev.flush()
             self._write_header([])
@@ -149,8 +156,8 @@ class Log:
         self.blocks.clear()
         self.commits += 1
 
-    def _write_header(self, homes: list[int]) -> None:
-        self.dev.write_block(self.sb.logstart, pack_log_header(homes))
+    def _write_header(self, homes: list[int], data=()) -> None:
+        self.dev.write_block(self.sb.logstart, pack_log_header(homes, data))
         self.dev.flush()
 
     def force(self) -> None:

@@ -19,7 +19,7 @@ def test_a_file_of_at_least_1_gib_maps_with_4k_blocks_and_4_byte_pointers():
 def test_layout_sizes():
     assert F.INODE_SIZE == 128 and F.INODES_PER_BLOCK == 32
     assert F.DIRENT_SIZE == 64 and F.NAME_MAX >= 60
-    assert F.MAX_LOG_BLOCKS - 1 <= (4096 - 12) // 4
+    assert F.MAX_LOG_BLOCKS - 1 <= (4096 - 16) // 4
 
 
 def test_superblock_round_trip_and_geometry():
@@ -69,7 +69,7 @@ def test_log_header_round_trip_and_checks():
     with pytest.raises(CorruptionError, match="outside"):
         F.unpack_log_header(F.pack_log_header([1]), sb)   # the superblock is never logged
     raw = bytearray(F.pack_log_header(blocks))
-    raw[13] ^= 1
+    raw[17] ^= 1
     with pytest.raises(CorruptionError, match="checksum"):
         F.unpack_log_header(bytes(raw), sb)
     with pytest.raises(CorruptionError, match="no log magic"):

@@ -5,7 +5,7 @@ import pytest
 from redleaf.rv6.fs.bcache import BufCache
 from redleaf.rv6.fs.disk import MemDisk
 from redleaf.rv6.fs.errors import FsError
-from redleaf.rv6.fs.format import MAXOPBLOCKS, Superblock, pack_log_header, unpack_log_header
+from redleaf.rv6.fs.format import MAX_LOG_BLOCKS, MAXOPBLOCKS, Superblock, pack_log_header, unpack_log_header
 from redleaf.rv6.fs.log import Log, LogOverflow
 
 from .conftest import new_disk
@@ -107,6 +107,6 @@ def test_change_outside_an_op_is_refused():
 
 
 def test_header_block_numbers_fit_the_largest_log():
-    sb = Superblock.geometry(100000, 64, 1022)
+    sb = Superblock.geometry(100000, 64, MAX_LOG_BLOCKS)
     homes = list(range(sb.datastart, sb.datastart + sb.logsize))
     assert unpack_log_header(pack_log_header(homes), sb) == homes

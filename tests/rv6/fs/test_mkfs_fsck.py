@@ -194,11 +194,16 @@ def test_fsck_replays_a_committed_log_in_a_copy_and_reports_a_damaged_one(img):
     blk = bytearray(img.read_block(inode_block(sb, b)))
     blk[inode_offset(b):inode_offset(b) + INODE_SIZE] = db.pack()
     img.write_block(sb.logstart + 1, bytes(blk))
-    img.write_block(sb.logstart, pack_log_header([inode_block(sb, b)]))
+    img.write_block(sb.logstart, pack_log_header([inode_block(sb, b)], [bytes(blk)]))
     before = dict(img.blocks)
     rep = fsck_device(img)
     assert rep.log_replayed == 1 and ("links", "error") in {(p.kind, p.severity) for p in rep.problems}
     assert img.blocks == before                        # fsck never writes
+    # a damaged log block: its checksum in the header no longer matches
+    img.write_block(sb.logstart + 1, bytes(4096))
+    assert fsck_device(img).problems[0].kind == "log"
+    with pytest.raises(FsError, match="damaged log"):
+        FileSystem(MemDisk(img.nblocks, img.blocks), Clock())
     bad = bytearray(img.read_block(sb.logstart))
     bad[8] ^= 1
     img.write_block(sb.logstart, bytes(bad))
