@@ -134,7 +134,9 @@ class Files:
         if not 0 <= size <= MAXFILE:
             raise FsError(errno.EINVAL if size < 0 else errno.EFBIG,
                           f"size {size} is outside 0..{MAXFILE}")
-        if size >= ip.d.size:
+        if size == ip.d.size:
+            return              # POSIX: the times change only if the size does
+        if size > ip.d.size:
             with self.log.op():
                 ip.d.size = size
                 ip.d.mtime = ip.d.ctime = now

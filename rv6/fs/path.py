@@ -63,6 +63,8 @@ class Paths:
         return ip
 
     def _start(self, absolute: bool, cwd: int) -> Inode:
+        if not absolute and (not isinstance(cwd, int) or not 1 <= cwd < self.inodes.sb.ninodes):
+            raise FsError(errno.EINVAL, f"cwd {cwd!r} is not an inode number of this file system")
         ip = self.inodes.iget(ROOTINO if absolute else cwd)
         if ip.d.type != T_DIR:
             raise FsError(errno.ENOTDIR, f"cwd inode {cwd} is not a directory")

@@ -50,6 +50,9 @@ def test_dot_dotdot_relative_and_cwd(fs):
     assert _errno(fs.lookup, "/a/b/f/") == errno.ENOTDIR
     assert _errno(fs.lookup, "/a/nope/f") == errno.ENOENT
     assert _errno(fs.lookup, "x", cwd=fs.lookup("/a/b/f")) == errno.ENOTDIR
+    assert _errno(fs.lookup, "x", cwd="/a") == errno.EINVAL
+    assert _errno(fs.lookup, "x", cwd=10**9) == errno.EINVAL
+    assert _errno(fs.lookup, 42) == errno.EINVAL
 
 
 def test_directory_grows_past_a_block_reuses_slots_and_lists_everything(fs):
