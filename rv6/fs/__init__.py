@@ -1,6 +1,7 @@
 """Rv6's file system: xv6's layers, one a file, each pure logic over a block device
 (sans-I/O: no processes, no clock, no I/O but the device's read/write/flush).
 
+    errors  FsError (a POSIX errno and a message), CorruptionError, NotRv6Error, DiskError
     disk    the block-device protocol; an in-memory device (records writes and flushes
             for crash tests) and one over an image file
     format  the on-disk layouts: superblock, inode, directory entry, log header

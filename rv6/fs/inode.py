@@ -317,8 +317,8 @@ class Inodes:
 
     def shrink_step(self, ip: Inode, target: int, budget: int) -> bool:
         """Free blocks from the end of `ip` towards `target` bytes, at most `budget` frees
-        (each dirties one bitmap block; at most six other blocks change: three index
-        blocks on each side, the inode and the last data block). Returns True when the
+        (each dirties one bitmap block; at most six other blocks change: the indirect,
+        the double-indirect and two of its children, the inode and the last data block). Returns True when the
         file is `target` bytes long; until then its size steps down to the lowest block
         freed so far, so no block is ever mapped past the size."""
         keep = -(-target // BSIZE)
