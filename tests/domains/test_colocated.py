@@ -2,8 +2,7 @@
 calls Echo either from its own process (channels) or from Echo's group
 (co-located: same proxies, on one thread).  The facts must be the same."""
 
-import os
-import signal
+import time
 
 import pytest
 
@@ -98,3 +97,47 @@ def test_panic_of_callee_is_domaincrashed_and_the_caller_keeps_serving(placed):
             assert inst.status()["echo"]["restarts"] >= 1
         assert p.inc(1) == 2  # the prober reaches the new incarnation
     assert inst.request("heap", check=True)["violations"] == []
+
+
+def wait_restarted(inst, name: str, timeout: float = 30.0) -> dict:
+    """Status once `name` has been restarted at least once and runs again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = inst.status()
+        if st[name]["restarts"] >= 1 and st[name]["state"] == "running":
+            return st
+        assert time.monotonic() < deadline, f"{name} was not restarted: {st[name]}"
+        time.sleep(0.01)
+
+
+def _colocated(make_instance):
+    inst = make_instance(manifest("colocated"))
+    inst.wait_state("probe", "running", timeout=30)
+    return inst
+
+
+def test_kill_exception_hits_one_member_of_a_group(make_instance):
+    inst = _colocated(make_instance)
+    st = inst.status()
+    r = inst.request("kill", name="echo", how="exception")
+    assert r["hits"] == ["echo"] and r["group"] == "g"
+    now = wait_restarted(inst, "echo")
+    assert now["echo"]["pid"] == st["echo"]["pid"]  # the same process
+    assert now["probe"]["restarts"] == 0 and now["probe"]["id"] == st["probe"]["id"]
+    with inst.attach() as d:
+        assert d.lookup("probe", Probe).inc(1) == 2
+
+
+def test_kill9_of_a_group_restarts_every_member_and_the_heap_is_clean(make_instance):
+    inst = _colocated(make_instance)
+    st = inst.status()
+    with inst.attach() as d:
+        d.lookup("probe", Probe).keep_own(4096, 1)  # something the group owns when it dies
+    r = inst.request("kill", name="probe", how="sigkill")
+    assert sorted(r["hits"]) == ["echo", "probe"]
+    e = inst.wait_state("echo", "running", timeout=30, pid_not=st["echo"]["pid"])
+    p = inst.wait_state("probe", "running", timeout=30, pid_not=st["probe"]["pid"])
+    assert e["pid"] == p["pid"]  # a new host for the whole group
+    assert inst.request("heap", check=True)["violations"] == []
+    with inst.attach() as d:
+        assert d.lookup("probe", Probe).rref(64) == (128, d.lookup("probe", Probe).ids()[0])
