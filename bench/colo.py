@@ -32,6 +32,7 @@ class CallLoad:
 class NvmeLoad:
     def info(self) -> tuple[int, int]: ...
     def measure(self, kind: str, batch: int, seconds: float, seed: int) -> tuple[int, float, RRefVec]: ...
+    def write_read(self, block: int, byte: int) -> int: ...
 
 
 def _samples(heap, xs) -> RRefVec:
@@ -88,6 +89,18 @@ class NvmeLoadDomain(NvmeLoad):
 
     def info(self):
         return self.bdev.info()
+
+    def write_read(self, block, byte):
+        """Write `byte` over a block and read it back through BDev: the sum read."""
+        from redleaf.drivers.bdev import Block
+
+        buf = self.ctx.heap.alloc(Block)
+        buf.np["data"][:] = byte
+        self.bdev.write(block, buf)
+        back = self.bdev.read(block, buf)
+        total = int(back.np["data"].sum(dtype=np.uint64))
+        back.drop()
+        return total
 
     def measure(self, kind, batch, seconds, seed):
         from redleaf.bench.nvme import _run_redleaf
