@@ -4,6 +4,10 @@ Cases: null, int, rref (move a 64-byte RRef and get it back), borrow, move-64B,
 move-4KiB, move-1MiB, move-64MiB; hot (back-to-back) and cold (the callee has gone
 to sleep between calls).  Peers on the same cases in the same run: inprocess,
 pyzmq-reqrep-ipc, mp-pipe, socketpair (for the move cases they send the bytes).
+
+redleaf-colocated (DESIGN §7a): the same calls between two domains of one group,
+Echo and a CallLoad domain (bench/colo.py) that runs the timing loop on the group's
+thread and hands the samples back in the heap.
 """
 
 from __future__ import annotations
@@ -25,6 +29,21 @@ records = 65536
 name = "echo"
 target = "redleaf.domains.builtin.echo:EchoDomain"
 """
+COLO_MANIFEST = """
+[heap]
+size = "64MiB"
+records = 65536
+[[domain]]
+name = "echo"
+target = "redleaf.domains.builtin.echo:EchoDomain"
+group = "calls"
+[[domain]]
+name = "load"
+target = "redleaf.bench.colo:CallLoadDomain"
+uses = ["echo"]
+group = "calls"
+"""
+COLO_CASES = (("null", 0), ("int", 0), ("rref", 64), ("borrow", 64))
 
 
 def _iters(size: int, n: int) -> int:
@@ -86,6 +105,17 @@ def run(argv: list[str]) -> list[dict]:
                 box[0].drop()
             add("null-cold", "redleaf", time_calls(e.null, max(200, n // 20), gap_s=0.002))
 
+    from redleaf.bench.colo import CallLoad
+
+    with Instance(COLO_MANIFEST) as inst:
+        inst.wait_state("load", "running", timeout=30)
+        with inst.attach() as d:
+            load = d.lookup("load", CallLoad)
+            for case, size in COLO_CASES:
+                v = load.measure(case, n, size)
+                add(case, "redleaf-colocated", v.np.tolist())
+                v.drop()
+
     for peer_cls in (ZmqPeer, PipePeer, SocketpairPeer):
         peer = peer_cls()
         try:
@@ -106,6 +136,9 @@ def run(argv: list[str]) -> list[dict]:
 
     ratio("null", "pyzmq-reqrep-ipc/redleaf", ("null", "pyzmq-reqrep-ipc"), ("null", "redleaf"))
     ratio("rref", "redleaf-rref/redleaf-null", ("rref", "redleaf"), ("null", "redleaf"))
+    ratio("rref", "redleaf-colocated-rref/redleaf-colocated-null", ("rref", "redleaf-colocated"),
+          ("null", "redleaf-colocated"))
+    ratio("null", "redleaf/redleaf-colocated", ("null", "redleaf"), ("null", "redleaf-colocated"))
     ratio("move-64MiB", "redleaf-64MiB/redleaf-64B", ("move-64MiB", "redleaf"), ("move-64B", "redleaf"))
     ratio("move-64MiB", "mp-pipe/redleaf", ("move-64MiB", "mp-pipe"), ("move-64MiB", "redleaf"))
     ratio("null-cold", "redleaf/socketpair", ("null-cold", "redleaf"), ("null-cold", "socketpair"))

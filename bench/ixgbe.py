@@ -10,6 +10,8 @@ sink inside the device process), for RedLeaf's configurations:
   redleaf-shadow    as `redleaf`, with the shadow in between (two boundaries)
   redleaf-nullnet   as `redleaf`, against the software nullnet driver (no device):
                     the cost of crossing and of the batch bookkeeping alone
+  redleaf-colocated as `redleaf`, with the application in the driver's group
+                    (DESIGN §7a): the same proxies and deque moves, no process hop
 
 plus the driver domain's CPU time per packet, the published figures of RedLeaf and
 of the ixy Python driver (labelled `published-*`: quoted, not measured here; the
@@ -54,9 +56,10 @@ def published_rows(rate: dict[tuple[str, str], float]) -> list[dict]:
         rows.append(published(B, case, system, "rate", v, "Mpps", note))
         rate[(system, case)] = v
     for system, case, v, _note in PUBLISHED:
-        ours = rate.get(("redleaf", case))
-        if ours is not None:
-            rows.append(row(B, case, f"redleaf/{system}", "ratio", ours / v, "x"))
+        for mine in ("redleaf", "redleaf-colocated"):
+            ours = rate.get((mine, case))
+            if ours is not None:
+                rows.append(row(B, case, f"{mine}/{system}", "ratio", ours / v, "x"))
     return rows
 
 #: the driver domain plus the packet application inside it (the production driver
@@ -110,6 +113,9 @@ def manifest(config: str) -> str:
         return _HEAP + _DEVICE + _driver("ixgbe0", target=_INDRIVER) + _app("app", "ixgbe0")
     if config == "shadow":  # the driver runs as ixgbe0.driver behind its shadow
         return _HEAP + _DEVICE + _driver("ixgbe0", shadow=True) + _app("app", "ixgbe0")
+    if config == "colocated":  # the application in the driver's group (each entry's last table)
+        return (_HEAP + _DEVICE + _driver("ixgbe0") + 'group = "net"\n' + _app("app", "ixgbe0")
+                + 'group = "net"\n')
     if config == "nullnet":
         return _HEAP + """
 [[domain]]
@@ -158,14 +164,15 @@ def run(argv: list[str]) -> list[dict]:
         if us is not None:
             rows.append(row(B, f"{mode}-b{batch}-driver-cpu", system, "mean", us, "us"))
 
-    for config in ("plain", "shadow", "nullnet"):
+    for config in ("plain", "colocated", "shadow", "nullnet"):
         with Instance(manifest(config)) as inst, inst.attach() as c:
             app = c.lookup("app", NetApp)
             if config == "plain":
                 drv_app = c.lookup("ixgbe0", NetApp)
                 drv_net = c.lookup("ixgbe0", Net)
             net = c.lookup("nullnet" if config == "nullnet" else "ixgbe0", Net)
-            system = {"plain": "redleaf", "shadow": "redleaf-shadow", "nullnet": "redleaf-nullnet"}[config]
+            system = {"plain": "redleaf", "shadow": "redleaf-shadow", "nullnet": "redleaf-nullnet",
+                      "colocated": "redleaf-colocated"}[config]
             app.run_app("fwd", 32, min(secs, 0.2), 0)   # warm up: first allocations, page faults
             for mode in MODES:
                 for batch in BATCHES:

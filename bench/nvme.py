@@ -20,7 +20,16 @@ the cost of the isolated driver path, not of the disk.  Both instances are up fo
 the whole run and the three systems take turns on each case (`--rounds`, order
 alternating), so a change in the machine's load hits them alike.
 
-Ratio rows: redleaf / direct for every case, and redleaf-shadow / redleaf.
+Co-located variants (DESIGN §7a, §8), the client being an NvmeLoad domain
+(bench/colo.py) in the group, running the same loop:
+  redleaf-colocated               client + shadow + driver in one group (device apart)
+  redleaf-colocated-client-shadow client + shadow in one group, the driver in its own process
+  redleaf-colocated-noshadow      client + driver in one group, no shadow
+
+Ratio rows: redleaf / direct for every case, redleaf-shadow / redleaf, each
+co-located variant / direct, and redleaf-colocated-client-shadow / redleaf (a
+shadow co-located with its client against no shadow, both one process hop from
+the driver).
 """
 
 from __future__ import annotations
@@ -133,6 +142,25 @@ def _run_direct(path: str, kind: str, batch: int, nblocks: int, seconds: float, 
         os.close(fd)
 
 
+COLO = {  # system -> (shadow, the group's driver_group, or None without a shadow)
+    "redleaf-colocated": (True, None),
+    "redleaf-colocated-client-shadow": (True, ""),
+    "redleaf-colocated-noshadow": (False, None),
+}
+
+
+def colo_manifest(image: str, size: str, shadow: bool, driver_group, heap: str = "128MiB") -> str:
+    """nvme_manifest with the driver entry (its last table) in group "io" and an
+    NvmeLoad client domain in that group too."""
+    from redleaf.drivers.nvme.manifests import nvme_manifest
+
+    text = nvme_manifest(image, size, shadow=shadow, heap=heap) + 'group = "io"\n'
+    if driver_group is not None:
+        text += f'driver_group = "{driver_group}"\n'
+    return text + ('\n[[domain]]\nname = "load"\ntarget = "redleaf.bench.colo:NvmeLoadDomain"\n'
+                   'uses = { nvme = "nvme0" }\ngroup = "io"\n')
+
+
 def run(argv: list[str]) -> list[dict]:
     ap = argparse.ArgumentParser(prog="redleaf bench nvme")
     ap.add_argument("--quick", action="store_true", help="short runs (a smoke test, noisy figures)")
@@ -180,15 +208,29 @@ def run(argv: list[str]) -> list[dict]:
                     raise RuntimeError("the device does not have the image's geometry")
                 q = queues[system] = BatchQueue(c.heap, c.lookup("nvme0", NvmeBDev), depth=64)
                 stack.callback(q.close)
+            from redleaf.bench.colo import NvmeLoad
+
+            loads = {}
+            for system, (shadow, dgroup) in COLO.items():
+                inst = stack.enter_context(Instance(colo_manifest(image, a.size, shadow, dgroup)))
+                inst.wait_state("load", "running", timeout=30)
+                c = stack.enter_context(inst.attach())
+                loads[system] = c.lookup("load", NvmeLoad)
+                if loads[system].info() != (BLOCK, nblocks):
+                    raise RuntimeError("the device does not have the image's geometry")
             for kind, batch in CASES:
                 peer = "direct-pwritev" if kind.endswith("write") else "direct-preadv"
-                systems = ["redleaf", "redleaf-shadow", peer]
+                systems = ["redleaf", "redleaf-shadow", *COLO, peer]
                 acc = {s_: [0, 0.0, []] for s_ in systems}
                 for rnd in range(rounds):
                     for system in (systems if rnd % 2 == 0 else systems[::-1]):
                         rng = np.random.default_rng(rnd)
                         if system == peer:
                             n, dt, lat = _run_direct(image, kind, batch, nblocks, seconds / rounds, rng)
+                        elif system in loads:
+                            n, dt, v = loads[system].measure(kind, batch, seconds / rounds, rnd)
+                            lat = v.np[:n].tolist()
+                            v.drop()
                         else:
                             n, dt, lat = _run_redleaf(queues[system], kind, batch, nblocks, seconds / rounds, rng)
                         acc[system][0] += n
@@ -206,4 +248,8 @@ def run(argv: list[str]) -> list[dict]:
                         f"x {peer}"))
         rows.append(row(B, case, "redleaf-shadow", "ratio",
                         iops[(case, "redleaf-shadow")] / iops[(case, "redleaf")], "x redleaf"))
+        for system in COLO:
+            rows.append(row(B, case, system, "ratio", iops[(case, system)] / iops[(case, peer)], f"x {peer}"))
+        rows.append(row(B, case, "redleaf-colocated-client-shadow", "ratio",
+                        iops[(case, "redleaf-colocated-client-shadow")] / iops[(case, "redleaf")], "x redleaf"))
     return rows

@@ -312,14 +312,41 @@ def _exc_args(e: BaseException) -> tuple:
     return tuple(out)
 
 
+class DomainPanic(BaseException):
+    """A panic of one domain of a group (DESIGN §7a), unwinding the shared thread to
+    the boundary where that domain's code was entered (domains/group.py).  A
+    BaseException so that no `except Exception` in the domain's own code stops it."""
+
+    def __init__(self, domain: int, reason: str):
+        super().__init__(domain, reason)
+        self.domain = domain
+        self.reason = reason
+
+
+#: set by a group host: turns a panic into DomainPanic for the acting domain (it
+#: must raise); None in a process of one domain, where a panic ends the process
+_panic_hook = None
+
+
+def set_panic_hook(fn) -> None:
+    global _panic_hook
+    _panic_hook = fn
+
+
 def panic(reason: str) -> None:
     """An undeclared exception is a fault, like a Rust panic: log it and die now.
 
     The supervisor sees the death, fails in-flight calls with DomainCrashed,
-    reclaims the domain's heap objects and restarts it by policy."""
+    reclaims the domain's heap objects and restarts it by policy.  In a group host
+    only the acting domain dies: the hook raises DomainPanic for it."""
+    pending = sys.exc_info()[1]
+    if isinstance(pending, DomainPanic):
+        raise pending  # a domain already panicking (e.g. doomed by an injected fault) unwinds on
     sys.stderr.write(f"redleaf: domain panic: {reason}\n")
     traceback.print_exc()
     sys.stderr.flush()
+    if _panic_hook is not None:
+        _panic_hook(reason)
     import os
 
     os._exit(70)

@@ -6,6 +6,13 @@ doorbell, the channels it serves (inbound) and the links it calls through
 inbound calls meanwhile (so A->B->A re-entrancy cannot deadlock), and after a short
 spin budget goes to sleep on the doorbell.  The same loop is the idle loop of a
 domain host.
+
+In a group host (domains/group.py, DESIGN §7a) several runtimes, one per domain,
+share the process and its one thread: `group` is set, and serving, sleeping,
+heartbeats and control notices then cover every member (a wait inside one domain
+serves the others' inbound calls, sleeps on all their doorbells and announces all
+of them asleep), and a lookup of a name exported in the group gets a LocalLink
+(domains/local_link.py): the same proxy, called on this thread.
 """
 
 from __future__ import annotations
@@ -152,6 +159,11 @@ class Runtime:
         self.calls_made = 0
         self.heartbeat = 0
         self.stop = False
+        #: the group host this runtime shares a process with (None: a process of its own)
+        self.group = None
+        # what a sleep announces and drains: this domain's, or (a group) every member's
+        self.sleep_areas = [self.area]
+        self.bells = [self.bell]
         self._auto_names = itertools.count(1)
         # Sleep in a plain poll() on the doorbell and the control socket's notification
         # fd (edge-triggered: _sleep drains the socket's events before blocking).
@@ -171,7 +183,12 @@ class Runtime:
         key = (name, iface, reentrant)
         link = self.links.get(key)
         if link is None:
-            link = Link(self, name, iface, reentrant)
+            if self.group is not None and self.group.is_local(name):
+                from .local_link import LocalLink
+
+                link = LocalLink(self, name, iface)
+            else:
+                link = Link(self, name, iface, reentrant)
             link.connect()
             self.links[key] = link
         return make_proxy(iface, link)
@@ -248,6 +265,12 @@ class Runtime:
 
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:
+        """Serve the calls waiting on inbound channels (in a group: every member's)."""
+        if self.group is not None:
+            return self.group.serve_all()
+        return self.serve_own()
+
+    def serve_own(self) -> int:
         n = 0
         for ch, disp, waker in self.inbound:
             req = ch.pending_request()
@@ -272,6 +295,8 @@ class Runtime:
         supervisor marks a channel's caller gone in the channel itself (exit, crash,
         detach, or the caller closing it) before it tells anyone, so the answer is as
         current as what the caller's peers already know; notices are read too."""
+        if chan_id < 0:  # a co-located caller (LocalEnd): alive while it is a member
+            return self.group is not None and self.group.member_alive(-chan_id)
         entry = self.inbound_by_id.get(chan_id)
         if entry is None:
             return False
@@ -308,7 +333,14 @@ class Runtime:
         driver, a method that works for seconds), must call this every so often (say
         every millisecond or every few hundred iterations), or the watchdog takes the
         busy domain for hung and kills it.  It is two or three stores into shared
-        memory: cheap enough to call from a hot loop."""
+        memory: cheap enough to call from a hot loop.  In a group, every member beats:
+        they share the thread, so one alive is all alive."""
+        if self.group is not None:
+            self.group.beat_all()
+        else:
+            self.beat_own()
+
+    def beat_own(self) -> None:
         self.heartbeat += 1
         a = self.area
         _U64.pack_into(a, RA_HEARTBEAT, self.heartbeat)
@@ -328,6 +360,9 @@ class Runtime:
 
     def _sleep(self, timeout_ms: int, ready) -> bool:
         """Block on the doorbell unless `ready()` turns true after announcing sleep."""
+        if self.group is not None:
+            self.group.sleep(timeout_ms, ready)
+            return
         a = self.area
         a[RA_SLEEPING] = 1
         fence()
@@ -362,19 +397,25 @@ class Runtime:
         before the ring, so the callee's answer always rings us (Dekker, as in
         `_sleep`).  Anything else (inbound calls, a dead channel, the deadline) is
         then left to `wait_response`."""
-        a = self.area
-        a[RA_SLEEPING] = 1
+        areas = self.sleep_areas  # a group's thread sleeps for every member
+        for a in areas:
+            a[RA_SLEEPING] = 1
         fence()
         waker.bell.ring()
         try:
             if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] != seq:
                 self.poller.poll(min(IDLE_POLL_MS, max(1, int(timeout * 1000))))
         finally:
-            a[RA_SLEEPING] = 0
-        self.bell.drain()
+            for a in areas:
+                a[RA_SLEEPING] = 0
+        for b in self.bells:
+            b.drain()
         if _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] == seq:
             return True
-        self.handle_pushes()
+        if self.group is not None:
+            self.group.handle_pushes()
+        else:
+            self.handle_pushes()
         return self.wait_response(ch, seq, timeout, spin=False, serve=serve)
 
     def wait_response(self, ch: chan.Channel, seq: int, timeout: float, spin: bool = True,
@@ -395,7 +436,7 @@ class Runtime:
         start = now()
         deadline = start + int(timeout * 1e9)
         spin_end = start + (SPIN_NS if spin else 0)
-        serving = serve and bool(self.inbound)
+        serving = serve and (self.group is not None or bool(self.inbound))
         spins = 0
         next_liveness = start + SUPERVISOR_CHECK_NS
         while True:
@@ -432,7 +473,7 @@ class Runtime:
                 else:
                     self._sleep(wait_ms, lambda: unpack(buf, off)[0] == seq
                                 or _U32.unpack_from(buf, chan.STATE)[0] != chan.OPEN)
-                serving = serve and bool(self.inbound)
+                serving = serve and (self.group is not None or bool(self.inbound))
 
     def wait_until(self, ready, timeout: float, spin_ns: int = SPIN_NS) -> bool:
         """Spin on `ready()`, then sleep on the doorbell until it holds or `timeout` passes.
@@ -459,6 +500,11 @@ class Runtime:
                 self._sleep(max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000)), ready)
 
     def _has_inbound(self) -> bool:
+        if self.group is not None:
+            return self.group.has_inbound()
+        return self.has_own_inbound()
+
+    def has_own_inbound(self) -> bool:
         for ch, _d, _w in self.inbound:
             if _U64.unpack_from(ch.buf, chan.REQ_SEQ)[0] != ch.seq:
                 return True
@@ -466,6 +512,9 @@ class Runtime:
 
     def run_forever(self) -> None:
         """The host's main loop: serve, spin a little, then sleep on the doorbell."""
+        if self.group is not None:  # a member's own loop that only serves: the group's loop
+            self.group.run_forever()
+            return
         now = time.monotonic_ns
         idle_since = now()
         spins = 0

@@ -299,7 +299,15 @@ def cmd_restart(args) -> int:
 
 def cmd_kill(args) -> int:
     r = _request(args, "kill", name=args.domain, how=args.how)
-    print(f"redleaf: injected {args.how} into {args.domain} (pid {r['pid']})")
+    hits = r.get("hits") or [args.domain]
+    if r.get("group") and len(hits) > 1:  # a signal hits the process the group shares
+        print(f"redleaf: injected {args.how} into {args.domain} (pid {r['pid']}): the whole group "
+              f"{r['group']} shares that process, so it hits {', '.join(hits)}")
+    elif r.get("group"):
+        print(f"redleaf: injected {args.how} into {args.domain} (pid {r['pid']}, group {r['group']}): "
+              f"this domain only")
+    else:
+        print(f"redleaf: injected {args.how} into {args.domain} (pid {r['pid']})")
     return 0
 
 

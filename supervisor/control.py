@@ -317,6 +317,7 @@ class Control:
                 "calls_served": served, "calls_made": made, "reason": e.reason,
                 "target": e.spec.target if e.spec else None,
                 "image": e.spec.config.get("image") if e.kind == "device" and e.spec else None,
+                "group": e.spec.group if e.spec else None,
                 "exports": [_export_row(x) for x in e.exports]}
 
     def _heap_stats_by_domain(self) -> dict:
@@ -377,11 +378,16 @@ class Control:
         if not e.alive or not e.pid:
             raise Refusal("DomainUnavailable", f"{e.name} is {e.state}, not running")
         log.info("crash injection: %s --how %s (pid %d)", e.name, how, e.pid)
+        group = e.spec.group if e.spec is not None else None
+        if group and how in ("exception", "exit", "hang"):  # one member of a group, through its host
+            self.life.inject(e, how)
+            return {"pid": e.pid, "group": group, "hits": [e.name]}
+        hits = self.life.group_members(e)  # a signal hits the process: every member of a group
         try:
             os.kill(e.pid, KILL_SIGNALS[how])
         except ProcessLookupError:
             pass
-        return {"pid": e.pid}
+        return {"pid": e.pid, "group": group, "hits": hits}
 
     def cmd_heap(self, ident, msg):
         out = {"stats": self.heap.stats()}

@@ -14,6 +14,14 @@ in order: mark it dead; fail every call in flight to it; stop its devices' DMA
 channels; publish DOWN; apply its restart policy.  So any number of deaths, spawn
 reports and requests may arrive in any order, each handled as its own event.
 
+Groups (DESIGN §7a): the members of a group share one host process, so several
+entries carry the same pid (only entries of their own process are indexed in
+`table.by_pid`).  The host's exit is the death of every member; a member that ends
+alone (a panic, a clean stop) is reported by the zygote with its id, and dies
+through the same sequence while the host goes on.  Stopping a member and injecting
+an exception into it are requests to its host (through the zygote); SIGKILL of the
+pid (a hang, `kill --how sigkill`, a stop that does not finish) ends the group.
+
 A failed `load` (the domain dies before it is running, whatever its restart policy)
 is answered with a one-line error and leaves no entry behind.
 """
@@ -71,7 +79,8 @@ class Lifecycle:
         self.channels = channels
         self.devices = devices
         self.zygote = ZygoteLink(zsock, on_spawned=self.on_spawned, on_exit=self.on_exit, on_probe=self.on_probe,
-                                 on_timeout=self.on_spawn_timeout, on_lost=self.on_zygote_lost)
+                                 on_timeout=self.on_spawn_timeout, on_lost=self.on_zygote_lost,
+                                 on_member_exit=self.on_member_exit)
         self.zygote_pid = 0
         self.spawning: dict[int, Entry] = {}  # zygote request id -> entry being started
         self.probes: dict[int, Probe] = {}  # zygote request id -> shadow probe
@@ -106,6 +115,7 @@ class Lifecycle:
         """Keep a list of every process the instance started, for stale cleanup."""
         lines = []
         pids = [self.zygote_pid] + [e.pid for e in self.table.by_pid.values() if e.kind != "client"]
+        pids += sorted({e.pid for e in self.table.entries.values() if _grouped(e) and e.pid})
         pids += list(self.probe_pids)
         for pid in pids:
             if pid:
@@ -133,6 +143,8 @@ class Lifecycle:
         spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, token=self.sup.token,
                     heap=str(paths.heap), log=str(paths.log(e.name)),
                     watchdog_s=e.spec.watchdog_s or self.sup.manifest.watchdog_s)
+        if _grouped(e):
+            spec["group_log"] = str(paths.log(f"group.{e.spec.group}"))
         req = self.zygote.spawn(spec)
         e.spawn_req = req
         self.spawning[req] = e
@@ -159,9 +171,10 @@ class Lifecycle:
         e.heartbeat = 0
         e.heartbeat_at = e.started_at
         e.psutil_proc = None
-        self.table.by_pid[pid] = e
+        if not _grouped(e):
+            self.table.by_pid[pid] = e
         self.record_pids()
-        self.set_state(e, STARTING, f"spawned pid {pid}")
+        self.set_state(e, STARTING, f"spawned pid {pid}" + (f" (group {e.spec.group})" if _grouped(e) else ""))
         if e.hello is not None:
             ident, rid, claimed = e.hello
             e.hello = None
@@ -212,19 +225,39 @@ class Lifecycle:
         if not e.pid:
             return  # its start is in flight: on_spawned stops it
         pid = e.pid
-        _signal(pid, signal.SIGTERM)
+        if _grouped(e):  # one member of a shared process: its host stops it alone
+            self.zygote.member(e.id, "stop")
+        else:
+            _signal(pid, signal.SIGTERM)
         self.loop.after(STOP_GRACE_S, self._stop_timeout, e, pid)
 
     def _stop_timeout(self, e: Entry, pid: int) -> None:
         if e.pid == pid and e.alive:
-            log.warning("%s did not stop within %.1fs; SIGKILL", e.name, STOP_GRACE_S)
+            extra = f" (and with it group {e.spec.group}: {', '.join(self.group_members(e))})" if _grouped(e) else ""
+            log.warning("%s did not stop within %.1fs; SIGKILL%s", e.name, STOP_GRACE_S, extra)
             _signal(pid, signal.SIGKILL)
+
+    def group_members(self, e: Entry) -> list[str]:
+        """The names of the entries that share e's process (e's group), e included."""
+        if not _grouped(e) or not e.pid:
+            return [e.name]
+        return sorted(x.name for x in self.table.entries.values() if x.pid == e.pid and _grouped(x))
+
+    def inject(self, e: Entry, how: str) -> None:
+        """`redleaf kill NAME --how exception|exit|hang` on a group member: its host
+        raises the panic in that member only (or ends it cleanly, or hangs its
+        thread, which is the whole group's, as a hang in RedLeaf hangs its core)."""
+        self.zygote.member(e.id, "fault", how)
 
     def kill_hung(self, e: Entry, why: str) -> None:
         """Kill a domain found hung (watchdog, or a caller's deadline)."""
         if not e.pid:
             return
-        log.warning("%s (pid %d): %s; killing it", e.name, e.pid, why)
+        if _grouped(e):
+            log.warning("%s (pid %d, group %s): %s; killing the group's process, and with it %s", e.name, e.pid,
+                        e.spec.group, why, ", ".join(self.group_members(e)))
+        else:
+            log.warning("%s (pid %d): %s; killing it", e.name, e.pid, why)
         e.hang_reported = True
         e.kill_reason = f"killed as hung ({why})"
         _signal(e.pid, signal.SIGKILL)
@@ -260,10 +293,23 @@ class Lifecycle:
         if pid in self.probe_pids:
             self._probe_exited(pid, code)
             return
+        members = [x for x in self.table.entries.values() if _grouped(x) and x.pid == pid]
+        if members:  # a group's host: every member dies, each by its own sequence and policy
+            how = describe_domain_exit(code)
+            for x in members:
+                self.begin_death(x, code, f"{how} (its group {x.spec.group}'s host process)")
+            return
         e = self.table.by_pid.get(pid)
         if e is None or e.kind == "client":
             return  # an abandoned start's process; nothing of ours holds it
         self.begin_death(e, code, describe_domain_exit(code))
+
+    def on_member_exit(self, did: int, pid: int, code: int) -> None:
+        """One member of group host `pid` ended alone; the host goes on."""
+        e = self.table.by_id.get(did)
+        if e is None or e.pid != pid or not _grouped(e):
+            return  # a report about an incarnation that is already gone
+        self.begin_death(e, code, f"{describe_domain_exit(code)} in group {e.spec.group} (the others go on)")
 
     def on_client_gone(self, e: Entry) -> None:
         # A pidfd is readable only once its process has exited; check, since a poll
@@ -288,7 +334,7 @@ class Lifecycle:
             self._note_in_log(e, f"pid {pid} {how}")
         # 1. mark it dead
         e.exit_code = code
-        if pid:
+        if pid and self.table.by_pid.get(pid) is e:  # a group member shares its pid
             self.table.by_pid.pop(pid, None)
         e.pid = 0
         stopped = requested and not e.restart_requested and not abnormal
@@ -520,6 +566,10 @@ class Lifecycle:
                 self.out.answer(waiters, {"ok": False, "kind": r.kind, "error": str(r)})
                 continue
             return
+
+
+def _grouped(e: Entry) -> bool:
+    return e.spec is not None and bool(getattr(e.spec, "group", None))
 
 
 def _signal(pid: int, sig: int) -> None:

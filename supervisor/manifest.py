@@ -24,6 +24,11 @@ config = { }
 uses = ["other"]          # names this domain calls; booted before it
 shadow = false            # true: boot the driver as `<name>.driver` behind the shadow
                           # its class names in SHADOW, which clients reach as `<name>`
+group = "io"              # optional: run in the host process of group "io" with the other
+                          # domains of that group (isolation = "language", DESIGN §7a);
+                          # without it the domain is its own process (isolation = "process")
+driver_group = "io"       # with shadow = true: the driver's group ("" = its own process);
+                          # by default the driver shares the shadow's placement
 ```
 """
 
@@ -104,10 +109,17 @@ class DomainSpec:
     kind: str = "domain"  # or "device"
     companion: str | None = None  # a shadow's driver (unloaded together with it)
     path: str | None = None  # a directory to import the target from (`redleaf load` sends its cwd)
+    group: str | None = None  # the host process it shares (isolation = "language"); None: its own
+    driver_group: str | None = None  # shadow = true: the driver's group ("" its own process; None: as group)
+
+    @property
+    def isolation(self) -> str:
+        return "language" if self.group else "process"
 
     def to_wire(self) -> dict:
         return {"name": self.name, "target": self.target, "restart": self.restart, "config": self.config,
-                "uses": self.uses, "shadow": self.shadow, "kind": self.kind, "path": self.path}
+                "uses": self.uses, "shadow": self.shadow, "kind": self.kind, "path": self.path,
+                "group": self.group}
 
 
 @dataclass
@@ -146,7 +158,7 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: must be a table")
     known = {"name", "target", "restart", "max_restarts", "period_s", "backoff_s", "backoff_max_s",
-             "config", "uses", "shadow", "watchdog_s"}
+             "config", "uses", "shadow", "watchdog_s", "group", "isolation", "driver_group"}
     unknown = set(raw) - known
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -188,7 +200,35 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     if not isinstance(shadow, bool):
         raise ManifestError(f"{where}: shadow must be true or false")
     spec.shadow = shadow
+    _placement(raw, spec, where, kind)
     return spec
+
+
+def _placement(raw: dict, spec: DomainSpec, where: str, kind: str) -> None:
+    """`isolation` and `group` (DESIGN §7a): a group implies language isolation, and
+    language isolation needs a group to share (one process per group)."""
+    iso = raw.get("isolation")
+    group = raw.get("group")
+    if iso is not None and iso not in ("process", "language"):
+        raise ManifestError(f"{where}: isolation {iso!r} must be \"process\" or \"language\"")
+    for key, v in (("group", group), ("driver_group", raw.get("driver_group"))):
+        if v is not None and v != "" and not (isinstance(v, str) and _NAME_RE.match(v)):
+            raise ManifestError(f"{where}: {key} {v!r} must start with a letter and use letters, digits, "
+                                f"'_', '.', '-'")
+    if group == "":
+        group = None
+    if iso == "language" and not group:
+        raise ManifestError(f"{where}: isolation = \"language\" needs group = \"NAME\" (the domains of a group "
+                            f"share one host process)")
+    if iso == "process" and group:
+        raise ManifestError(f"{where}: group {group!r} means isolation = \"language\", not \"process\"")
+    if group and kind != "domain":
+        raise ManifestError(f"{where}: only domains can join a group; a device is its own process")
+    spec.group = group
+    if "driver_group" in raw:
+        if not spec.shadow:
+            raise ManifestError(f"{where}: driver_group only applies with shadow = true")
+        spec.driver_group = raw["driver_group"]
 
 
 def check_config_size(cfg: dict, where: str) -> None:
@@ -259,10 +299,11 @@ def expand_shadow(spec: DomainSpec, shadow_target=_UNPROBED) -> list[DomainSpec]
                             f"give the class SHADOW = \"package.module:ShadowClass\" or drop `shadow`")
     driver_name = f"{spec.name}.driver"
     check_name(driver_name, where)
-    driver = replace(spec, name=driver_name, shadow=False)
+    dgroup = spec.group if spec.driver_group is None else (spec.driver_group or None)
+    driver = replace(spec, name=driver_name, shadow=False, group=dgroup, driver_group=None)
     shadow = replace(spec, target=check_target(shadow_target, f"{where} SHADOW"), shadow=True,
                      config=dict(spec.config, driver=driver_name), uses=dict(spec.uses, driver=driver_name),
-                     companion=driver_name)
+                     companion=driver_name, driver_group=None)
     return [driver, shadow]
 
 

@@ -12,6 +12,16 @@ id ``req``:
                                        "req": n}; the probe itself sends {"probe": n, "shadow"
                                        | "error": ...} and exits
 
+Groups (DESIGN §7a, `group = "NAME"` in the manifest): a spec with a `group` goes
+to that group's host process, forked on the group's first spec with a socketpair of
+its own; later specs of the group are forwarded over that socketpair and answered
+with the host's pid.  The host reports a member that ended on its own (a panic, a
+clean stop) as {"member_exit": id, "code": c}; the zygote forwards it as
+{"exit_member": id, "pid": host pid, "code": c} only for an id it sent that host,
+so a group host can speak only for its own members.  The supervisor's per-member
+requests ({"member": {"domain_id", "op": "stop" | "fault", "how"}}, unanswered) go
+the same way, to the host of that id.
+
 It is the parent of every domain, so it reaps them on SIGCHLD and reports each exit
 status ({"exit": pid, "code": c}) at once: that report is the supervisor's death
 notification.  Each child leads its own process group; before reaping a child the
@@ -131,18 +141,28 @@ def _become_child(parent_pid: int, log: str) -> None:
     sys.stderr = _Stamped(os.fdopen(2, "w", buffering=1, closefd=False))
 
 
-def _child(sock: socket.socket, spec: dict, parent_pid: int) -> None:
-    """In the forked child: become the domain."""
+def _child(sock: socket.socket, spec: dict, parent_pid: int, group_sock: socket.socket | None = None,
+           others: tuple = ()) -> None:
+    """In the forked child: become the domain (or the host of its group)."""
     code = 0
     try:
         sock.close()
-        _become_child(parent_pid, spec["log"])
-        set_title(spec.get("name", "domain"))
-        if spec.get("kind") == "device":
-            from redleaf.domains.device_host import main as entry
+        for s in others:  # other groups' sockets: not this child's to hold
+            s.close()
+        if group_sock is not None:
+            _become_child(parent_pid, spec["group_log"])
+            set_title(f"group {spec.get('group')}")
+            from redleaf.domains.group import main as entry
+
+            code = entry(spec, group_sock) or 0
         else:
-            from redleaf.domains.host import main as entry
-        code = entry(spec) or 0
+            _become_child(parent_pid, spec["log"])
+            set_title(spec.get("name", "domain"))
+            if spec.get("kind") == "device":
+                from redleaf.domains.device_host import main as entry
+            else:
+                from redleaf.domains.host import main as entry
+            code = entry(spec) or 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:
@@ -189,6 +209,7 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
     import zmq  # noqa: F401
 
     import redleaf.domains.device_host  # noqa: F401
+    import redleaf.domains.group  # noqa: F401
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -208,11 +229,39 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
             pid, status = os.waitpid(info.si_pid, 0)
+            group_gone(pid)
             sock.send(msgpack.packb({"exit": pid, "code": os.waitstatus_to_exitcode(status)}))
+
+    groups: dict[str, _Group] = {}
+
+    def group_gone(pid: int) -> None:
+        for name, g in list(groups.items()):
+            if g.pid == pid:
+                g.sock.close()
+                del groups[name]
+
+    def from_group(g: _Group) -> None:
+        try:
+            data = g.sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            return  # it exited: reap() reports the pid
+        try:
+            msg = msgpack.unpackb(data, raw=False)
+            did, code = msg["member_exit"], msg["code"]
+        except Exception:  # noqa: BLE001 - an untrusted host's malformed report is ignored
+            return
+        if did in g.members and isinstance(code, int):
+            g.members.discard(did)
+            sock.send(msgpack.packb({"exit_member": did, "pid": g.pid, "code": code}))
 
     sock.send(msgpack.packb({"ready": os.getpid()}))
     while True:
-        r, _, _ = select.select([sock, rfd], [], [], 1.0)
+        r, _, _ = select.select([sock, rfd] + [g.sock for g in groups.values()], [], [], 1.0)
+        for g in list(groups.values()):
+            if g.sock in r:
+                from_group(g)
         if rfd in r:
             try:
                 os.read(rfd, 4096)
@@ -229,17 +278,64 @@ def serve(sock: socket.socket, parent_pid: int) -> None:
             if not data:
                 os._exit(0)
             req = msgpack.unpackb(data, raw=False)
+            if "member" in req:
+                _to_member(groups, req["member"])
+                continue
+            gname = req.get("spec", {}).get("group")
+            if gname:
+                g = groups.get(gname)
+                if g is not None and _forward(g, {"add": req["spec"]}):
+                    g.members.add(req["spec"]["domain_id"])
+                    sock.send(msgpack.packb({"spawned": g.pid, "req": req["req"]}))
+                    continue
+                if g is not None:  # its host is going away: a new one serves the group
+                    g.sock.close()
+                    del groups[gname]
             me = os.getpid()
+            gsock = gchild = None
+            if gname:
+                gsock, gchild = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             pid = os.fork()
             if pid == 0:
                 if "probe" in req:
                     _probe_child(sock, req["req"], req["probe"], me)
-                _child(sock, req["spec"], me)
+                if gsock is not None:
+                    gsock.close()
+                _child(sock, req["spec"], me, gchild, tuple(g.sock for g in groups.values()))
+            if gname:
+                gchild.close()
+                groups[gname] = _Group(pid, gsock, {req["spec"]["domain_id"]})
             try:  # also here, so the group exists before anyone may signal it
                 os.setpgid(pid, pid)
             except OSError:
                 pass  # the child did it first, or is gone already
             sock.send(msgpack.packb({"spawned": pid, "req": req["req"]}))
+
+
+class _Group:
+    """A group host the zygote forked: its pid, its socket, the ids it was sent."""
+
+    __slots__ = ("pid", "sock", "members")
+
+    def __init__(self, pid: int, sock: socket.socket, members: set):
+        self.pid, self.sock, self.members = pid, sock, members
+
+
+def _forward(g: _Group, msg: dict) -> bool:
+    try:
+        g.sock.send(msgpack.packb(msg))
+        return True
+    except OSError:  # the host is dying; its exit is reported by reap()
+        return False
+
+
+def _to_member(groups: dict, m: dict) -> None:
+    """A supervisor request for one member (stop, fault): to the host it was sent to."""
+    did = m.get("domain_id")
+    for g in groups.values():
+        if did in g.members:
+            _forward(g, {"member": m})
+            return
 
 
 def start_zygote(instance: str = "?") -> tuple[int, socket.socket]:
