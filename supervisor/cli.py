@@ -240,10 +240,13 @@ def cmd_status(args) -> int:
         d["uptime"] = f"{d['uptime_s']:.1f}s" if d["state"] == "running" else None
         d["exports"] = [f"{x['name']}:{x['interface']}" for x in d.get("exports") or []]
         rows.append(d)
-    print(_table(rows, [("name", "NAME"), ("kind", "KIND"), ("id", "ID"), ("pid", "PID"), ("state", "STATE"),
-                        ("restarts", "RESTARTS"), ("uptime", "UPTIME"), ("cpu_s", "CPU(s)"), ("rss", "RSS"),
-                        ("heap", "HEAP"), ("heap_objects", "OBJS"), ("calls_served", "CALLS"),
-                        ("exports", "EXPORTS"), ("reason", "LAST EVENT")]))
+    cols = [("name", "NAME"), ("kind", "KIND"), ("id", "ID"), ("pid", "PID"), ("state", "STATE"),
+            ("restarts", "RESTARTS"), ("uptime", "UPTIME"), ("cpu_s", "CPU(s)"), ("rss", "RSS"),
+            ("heap", "HEAP"), ("heap_objects", "OBJS"), ("calls_served", "CALLS"),
+            ("exports", "EXPORTS"), ("reason", "LAST EVENT")]
+    if any(r.get("group") for r in rows):   # co-located domains: which share a process
+        cols.insert(4, ("group", "GROUP"))
+    print(_table(rows, cols))
     return 0
 
 
