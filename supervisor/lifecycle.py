@@ -129,7 +129,7 @@ class Lifecycle:
         e.exit_code = None
         e.device = None
         e.hello = None
-        spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, token=self.sup.token,
+        spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, cred=e.cred,
                     heap=str(paths.heap), log=str(paths.log(e.name)))
         req = self.zygote.spawn(spec)
         e.spawn_req = req
