@@ -108,6 +108,8 @@ def _make_method(spec: InterfaceSpec, m):
                 value = unpackb(resp)
                 if ret_plain:
                     return dec_ret(value, None)
+            except RpcError:
+                raise  # already the caller's clear error (e.g. BadArgument: a value of the wrong type)
             except Exception as e:
                 raise CallRejected(f"{where}: the callee sent a malformed reply ({type(e).__name__})") from None
             rctx = CallCtx(link.rt, link.peer)

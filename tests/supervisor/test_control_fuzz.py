@@ -37,9 +37,9 @@ def _export():
     return st.fixed_dictionaries({"name": _names, "interface": _names, "fingerprint": st.text(max_size=8)})
 
 
-def _value(field: str, typ):
+def _value(field: str, typ, known):
     if typ is int:
-        return _ints
+        return st.sampled_from(known) | _ints
     if typ is bool:
         return st.booleans()
     if typ is str:
@@ -56,13 +56,14 @@ def _value(field: str, typ):
 
 
 @st.composite
-def requests(draw):
+def requests(draw, known: list):
+    """`known`: ids and pids of the running domains, so that fields often name a real victim."""
     cmd = draw(st.sampled_from(sorted(set(COMMANDS) - {"detach"})))
-    fields = {f: draw(_value(f, t)) for f, t in COMMANDS[cmd].items()}
+    fields = {f: draw(_value(f, t, known)) for f, t in COMMANDS[cmd].items()}
     if cmd == "ready" and draw(st.booleans()):
         fields["device"] = draw(st.dictionaries(st.sampled_from(["bar", "bar_size", "shell"]), _ints, max_size=3))
     if cmd in DOMAIN_COMMANDS and draw(st.booleans()):
-        fields["domain_id"] = draw(_ints)
+        fields["domain_id"] = draw(st.sampled_from(known) | _ints)
     use_token = cmd in TOKEN_OK and draw(st.booleans())
     return cmd, fields, use_token
 
@@ -70,13 +71,14 @@ def requests(draw):
 def test_control_fuzz_with_valid_credentials(echo_instance):
     inst = echo_instance
     before = inst.status()
+    known = sorted({v for row in before.values() for v in (row["id"], row["pid"])})
     with inst.attach() as d:
         cred, token = d.ctl.cred, d.ctl.token
         seen: collections.Counter = collections.Counter()
 
         @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
-        @given(requests())
+        @given(requests(known))
         def one(req):
             cmd, fields, use_token = req
             d.ctl.cred, d.ctl.token = (None, token) if use_token else (cred, None)

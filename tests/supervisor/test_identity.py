@@ -122,16 +122,22 @@ def test_report_hang_against_an_idle_domain_kills_nobody(echo_instance):
     before = inst.status()
     with inst.attach() as d:
         assert d.lookup("echo", Echo).inc(1) == 2  # a channel, nothing outstanding
-        _refused(lambda: d.ctl.request("report_hang", callee=before["echo"]["id"]), "NotHung")
-        # no channel at all to the supervisor-assigned id of nobody
-        assert d.ctl.request("report_hang", callee=9999)["suspected"] is False
+        # (domain_id: our own, which agrees with our credential; the old protocol needed it)
+        _refused(lambda: d.ctl.request("report_hang", domain_id=d.domain_id, callee=before["echo"]["id"]),
+                 "NotHung")
+        # an id nobody has: nothing to suspect
+        assert d.ctl.request("report_hang", domain_id=d.domain_id, callee=9999)["suspected"] is False
     _unchanged(inst, before)
 
 
-def _wait_log(inst, needle: str, timeout: float = 60.0) -> None:
+def _wait_verdict(inst, name: str, pid: int, needle: str, timeout: float = 60.0) -> None:
+    """Until the supervisor logs `needle`, or domain `name` no longer runs as `pid`."""
     path = inst.paths.log("supervisor")
     deadline = time.monotonic() + timeout
     while needle not in path.read_text():
+        row = inst.status()[name]
+        if row["pid"] != pid or row["state"] != "running":
+            return
         assert time.monotonic() < deadline, f"the supervisor never logged {needle!r}"
         time.sleep(0.01)
 
@@ -154,8 +160,10 @@ def test_max_sequence_number_hurts_only_the_writer(echo_instance):
         # from now on echo ignores this channel's ordinary requests: one is outstanding
         # for ever, and its caller reports echo hung, as a caller whose deadline passed does
         ch.post_request(b"\x00")
-        assert d.ctl.request("report_hang", callee=before["echo"]["id"])["suspected"] is True
-        _wait_log(inst, "hang report about echo by domain")
+        d.ctl.request("report_hang", domain_id=d.domain_id, callee=before["echo"]["id"])
+        # the verdict: the supervisor logs the report as not confirmed (or, had it
+        # believed the report, echo would be gone)
+        _wait_verdict(inst, "echo", before["echo"]["pid"], "hang report about echo by domain")
         # the writer hurt itself only: a new channel (and anyone else's) works
         link.broken = True
         assert e.inc(5) == 6
