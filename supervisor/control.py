@@ -47,7 +47,7 @@ import traceback
 import psutil
 
 from redleaf.domains import channel as chan
-from redleaf.domains.control import ANY_COMMANDS, COMMANDS, DOMAIN_COMMANDS, ProtocolError, decode_request
+from redleaf.domains.control import ANY_COMMANDS, COMMANDS, DOMAIN_COMMANDS, ProtocolError, decode_request, encode
 from redleaf.domains.doorbell import RA_CALLS_MADE, RA_CALLS_SERVED
 from redleaf.domains.host import SIG_HANG
 
@@ -65,6 +65,9 @@ _U64 = struct.Struct("<Q")
 #: how long an attach nonce is good for (the client writes it and asks at once)
 ATTACH_PROOF_S = 10.0
 MAX_PENDING_PROOFS = 256
+#: a loaded domain's wire spec: its config (at most 64 KiB, manifest.MAX_CONFIG_BYTES),
+#: uses and path, well inside one zygote datagram (zlink.RECV_MAX is for the replies)
+MAX_SPEC_BYTES = 96 << 10
 #: an automatic capability export is named "<domain id>.cap<n>" (Runtime.export_object)
 _CAP_NAME = re.compile(r"^([0-9]+)\.cap")
 
@@ -458,8 +461,16 @@ class Control:
         path = msg.get("path")
         if path is not None and not (isinstance(path, str) and os.path.isabs(path)):
             raise Refusal("BadRequest", "path must be an absolute directory")
+        if path is not None and len(path) > 4096:
+            raise Refusal("BadRequest", "path is longer than 4096 characters (PATH_MAX)")
         spec = domain_spec(raw, "load")
         spec.path = path
+        # the spec travels to the zygote in one datagram: refuse here, before anything
+        # is assigned, what could not be sent (a send that fails halfway left an entry)
+        wire = len(encode(spec.to_wire()))
+        if wire > MAX_SPEC_BYTES:
+            raise Refusal("BadRequest", f"load ({spec.name}): the domain's spec (config, uses, path) is {wire} "
+                                        f"bytes encoded, more than {MAX_SPEC_BYTES}; put bulk data in a file")
         names = [spec.name, f"{spec.name}.driver"] if spec.shadow else [spec.name]
         for name in names:
             if self.life.name_taken(name):

@@ -202,3 +202,17 @@ def test_a_byte_in_the_heaps_domain_table_frees_nothing_of_a_live_domain(make_in
         more.drop()
     _unchanged(inst, {k: v for k, v in before.items() if k != "bystander"})
     assert inst.request("heap", check=True)["violations"] == []
+
+
+@pytest.mark.parametrize("fields", [
+    {"config": {"x": "a" * 200_000}, "uses": []},  # the config that killed the zygote send
+    {"config": {}, "uses": [f"u{i}" for i in range(90_000)]},  # a spec too big for one datagram
+    {"config": {}, "uses": [], "path": "/" + "a" * 1_000_000},
+])
+def test_an_oversized_load_is_refused_and_leaves_nothing(echo_instance, fields):
+    inst = echo_instance
+    before = inst.status()
+    _refused(lambda: inst.request("load", name="big", target="redleaf.domains.builtin.echo:EchoDomain",
+                                  restart="temporary", shadow=False, **fields), "BadRequest")
+    st = _unchanged(inst, before)
+    assert "big" not in st
