@@ -134,7 +134,9 @@ def create_segment(size: int) -> tuple[str, int, memoryview]:
     Returns (descriptor, fd, view of the mapping).  The descriptor, "<pid>/<fd>/<tag>", is what the
     two parties are told: they open /proc/<pid>/fd/<fd> and check that it is the memfd
     named with <tag> (128 random bits), so a reused fd number is never mistaken for
-    it.  Once the supervisor closes fd, nobody can open the segment again; and being
+    it (opening another process's fd needs the same uid and a dumpable process,
+    which an ordinary supervisor is).  Once the supervisor closes fd, nobody can open
+    the segment again; and being
     a memfd it has no name in any file system, so nothing is left behind whatever
     happens to the supervisor."""
     tag = secrets.token_hex(16)

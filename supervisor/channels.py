@@ -20,7 +20,6 @@ three mappings does.
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 import time
@@ -29,11 +28,9 @@ from dataclasses import dataclass, field
 from redleaf.domains import channel as chan
 from redleaf.domains.doorbell import Bell
 
-#: a party that has not mapped its channel by then never will: the name stops working
+#: a party that has not mapped its channel by then never will: the descriptor stops working
 MAP_DEADLINE_S = 30.0
 _U64 = struct.Struct("<Q")
-
-log = logging.getLogger("redleaf.supervisor")
 
 
 @dataclass
@@ -45,16 +42,15 @@ class ChannelRec:
     fd: int  # the supervisor's memfd, until both parties mapped it (-1 after)
     buf: memoryview  # the supervisor's mapping (unmapped when the last view goes)
     size: int
-    unlink_by: float  # the deadline for both parties to map it
+    map_by: float  # the deadline for both parties to map it
     ends: set = field(default_factory=set)
     deferred: list = field(default_factory=list)  # heap slots lent to the callee by a dead caller
 
 
 class Channels:
-    def __init__(self, table, heap, sheap, paths, endpoints):
+    def __init__(self, table, heap, paths, endpoints):
         self.table = table
         self.heap = heap  # the HeapManager
-        self.sheap = sheap  # the supervisor's own heap view (channels are its objects)
         self.paths = paths
         self.out = endpoints
         self.channels: dict[int, ChannelRec] = {}
@@ -80,7 +76,7 @@ class Channels:
         return rec
 
     @staticmethod
-    def _unlink(rec: ChannelRec) -> None:
+    def _let_go(rec: ChannelRec) -> None:
         """Close the supervisor's fd: from now on the segment cannot be opened."""
         if rec.fd >= 0:
             os.close(rec.fd)
@@ -89,13 +85,13 @@ class Channels:
     def tick(self, now: float) -> None:
         """Close the segment of every channel both parties have mapped, or whose deadline passed."""
         for rec in self.channels.values():
-            if rec.fd >= 0 and (chan.both_mapped(rec.buf) or now > rec.unlink_by):
-                self._unlink(rec)
+            if rec.fd >= 0 and (chan.both_mapped(rec.buf) or now > rec.map_by):
+                self._let_go(rec)
 
     def close_all(self) -> None:
         """The instance goes down: no segment stays behind."""
         for rec in list(self.channels.values()):
-            self._unlink(rec)
+            self._let_go(rec)
         self.channels.clear()  # the mappings go with the last views of them
 
     def between(self, caller: int, callee: int) -> ChannelRec | None:
@@ -147,7 +143,7 @@ class Channels:
         if rec.ends or rec.deferred:
             return
         chan.set_state(rec.buf, chan.CLOSED)
-        self._unlink(rec)
+        self._let_go(rec)
         del self.channels[rec.id]  # the mapping goes with the last view of it
 
     def borrow_active(self, borrower: int, slot: int) -> bool:

@@ -88,7 +88,7 @@ class Supervisor:
 
         self.zygote_pid, zsock = start_zygote()
         self.out = Endpoints(self.paths.control, self.paths.events)
-        self.channels = Channels(self.table, self.heap, self.sheap, self.paths, self.out)
+        self.channels = Channels(self.table, self.heap, self.paths, self.out)
         self.devices = Devices(self.table, self.heap.mem, self.loop, self.channels.ring)
         self.life = Lifecycle(self, self.table, self.heap, self.loop, self.out, self.channels, self.devices, zsock)
         self.life.zygote_pid = self.zygote_pid
