@@ -20,14 +20,31 @@ doorbell.fence() (an uncontended lock) is an acquire followed by a release, whic
 on aarch64 does not keep an earlier store before a later one.  Rather than claim a
 portability we cannot show, the channel refuses to load on anything but x86-64
 (the NVMe completion phase tag and the heap's single-store records rely on TSO as
-well).  The channel memory is an object in the exchange heap owned by the
-supervisor, released when either end dies.  Nothing here trusts the peer: lengths
-and kinds are bounds-checked before use.
+well).  Nothing here trusts the peer: lengths and kinds are bounds-checked before use.
+
+Where a channel lives (DESIGN §5a, "a call channel is mapped only by its two
+parties"): not in the exchange heap, which every domain maps, but in a segment of its
+own, a memfd of mode 0600 that the supervisor creates per channel (`create_segment`)
+and describes, with an unguessable tag (128 random bits), to the two parties only (the
+lookup reply, the channel_open push).  Each party maps it (`map_segment`) and sets its
+own MAPPED flag in the header; the supervisor closes its descriptor as soon as both
+flags are up, or at a deadline, so from then on no one else can map it at all.  A
+memfd has no file-system name: nothing can be left behind, even by a killed
+supervisor.  (Why not a /dev/shm file: a supervisor killed while a file was still
+linked would leave it for good, and the stale-instance clean-up does not know it.)
+A third domain thus cannot forge replies or write another pair's requests; a party
+that writes garbage into its own channel hurts only its own calls.  The layout, and
+so the fast path, is the same as when channels were heap objects.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import platform
+import re
+import secrets
+import stat
 import struct
 
 from .doorbell import fence
@@ -45,6 +62,8 @@ STATE = 128  # u32, supervisor
 CALLER = 132  # u32, supervisor (at creation)
 CALLEE = 136  # u32, supervisor (at creation)
 PAYLOAD = 140  # u32 payload area size, supervisor (at creation)
+CALLER_MAPPED = 144  # u32, caller: 1 once it has mapped the segment
+CALLEE_MAPPED = 148  # u32, callee: 1 once it has mapped the segment
 HEADER = 192
 
 # response kinds
@@ -65,6 +84,103 @@ _LEN_KIND = struct.Struct("<II")  # resp_len, resp_kind
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _HDR_INIT = struct.Struct("<IIII")
+
+
+_SEGMENT_RE = re.compile(r"^([0-9]+)/([0-9]+)/([0-9a-f]{32})$")
+
+
+class SegmentError(OSError):
+    """A channel segment that cannot be mapped: gone (both parties mapped it already,
+    its deadline passed, or the channel was freed), or not what the supervisor made."""
+
+
+_libc = None
+
+
+def _map_fd(fd: int, size: int) -> memoryview:
+    """Map `size` bytes of `fd` shared, holding no descriptor afterwards.
+
+    Why not mmap.mmap: it keeps a dup of the fd for as long as the mapping lives, and
+    an open descriptor is a way in (/proc/<pid>/fd/<n>) that must not outlive the
+    moment both parties have mapped.  The mapping is unmapped when the last view of
+    it is gone (a finalizer on the exporting ctypes array), so no view can dangle."""
+    import ctypes
+    import weakref
+
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.mmap.restype = ctypes.c_void_p
+        lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                             ctypes.c_long]
+        lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        _libc = lib
+    addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot map a channel segment: {os.strerror(err)}")
+
+    class _Segment(ctypes.c_ubyte * size):  # a subclass: weak-referenceable
+        pass
+
+    arr = _Segment.from_address(addr)
+    weakref.finalize(arr, _libc.munmap, addr, size)
+    return memoryview(arr).cast("B")
+
+
+def create_segment(size: int) -> tuple[str, int, memoryview]:
+    """Supervisor side: a fresh anonymous segment (a memfd, mode 0600) of `size` bytes.
+
+    Returns (descriptor, fd, view of the mapping).  The descriptor, "<pid>/<fd>/<tag>", is what the
+    two parties are told: they open /proc/<pid>/fd/<fd> and check that it is the memfd
+    named with <tag> (128 random bits), so a reused fd number is never mistaken for
+    it (opening another process's fd needs the same uid and a dumpable process,
+    which an ordinary supervisor is).  Once the supervisor closes fd, nobody can open
+    the segment again; and being
+    a memfd it has no name in any file system, so nothing is left behind whatever
+    happens to the supervisor."""
+    tag = secrets.token_hex(16)
+    fd = os.memfd_create(f"redleaf-chan-{tag}", os.MFD_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, size)
+        buf = _map_fd(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return f"{os.getpid()}/{fd}/{tag}", fd, buf
+
+
+def map_segment(descriptor: str, size: int) -> memoryview:
+    """A party's side: map the segment the supervisor described, after checking it is one."""
+    m = _SEGMENT_RE.match(descriptor) if isinstance(descriptor, str) else None
+    if m is None:
+        raise SegmentError(f"{descriptor!r} does not describe a channel segment")
+    pid, num, tag = m.groups()
+    try:
+        fd = os.open(f"/proc/{pid}/fd/{num}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise SegmentError(f"channel segment {tag} is gone ({e.strerror}): it was freed, or not mapped "
+                           f"before its deadline; look the name up again") from None
+    try:
+        # checked on the fd we hold, not on the path: what we map is what we checked
+        if os.readlink(f"/proc/self/fd/{fd}") != f"/memfd:redleaf-chan-{tag} (deleted)":
+            raise SegmentError(f"channel segment {tag} is gone (its descriptor names something else now)")
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077 or st.st_size != size:
+            raise SegmentError(f"channel segment {tag} is not the supervisor's (mode {stat.S_IMODE(st.st_mode):o}, "
+                               f"uid {st.st_uid}, size {st.st_size})")
+        return _map_fd(fd, size)
+    finally:
+        os.close(fd)
+
+
+def mark_mapped(buf: memoryview, role_off: int) -> None:
+    _U32.pack_into(buf, role_off, 1)
+
+
+def both_mapped(buf: memoryview) -> bool:
+    return _U32.unpack_from(buf, CALLER_MAPPED)[0] == 1 and _U32.unpack_from(buf, CALLEE_MAPPED)[0] == 1
 
 
 def channel_size(payload: int = DEFAULT_PAYLOAD) -> int:

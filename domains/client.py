@@ -5,14 +5,18 @@
         echo = d.lookup("echo", Echo)
         echo.ping()
 
-The process gets a domain id, maps the exchange heap, and is listed in `redleaf
-status`.  When it exits, detaches, or is killed, the supervisor reclaims everything
+The process gets a domain id and its own credential, maps the exchange heap, and is
+listed in `redleaf status`.  Attaching proves to the supervisor that the pid it claims
+is this process (supervisor/control.py, "attach proof"): the supervisor's nonce is
+written into /proc/self/comm for the moment of the `attach` request, then the
+process's name is put back.  Its own requests (lookup, lease, ...) then carry the
+credential; `request()` of an operator command (status, load, kill, ...) uses the
+instance token, as the CLI does.  When it exits, detaches, or is killed, the supervisor reclaims everything
 it owned, like any domain (it watches the client's pidfd).
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 
 from .control import ControlClient
@@ -20,7 +24,19 @@ from .errors import InterfaceError
 from .runtime import Runtime
 
 
-_attempts = itertools.count(1)
+def _prove_pid(ctl: "ControlClient") -> dict:
+    """attach_nonce, the nonce in our comm, attach; our comm is restored whatever happens."""
+    pid = os.getpid()
+    nonce = ctl.request("attach_nonce", pid=pid)["nonce"]
+    with open("/proc/self/comm") as f:
+        name = f.read().rstrip("\n")
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(nonce)
+        return ctl.request("attach", pid=pid, nonce=nonce)
+    finally:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name)
 
 
 class Client:
@@ -30,26 +46,28 @@ class Client:
         from redleaf.shared_heap import Heap
 
         self.instance = instance
-        # one attach per process, but a unique identity per attempt, so that a second
-        # attach gets the supervisor's clear refusal instead of a silent identity clash
+        # one attach per process, but a unique (and unguessable: nobody can squat it
+        # first) identity per attempt, so that a second attach gets the supervisor's
+        # clear refusal instead of a silent identity clash
         self.ctl = ControlClient(instance, timeout_s=timeout_s,
-                                 identity=f"c{os.getpid()}-{next(_attempts)}".encode())
+                                 identity=f"c{os.getpid()}-{os.urandom(8).hex()}".encode())
         try:
-            r = self.ctl.request("attach", pid=os.getpid())
+            r = _prove_pid(self.ctl)
         except BaseException:
             self.ctl.close()
             raise
         self.domain_id = r["domain_id"]
-        did, ctl = self.domain_id, self.ctl
+        self.ctl.cred = r["cred"]
+        ctl = self.ctl
 
         def lease(kind, count):
-            return ctl.request("lease", domain_id=did, kind=kind, count=count)["items"]
+            return ctl.request("lease", kind=kind, count=count)["items"]
 
         def register_type(type_id, name, descr):
-            ctl.request("register_type", domain_id=did, type_id=type_id, type_name=name, descr=descr)
+            ctl.request("register_type", type_id=type_id, type_name=name, descr=descr)
 
-        self.heap = Heap.open(r["heap"], did, lease_fn=lease, register_type_fn=register_type)
-        self.rt = Runtime(instance, did, ctl, self.heap)
+        self.heap = Heap.open(r["heap"], self.domain_id, lease_fn=lease, register_type_fn=register_type)
+        self.rt = Runtime(instance, self.domain_id, ctl, self.heap)
         self._closed = False
 
     def exports(self) -> dict[str, list[str]]:
@@ -93,7 +111,7 @@ class Client:
         """Export an object from this client; it is served while this client waits in
         a call or runs `serve_forever()`."""
         self.rt.export(name, obj, iface)
-        self.ctl.request("ready", domain_id=self.domain_id, exports=self.rt.export_list())
+        self.ctl.request("ready", exports=self.rt.export_list())
 
     def serve_forever(self) -> None:
         self.rt.run_forever()
@@ -107,7 +125,7 @@ class Client:
             return
         self._closed = True
         try:
-            self.ctl.request("detach", domain_id=self.domain_id, timeout_s=5.0)
+            self.ctl.request("detach", timeout_s=5.0)
         except Exception:
             pass  # the supervisor will notice the exit through the pidfd anyway
         finally:

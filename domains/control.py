@@ -1,7 +1,22 @@
 """The control plane: msgpack messages over pyzmq, and the client side of it.
 
-Every request is one msgpack map ``{"v": 1, "token": bytes, "cmd": str, "rid": int, ...}``
-sent on a DEALER socket to the supervisor's ROUTER.  Every reply is a map with
+Every request is one msgpack map ``{"v": 1, "token" | "cred": bytes, "cmd": str, "rid":
+int, ...}`` sent on a DEALER socket to the supervisor's ROUTER.
+
+Two kinds of credential, two kinds of command (DESIGN §5a: a message speaks only for
+its sender):
+
+- the *instance token* (the file `token` in the 0700 runtime directory) is the user's:
+  it alone may issue the operator commands (USER_COMMANDS: load, unload, kill, ...)
+  and `attach`;
+- a *domain credential* (32 random bytes the supervisor makes for each domain at
+  spawn, handed over by the zygote, and for each client at attach) names exactly one
+  domain: the DOMAIN_COMMANDS act for the domain the credential names, so none of
+  them carries a domain id (a `domain_id` field, if a sender still adds one, must
+  agree with the credential or the request is refused).  A domain process is never
+  given the instance token.
+- `ping` and `status` are read-only and accept either.
+  Every reply is a map with
 ``"ok": True`` and fields, or ``"ok": False, "kind": <error type>, "error": <message>``.
 The supervisor may also push unsolicited messages (``"push": <kind>``) to a domain,
 e.g. "a channel was opened to you"; the client keeps them in a queue for the host
@@ -32,25 +47,34 @@ _opt_str = (str, type(None))
 COMMANDS: dict[str, dict[str, Any]] = {
     "ping": {},
     "status": {},
-    "hello": {"domain_id": int, "pid": int},
-    "ready": {"domain_id": int, "exports": list},
-    "init_failed": {"domain_id": int, "error": str},
-    "attach": {"pid": int},
-    "detach": {"domain_id": int},
+    "hello": {"pid": int},
+    "ready": {"exports": list},
+    "init_failed": {"error": str},
+    "attach_nonce": {"pid": int},
+    "attach": {"pid": int, "nonce": str},
+    "detach": {},
     "load": {"name": str, "target": str, "restart": str, "config": dict, "uses": list, "shadow": bool},
     "unload": {"name": str},
     "restart": {"name": str},
     "kill": {"name": str, "how": str},
-    "lookup": {"domain_id": int, "name": str, "interface": str, "fingerprint": str},
-    "close_channel": {"domain_id": int, "channel": int},
-    "lease": {"domain_id": int, "kind": str, "count": int},
-    "register_type": {"domain_id": int, "type_id": int, "type_name": str, "descr": str},
-    "report_hang": {"domain_id": int, "callee": int},
-    "bind_device": {"domain_id": int, "device": str},
+    "lookup": {"name": str, "interface": str, "fingerprint": str},
+    "close_channel": {"channel": int},
+    "lease": {"kind": str, "count": int},
+    "register_type": {"type_id": int, "type_name": str, "descr": str},
+    "report_hang": {"callee": int},
+    "bind_device": {"device": str},
     "heap": {"check": bool},
     "logs": {"name": str},
     "shutdown": {},
 }
+#: commands a domain sends for itself: they need its credential, and act for it alone
+DOMAIN_COMMANDS = frozenset({"hello", "ready", "init_failed", "detach", "lookup", "close_channel", "lease",
+                             "register_type", "report_hang", "bind_device"})
+#: read-only commands anyone with either credential may send
+ANY_COMMANDS = frozenset({"ping", "status"})
+#: the user's commands (and attach, which makes a new client): the instance token only
+USER_COMMANDS = frozenset(COMMANDS) - DOMAIN_COMMANDS - ANY_COMMANDS
+CRED_BYTES = 32
 
 
 class ProtocolError(ValueError):
@@ -95,10 +119,15 @@ class ControlClient:
     """
 
     def __init__(self, instance: str = "default", *, identity: bytes | None = None,
-                 timeout_s: float = 10.0, token: bytes | None = None):
+                 timeout_s: float = 10.0, token: bytes | None = None, cred: bytes | None = None):
         self.paths = InstancePaths(instance)
         self.instance = instance
-        self.token = token if token is not None else self.paths.read_token()
+        #: the domain credential this client speaks for (a domain's, from its spawn
+        #: spec; an attached client's, from the attach reply), or None
+        self.cred = cred
+        # a domain process gets its credential and no instance token: it has no use
+        # for the user's commands, so it does not read the token either
+        self.token = token if token is not None or cred is not None else self.paths.read_token()
         self.timeout_ms = int(timeout_s * 1000)
         self.ctx = zmq.Context.instance() if identity is None else zmq.Context()
         self._own_ctx = identity is not None
@@ -142,7 +171,11 @@ class ControlClient:
         gone = self.supervisor_gone()
         if gone:
             raise InstanceNotRunning(gone)
-        msg = {"v": PROTOCOL_VERSION, "token": self.token, "cmd": cmd, "rid": rid, **fields}
+        msg = {"v": PROTOCOL_VERSION, "cmd": cmd, "rid": rid, **fields}
+        if self.cred is not None and (cmd in DOMAIN_COMMANDS or self.token is None):
+            msg["cred"] = self.cred
+        else:
+            msg["token"] = self.token
         self.sock.send(encode(msg))
         timeout_ms = self.timeout_ms if timeout_s is None else int(timeout_s * 1000)
         deadline = time.monotonic() + timeout_ms / 1000

@@ -112,10 +112,10 @@ def main(spec: dict) -> int:
         import traceback
 
         traceback.print_exc()
-        rt.ctl.request("init_failed", domain_id=rt.domain_id, error=f"{type(e).__name__}: {e}"[:500], timeout_s=2.0)
+        rt.ctl.request("init_failed", error=f"{type(e).__name__}: {e}"[:500], timeout_s=2.0)
         return 78
     info = {"bar": bar_ref.offset, "bar_size": len(bar), "shell": shell_ref.offset, "device_id": rt.domain_id}
-    rt.ctl.request("ready", domain_id=rt.domain_id, exports=[], device=info)
+    rt.ctl.request("ready", exports=[], device=info)
     print(f"redleaf: device {name} ({spec['target']}) ready, BAR at heap offset {bar_ref.offset:#x}", flush=True)
     waker = None  # the bound driver's doorbell
     seen_binds = 0

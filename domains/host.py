@@ -99,16 +99,17 @@ def connect_runtime(spec: dict) -> Runtime:
     from redleaf.shared_heap import Heap
 
     domain_id = spec["domain_id"]
-    ctl = ControlClient(spec["instance"], token=spec["token"], identity=f"d{domain_id}".encode())
+    # its own credential, not the instance token: every request speaks for this domain only
+    ctl = ControlClient(spec["instance"], cred=spec["cred"], identity=f"d{domain_id}-{os.urandom(8).hex()}".encode())
 
     def lease(kind: str, count: int):
-        return ctl.request("lease", domain_id=domain_id, kind=kind, count=count)["items"]
+        return ctl.request("lease", kind=kind, count=count)["items"]
 
     def register_type(type_id: int, name: str, descr: str):
-        ctl.request("register_type", domain_id=domain_id, type_id=type_id, type_name=name, descr=descr)
+        ctl.request("register_type", type_id=type_id, type_name=name, descr=descr)
 
     heap = Heap.open(spec["heap"], domain_id, lease_fn=lease, register_type_fn=register_type)
-    ctl.request("hello", domain_id=domain_id, pid=os.getpid())
+    ctl.request("hello", pid=os.getpid())
     return Runtime(spec["instance"], domain_id, ctl, heap)
 
 
@@ -130,7 +131,7 @@ def main(spec: dict) -> int:
         traceback.print_exc()
         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         try:
-            rt.ctl.request("init_failed", domain_id=rt.domain_id, error=msg, timeout_s=2.0)
+            rt.ctl.request("init_failed", error=msg, timeout_s=2.0)
         finally:
             return 78
     if not rt.exports:
@@ -138,7 +139,7 @@ def main(spec: dict) -> int:
             rt.export(name, obj)
         except Exception:
             pass  # a domain that exports nothing (a pure client of others) is fine
-    rt.ctl.request("ready", domain_id=rt.domain_id, exports=rt.export_list())
+    rt.ctl.request("ready", exports=rt.export_list())
     print(f"redleaf: domain {name} serving {', '.join(sorted({n for n, _i in rt.exports})) or 'nothing'}", flush=True)
     runner = getattr(obj, "run", None)
     try:

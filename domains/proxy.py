@@ -104,9 +104,14 @@ def _make_method(spec: InterfaceSpec, m):
         if kind == _OK:
             if ret_none and resp == _NIL:
                 return None  # the common `-> None`: nothing to decode
-            value = unpackb(resp)
-            if ret_plain:
-                return dec_ret(value, None)
+            try:  # a callee that writes garbage as its reply fails this call, not its caller
+                value = unpackb(resp)
+                if ret_plain:
+                    return dec_ret(value, None)
+            except RpcError:
+                raise  # already the caller's clear error (e.g. BadArgument: a value of the wrong type)
+            except Exception as e:
+                raise CallRejected(f"{where}: the callee sent a malformed reply ({type(e).__name__})") from None
             rctx = CallCtx(link.rt, link.peer)
             try:
                 return dec_ret(value, rctx)
@@ -123,6 +128,8 @@ def _make_method(spec: InterfaceSpec, m):
             ctx.revive_moved()  # refused, or the callee died: what it did not take is ours again
         if kind == chan.REJECTED:
             raise _rejected(resp)
+        if kind != chan.CRASHED:
+            raise CallRejected(f"{where}: the callee sent a reply of unknown kind {kind}")
         raise DomainCrashed(f"{link.name} crashed during {where}()")
 
     call.__name__ = m.name

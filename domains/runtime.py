@@ -74,13 +74,16 @@ class Link:
             self.ch = None
         spec = spec_of(self.iface)
         try:
-            r = self.rt.ctl.request("lookup", domain_id=self.rt.domain_id, name=self.name,
+            r = self.rt.ctl.request("lookup", name=self.name,
                                     interface=spec.name, fingerprint=spec.fingerprint)
         except ControlError as e:
             if e.kind in ("DomainUnavailable", "DomainCrashed"):
                 raise DomainUnavailable(str(e)) from None
             raise
-        self.ch = self.rt.open_channel(r["channel"], r["offset"], r["size"])
+        try:
+            self.ch = self.rt.open_channel(r["channel"], r["segment"], r["size"])
+        except (OSError, ValueError) as e:
+            raise DomainUnavailable(f"cannot map the channel to {self.name}: {e}") from None
         self.peer = r["callee"]
         try:
             self.waker = self.rt.waker_for(self.peer)
@@ -142,7 +145,7 @@ class Runtime:
         self.domain_id = domain_id
         self.ctl = ctl
         self.heap = heap
-        self.mem = heap.mem  # memoryview of the whole mapping (channels live in it)
+        self.mem = heap.mem  # memoryview of the whole heap mapping (DMA addresses are offsets in it)
         self.area = heap.runtime_area(domain_id)
         self.bell = Bell(self.paths.bell(domain_id))
         self.exports: dict[str, Export] = {}
@@ -205,7 +208,7 @@ class Runtime:
                 return e.name
         name = f"{self.domain_id}.cap{next(self._auto_names)}"
         self.export(name, obj)
-        self.ctl.request("ready", domain_id=self.domain_id, exports=self.export_list())
+        self.ctl.request("ready", exports=self.export_list())
         return name
 
     def export_list(self) -> list:
@@ -213,10 +216,14 @@ class Runtime:
                 for e in self.exports.values()]
 
     # -- channels --------------------------------------------------------------
-    def open_channel(self, chan_id: int, offset: int, size: int) -> chan.Channel:
-        if offset < 0 or size <= 0 or offset + size > len(self.mem):
-            raise ValueError(f"channel {chan_id} lies outside the heap")
-        ch = chan.Channel(self.mem[offset:offset + size], chan_id)
+    def open_channel(self, chan_id: int, segment: str, size: int) -> chan.Channel:
+        """Map a channel's own segment (domains/channel.py: only its two parties ever
+        learn its name) and say so in it, so the supervisor can unlink the file."""
+        ch = chan.Channel(chan.map_segment(segment, size), chan_id)
+        if ch.caller == self.domain_id:
+            chan.mark_mapped(ch.buf, chan.CALLER_MAPPED)
+        if ch.callee == self.domain_id:
+            chan.mark_mapped(ch.buf, chan.CALLEE_MAPPED)
         self.channels[chan_id] = ch
         return ch
 
@@ -226,7 +233,7 @@ class Runtime:
         if entry is not None:
             self.inbound = [e for e in self.inbound if e[0].chan_id != ch.chan_id]
         try:
-            self.ctl.request("close_channel", domain_id=self.domain_id, channel=ch.chan_id)
+            self.ctl.request("close_channel", channel=ch.chan_id)
         except ControlError:
             pass
 
@@ -246,7 +253,10 @@ class Runtime:
                 exp = self.exports.get((msg["export"], msg.get("interface")))
                 if exp is None:
                     continue
-                ch = self.open_channel(msg["channel"], msg["offset"], msg["size"])
+                try:
+                    ch = self.open_channel(msg["channel"], msg["segment"], msg["size"])
+                except (OSError, ValueError):
+                    continue  # gone already (freed, or past its deadline): its caller's call fails
                 try:
                     waker = self.waker_for(ch.caller)
                     waker.refresh()  # a reused id: a new caller
@@ -542,7 +552,7 @@ class Runtime:
 
     def report_hang(self, peer: int) -> None:
         try:
-            self.ctl.request("report_hang", domain_id=self.domain_id, callee=peer, timeout_s=2.0)
+            self.ctl.request("report_hang", callee=peer, timeout_s=2.0)
         except ControlError:
             pass
 

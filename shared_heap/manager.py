@@ -64,6 +64,11 @@ Crash consistency (a domain killed at any instruction):
   (type, offset, size, borrower, parent) of a slot that is FREE in the writer's own
   cache: no decision reads those fields of a FREE record, and borrower and parent are
   already 0 there.  The manager writes through numpy, one typed store per element.
+- the domain table in the heap (each id's ALIVE/DEAD byte) is for readers such as
+  `redleaf heap`; any domain can write it, so the manager of record never decides from
+  it: which ids are alive and which are dead (whose objects sweep_orphans frees, who
+  may lease) is kept in the manager's own memory (`_alive`, `_dead`), set only by
+  register_domain and reclaim, i.e. by the supervisor's table (DESIGN §5a).
 - the manager's own pool list is only a hint: every slot is re-verified FREE and
   unowned in the table (one word read) before it is leased, so a manager crash or a
   bookkeeping slip cannot hand one slot to two domains.
@@ -112,10 +117,16 @@ class HeapManager:
         assert self._word0.flags.aligned
         self.free_records = list(np.flatnonzero((rec["state"] == R_FREE) & (rec["owner"] == 0))[::-1])
         self.free_records = [int(s) for s in self.free_records if s != 0]
+        # the manager of record's own view of the domains (module docstring): never the heap's bytes
+        self._alive: set[int] = set()
+        self._dead: set[int] = set()
+        self._of_record = False
 
     @classmethod
     def create(cls, path: str, size: int, records: int = 1 << 18, max_domains: int = 256) -> "HeapManager":
-        return cls(HeapFile.create(path, size, records, max_domains))
+        m = cls(HeapFile.create(path, size, records, max_domains))
+        m._of_record = True
+        return m
 
     @classmethod
     def open(cls, path: str, readonly: bool = False) -> "HeapManager":
@@ -140,6 +151,8 @@ class HeapManager:
         off = self.hf.layout.domains + did * DOMAIN_ENTRY
         self.mem[off:off + DOMAIN_ENTRY] = bytes(DOMAIN_ENTRY)
         self.hf.domains["state"][did] = D_ALIVE
+        self._alive.add(did)
+        self._dead.discard(did)
 
     def register_type(self, type_id: int, name: str, descr: str) -> None:
         """Record a type in the header registry (manager only; informational for tools)."""
@@ -151,7 +164,7 @@ class HeapManager:
 
     # -- leases -------------------------------------------------------------------
     def lease(self, did: int, kind: str, count: int) -> list[int]:
-        if self.hf.domains["state"][did] != D_ALIVE:
+        if did not in self._alive:
             raise ValueError(f"domain {did} is not registered")
         if kind == "records":
             slots = self._take_pool(count)
@@ -241,6 +254,8 @@ class HeapManager:
         if not 0 < did < hf.layout.max_domains:
             raise ValueError(f"domain id {did} out of range 1..{hf.layout.max_domains - 1}")
         hf.domains["state"][did] = D_DEAD   # first: from now on the manager is its records' writer
+        self._alive.discard(did)
+        self._dead.add(did)
         self._redo_journal(did)
         parent = rec["parent"].copy()   # before state+owner: see "torn reads" above
         state, owner = self._state_owner()
@@ -369,7 +384,7 @@ class HeapManager:
         ch = hf.chunks
         rec = hf.records
         n = 0
-        dead = np.flatnonzero(hf.domains["state"] == D_DEAD)
+        dead = np.fromiter(sorted(self._dead - self._alive), dtype=np.int64)  # never the heap's bytes
         if len(dead):
             parent, borrower = rec["parent"].copy(), rec["borrower"].copy()  # first: "torn reads"
             state, owner = self._state_owner()
@@ -401,7 +416,10 @@ class HeapManager:
         hf = self.hf
         rec, ch = hf.records, hf.chunks
         v: list[str] = []
-        dead = set(int(d) for d in dead) | set(int(d) for d in np.flatnonzero(hf.domains["state"] == _DD))
+        if self._of_record:  # the supervisor's own view, not bytes a domain can write
+            dead = set(int(d) for d in dead) | self._dead
+        else:  # a reader such as `redleaf heap` has only the heap's table
+            dead = set(int(d) for d in dead) | set(int(d) for d in np.flatnonzero(hf.domains["state"] == _DD))
         live = np.flatnonzero(rec["state"] != R_FREE)
         if rec["state"][0] != R_FREE:
             v.append("record 0 (the null slot) is in use")
@@ -479,7 +497,10 @@ class HeapManager:
             if len(fc):
                 v.append(f"{len(fc)} occupancy entries lie in free chunks")
         # owners must be registered, alive domains (DEFERRED objects wait for a borrow to end)
-        alive = set(int(d) for d in np.flatnonzero(hf.domains["state"] == D_ALIVE)) - dead - {0}
+        if self._of_record:
+            alive = set(self._alive) - dead - {0}
+        else:
+            alive = set(int(d) for d in np.flatnonzero(hf.domains["state"] == D_ALIVE)) - dead - {0}
         top_live = np.flatnonzero((rec["state"] == R_LIVE) & (rec["parent"] == 0))
         pooled = top_live[rec["owner"][top_live] == 0]
         for s in pooled[:5]:

@@ -1,21 +1,35 @@
 """The channel registry: the shared-memory call channels between domains, and the
 heap objects a dead caller had lent (borrowed) to a callee.
 
-Owns: `ChannelRec` records and channel ids; opening a channel in the heap, closing
-an end, failing calls in flight when a party dies, and deferring the release of a
-dead caller's borrowed objects until the callee's call that borrowed them is over.
-Calls the heap, domains.channel (the channel layout), the domains' doorbells, the
-table (read only) and the endpoints (channel_closed notices).
+Owns: `ChannelRec` records and channel ids; the channels' shared-memory segments
+(one memfd per channel, mode 0600, described by an unguessable tag: see
+domains/channel.py), from creation to unmap; closing an end, failing calls in flight when a party dies,
+and deferring the release of a dead caller's borrowed objects until the callee's
+call that borrowed them is over.  Calls the heap, domains.channel (the channel layout
+and segments), the domains' doorbells, the table (read only) and the endpoints
+(channel_closed notices).
+
+Segment lifetime: created at lookup, its descriptor told to the caller (lookup
+reply) and the callee (push) and to no one else; the supervisor's fd closed by `tick`
+as soon as both parties have set their MAPPED flag, or MAP_DEADLINE_S after creation,
+whichever comes first (from then on the segment cannot be opened by anyone); its fd
+(if still open) closed and its mapping unmapped when the channel is freed, and every
+one at `close_all` (the instance going down).  The memory goes when the last of the
+three mappings does.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+import time
 from dataclasses import dataclass, field
 
 from redleaf.domains import channel as chan
 from redleaf.domains.doorbell import Bell
 
+#: a party that has not mapped its channel by then never will: the descriptor stops working
+MAP_DEADLINE_S = 30.0
 _U64 = struct.Struct("<Q")
 
 
@@ -24,22 +38,19 @@ class ChannelRec:
     id: int
     caller: int
     callee: int
-    rref: object
-    offset: int
+    segment: str  # its descriptor, as the parties are told it
+    fd: int  # the supervisor's memfd, until both parties mapped it (-1 after)
+    buf: memoryview  # the supervisor's mapping (unmapped when the last view goes)
     size: int
+    map_by: float  # the deadline for both parties to map it
     ends: set = field(default_factory=set)
     deferred: list = field(default_factory=list)  # heap slots lent to the callee by a dead caller
 
-    @property
-    def buf(self):
-        return self.rref.buf
-
 
 class Channels:
-    def __init__(self, table, heap, sheap, paths, endpoints):
+    def __init__(self, table, heap, paths, endpoints):
         self.table = table
         self.heap = heap  # the HeapManager
-        self.sheap = sheap  # the supervisor's own heap view (channels are its objects)
         self.paths = paths
         self.out = endpoints
         self.channels: dict[int, ChannelRec] = {}
@@ -55,15 +66,33 @@ class Channels:
         b.close()
 
     def open(self, caller, callee) -> ChannelRec:
-        import numpy as np
-
         size = chan.channel_size()
-        rref = self.sheap.alloc_vec(np.uint8, size)
-        chan.init_channel(rref.buf, caller.id, callee.id)
-        rec = ChannelRec(self.next_id, caller.id, callee.id, rref, rref.offset, size, {caller.id, callee.id})
+        desc, fd, buf = chan.create_segment(size)
+        chan.init_channel(buf, caller.id, callee.id)
+        rec = ChannelRec(self.next_id, caller.id, callee.id, desc, fd, buf, size,
+                         time.monotonic() + MAP_DEADLINE_S, ends={caller.id, callee.id})
         self.next_id += 1
         self.channels[rec.id] = rec
         return rec
+
+    @staticmethod
+    def _let_go(rec: ChannelRec) -> None:
+        """Close the supervisor's fd: from now on the segment cannot be opened."""
+        if rec.fd >= 0:
+            os.close(rec.fd)
+            rec.fd = -1
+
+    def tick(self, now: float) -> None:
+        """Close the segment of every channel both parties have mapped, or whose deadline passed."""
+        for rec in self.channels.values():
+            if rec.fd >= 0 and (chan.both_mapped(rec.buf) or now > rec.map_by):
+                self._let_go(rec)
+
+    def close_all(self) -> None:
+        """The instance goes down: no segment stays behind."""
+        for rec in list(self.channels.values()):
+            self._let_go(rec)
+        self.channels.clear()  # the mappings go with the last views of them
 
     def between(self, caller: int, callee: int) -> ChannelRec | None:
         for rec in self.channels.values():
@@ -114,8 +143,8 @@ class Channels:
         if rec.ends or rec.deferred:
             return
         chan.set_state(rec.buf, chan.CLOSED)
-        rec.rref.drop()
-        del self.channels[rec.id]
+        self._let_go(rec)
+        del self.channels[rec.id]  # the mapping goes with the last view of it
 
     def borrow_active(self, borrower: int, slot: int) -> bool:
         e = self.table.by_id.get(borrower)

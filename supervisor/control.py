@@ -1,10 +1,30 @@
 """Control dispatch: one table from command name to handler, and the handlers.
 
-Owns: authentication of requests (the instance token), the command table, and the
-translation of each request into calls on the concepts below it.  Calls the table,
+Owns: authentication of requests, the command table, the attach proofs in progress,
+and the translation of each request into calls on the concepts below it.  Calls the table,
 lifecycle, channels, devices, the heap and the endpoints.  Handlers return a reply
 at once, or None when the reply comes later (a load, unload or restart is answered
 by lifecycle when the domain runs, stops or fails); no handler waits.
+
+Who speaks (DESIGN §5a, "a message speaks only for its sender"): a domain's own
+requests (domains.control.DOMAIN_COMMANDS) carry its credential, and the handler acts
+for the entry the credential names, never for an id in a field; a `domain_id` field
+that disagrees is refused.  Operator commands need the instance token, which no domain
+process is given.  Hence `ready` describes only its sender (a device description only
+from the device's own process, once per incarnation), `hello` redirects only its
+sender's notices, `report_hang` is a hint the watchdog verifies before it kills.
+
+Attach proof: `attach` claims a pid, and the supervisor then watches that pid and
+reclaims the client when it exits, so the claim must be the caller's own pid.  zmq's
+ipc transport gives no peer credentials (no SO_PEERCRED), so the client proves it:
+`attach_nonce` hands it a fresh random nonce for the claimed pid, the client writes
+the nonce into /proc/self/comm, and `attach` (same socket, within ATTACH_PROOF_S)
+succeeds only if /proc/<pid>/comm reads the nonce.  Linux lets only a thread of that
+process write its comm (comm_write refuses every other writer, whatever its uid), so
+a process that can show the nonce there is the claimed pid or one of its threads.
+The pidfd is opened before the check and found still alive after it, so the pid
+cannot have been reused in between.  The claim is also checked to be a live process
+of our uid, not a domain's or the supervisor's, and not attached already.
 
 The table is checked when the supervisor starts (`check_table`): every command the
 control protocol defines (domains.control.COMMANDS) has a handler, and every
@@ -16,6 +36,9 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
+import secrets
+import select
 import signal
 import struct
 import time
@@ -23,7 +46,8 @@ import traceback
 
 import psutil
 
-from redleaf.domains.control import COMMANDS, ProtocolError, decode_request
+from redleaf.domains import channel as chan
+from redleaf.domains.control import ANY_COMMANDS, COMMANDS, DOMAIN_COMMANDS, ProtocolError, decode_request, encode
 from redleaf.domains.doorbell import RA_CALLS_MADE, RA_CALLS_SERVED
 from redleaf.domains.host import SIG_HANG
 
@@ -38,6 +62,14 @@ KILL_SIGNALS = {
     "hang": SIG_HANG,
 }
 _U64 = struct.Struct("<Q")
+#: how long an attach nonce is good for (the client writes it and asks at once)
+ATTACH_PROOF_S = 10.0
+MAX_PENDING_PROOFS = 256
+#: a loaded domain's wire spec: its config (at most 64 KiB, manifest.MAX_CONFIG_BYTES),
+#: uses and path, well inside one zygote datagram (zlink.RECV_MAX is for the replies)
+MAX_SPEC_BYTES = 96 << 10
+#: an automatic capability export is named "<domain id>.cap<n>" (Runtime.export_object)
+_CAP_NAME = re.compile(r"^([0-9]+)\.cap")
 
 log = logging.getLogger("redleaf.supervisor")
 
@@ -81,6 +113,7 @@ class Control:
             "hello": self.cmd_hello,
             "ready": self.cmd_ready,
             "init_failed": self.cmd_init_failed,
+            "attach_nonce": self.cmd_attach_nonce,
             "attach": self.cmd_attach,
             "detach": self.cmd_detach,
             "load": self.cmd_load,
@@ -98,6 +131,7 @@ class Control:
             "shutdown": self.cmd_shutdown,
         }
         check_table(self.handlers, self)
+        self.proofs: dict[bytes, tuple[int, str, float]] = {}  # ident -> (pid, nonce, deadline)
 
     # ------------------------------------------------------------------ dispatch
     def drain(self) -> None:
@@ -111,10 +145,9 @@ class Control:
         try:
             msg = decode_request(frame)
             rid = msg.get("rid")
-            tok = msg.get("token")
-            if not isinstance(tok, bytes) or not hmac.compare_digest(tok, self.sup.token):
-                raise Refusal("AuthError", "missing or wrong instance token")
+            sender = self.authenticate(msg)
             msg["rid"] = rid if isinstance(rid, int) else None
+            msg["_sender"] = sender  # None: the user (instance token)
             out = self.handlers[msg["cmd"]](ident, msg)
             if out is None:  # answered later
                 return None
@@ -137,10 +170,35 @@ class Control:
             raise Refusal("NotFound", f"no domain named {name!r} (see `redleaf status`)")
         return e
 
+    def authenticate(self, msg: dict) -> Entry | None:
+        """Who sent `msg`: the entry its credential names, or None for the user (the
+        instance token).  Refuses what the sender may not ask."""
+        cmd = msg["cmd"]
+        cred, tok = msg.get("cred"), msg.get("token")
+        user = isinstance(tok, bytes) and hmac.compare_digest(tok, self.sup.token)
+        if cmd in DOMAIN_COMMANDS or (cmd in ANY_COMMANDS and cred is not None and not user):
+            e = self.table.sender(cred)
+            if e is None or e.dying:
+                if cred is None:
+                    raise Refusal("AuthError", f"{cmd!r} acts for a domain: send it with that domain's credential "
+                                               f"(the instance token names no domain)")
+                raise Refusal("AuthError", "unknown or revoked domain credential (its domain has exited, "
+                                           "been restarted or detached)")
+            claimed = msg.get("domain_id")
+            if claimed is not None and claimed != e.id:
+                raise Refusal("AuthError", f"this credential is domain {e.id}'s, not {claimed!r}'s: "
+                                           f"a message speaks only for its sender")
+            return e
+        if not user:
+            if cred is not None:
+                raise Refusal("AuthError", f"{cmd!r} is a user command: it needs the instance token, "
+                                           f"and a domain credential cannot issue it")
+            raise Refusal("AuthError", "missing or wrong instance token")
+        return None
+
     def _caller(self, msg: dict) -> Entry:
-        e = self.table.by_id.get(msg["domain_id"])
-        if e is None or e.dying:
-            raise Refusal("NotFound", f"unknown domain id {msg['domain_id']}")
+        e = msg["_sender"]
+        assert e is not None, "authenticate() returns an entry for every domain command"
         return e
 
     # ------------------------------------------------------------------ domains' own requests
@@ -162,15 +220,30 @@ class Control:
     def cmd_ready(self, ident, msg):
         e = self._caller(msg)
         exports = []
+        if len(msg["exports"]) > 256:
+            raise Refusal("BadRequest", "a domain exports at most 256 names")
         for x in msg["exports"]:
             if not (isinstance(x, dict) and all(isinstance(x.get(k), str) for k in ("name", "interface", "fingerprint"))):
                 raise Refusal("BadRequest", "exports must be maps with name, interface and fingerprint")
             owner = self.table.export_owner(x["name"], x["interface"])
             if owner is not None and owner is not e:
                 raise Refusal("Conflict", f"{x['name']!r} ({x['interface']}) is already exported by {owner.name!r}")
-            exports.append(x)
+            # a name is reserved for the domain of that name (while it restarts too), and
+            # an automatic capability name for the domain whose id it carries
+            named = self.table.entries.get(x["name"])
+            cap = _CAP_NAME.match(x["name"])
+            if (named is not None and named is not e) or (cap and int(cap.group(1)) != e.id):
+                raise Refusal("Conflict", f"{x['name']!r} belongs to another domain; export under a name of your own")
+            exports.append({k: x[k] for k in ("name", "interface", "fingerprint")})
         if e.kind == "device":
-            e.device = self.devices.check_ready(msg.get("device"))
+            # only a device's own process describes it, once per incarnation: the
+            # supervisor writes into the shell it names, so it must not move later
+            dev = self.devices.check_ready(msg.get("device"))
+            if e.device is not None and e.device != dev:
+                raise Refusal("Conflict", f"device {e.name} has described its BAR and shell already")
+            e.device = dev
+        elif msg.get("device") is not None:
+            raise Refusal("BadRequest", f"{e.name} is not a device: only a device's own process describes one")
         e.exports = exports
         e.ident = ident
         self.life.ready(e)
@@ -182,17 +255,55 @@ class Control:
         log.warning("domain %s failed to initialise: %s", e.name, msg["error"])
         return {}
 
+    def _check_attach_pid(self, pid: int) -> None:
+        if pid <= 0:
+            raise Refusal("BadRequest", f"no process {pid} to attach")
+        name = f"client-{pid}"
+        if name in self.table.entries:
+            raise Refusal("Conflict", f"process {pid} is already attached as domain {self.table.entries[name].id}; "
+                                      f"a process is one domain: reuse its client, or close() it first")
+        if pid in self.table.by_pid or pid in (os.getpid(), self.life.zygote_pid):
+            raise Refusal("AuthError", f"process {pid} is part of the instance, not a client")
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            raise Refusal("BadRequest", f"no process {pid} to attach") from None
+        if uid != os.getuid():
+            raise Refusal("AuthError", f"process {pid} belongs to uid {uid}; only our own processes attach")
+
+    def cmd_attach_nonce(self, ident, msg):
+        pid = msg["pid"]
+        self._check_attach_pid(pid)
+        now = time.monotonic()
+        for k in [k for k, (_p, _n, dl) in self.proofs.items() if dl < now]:
+            del self.proofs[k]
+        if len(self.proofs) >= MAX_PENDING_PROOFS:
+            raise Refusal("Busy", "too many attaches in progress; try again")
+        nonce = secrets.token_hex(8)[:15]  # a comm holds 15 characters
+        self.proofs[ident] = (pid, nonce, now + ATTACH_PROOF_S)
+        return {"nonce": nonce}
+
     def cmd_attach(self, ident, msg):
         pid = msg["pid"]
+        proof = self.proofs.pop(ident, None)
+        if proof is None or proof[0] != pid or proof[2] < time.monotonic():
+            raise Refusal("AuthError", f"no attach nonce pending for pid {pid} on this connection "
+                                       f"(ask attach_nonce first, and attach within {ATTACH_PROOF_S:g}s)")
+        self._check_attach_pid(pid)
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             raise Refusal("BadRequest", f"no process {pid} to attach") from None
-        name = f"client-{pid}"
-        if name in self.table.entries:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().rstrip("\n")
+        except OSError:
+            comm = ""
+        if not hmac.compare_digest(comm.encode(), proof[1].encode()) or select.select([pidfd], [], [], 0)[0]:
             os.close(pidfd)
-            raise Refusal("Conflict", f"process {pid} is already attached as domain {self.table.entries[name].id}; "
-                                      f"a process is one domain: reuse its client, or close() it first")
+            raise Refusal("AuthError", f"process {pid} did not show the attach nonce in /proc/{pid}/comm: "
+                                       f"a client attaches only as its own process")
+        name = f"client-{pid}"
         e = Entry(name=name, kind="client", spec=None, tracker=None)
         try:
             self.table.assign_id(e)
@@ -211,7 +322,7 @@ class Control:
         make_bell(self.sup.paths.bell(e.id))
         self.loop.add_reader(pidfd, lambda: self.life.on_client_gone(e))
         self.life.set_state(e, RUNNING, "attached")
-        return {"domain_id": e.id, "heap": str(self.sup.paths.heap)}
+        return {"domain_id": e.id, "heap": str(self.sup.paths.heap), "cred": e.cred}
 
     def cmd_detach(self, ident, msg):
         e = self._caller(msg)
@@ -242,11 +353,12 @@ class Control:
                           f"{msg['name']!r}: caller and callee disagree on {exp['interface']}'s methods "
                           f"(fingerprints {msg['fingerprint']} vs {exp['fingerprint']}); load the same code on both sides")
         rec = self.channels.open(caller, owner)
-        self.out.send(owner.ident, {"push": "channel_open", "channel": rec.id, "offset": rec.offset,
+        # the segment's name goes to the two parties only, and to nobody else ever
+        self.out.send(owner.ident, {"push": "channel_open", "channel": rec.id, "segment": rec.segment,
                                     "size": rec.size, "caller": caller.id, "export": exp["name"],
                                     "interface": exp["interface"]})
         self.channels.ring(owner.id)
-        return {"channel": rec.id, "offset": rec.offset, "size": rec.size, "callee": owner.id}
+        return {"channel": rec.id, "segment": rec.segment, "size": rec.size, "callee": owner.id}
 
     def cmd_close_channel(self, ident, msg):
         e = self._caller(msg)
@@ -275,14 +387,27 @@ class Control:
         return {}
 
     def cmd_report_hang(self, ident, msg):
-        self._caller(msg)
+        """A caller's deadline passed: a hint, which the watchdog verifies (a call of the
+        reporter's really outstanding on its channel to the callee, the callee's
+        heartbeat standing still) before it kills anyone."""
+        reporter = self._caller(msg)
         e = self.table.by_id.get(msg["callee"])
-        if e is not None and e.alive:
-            self.life.kill_hung(e, f"reported hung by domain {msg['domain_id']} (call deadline passed)")
-        return {}
+        if e is None or not e.alive or e is reporter:
+            return {"suspected": False}
+        rec = self.channels.between(reporter.id, e.id)
+        if rec is None:
+            raise Refusal("BadRequest", f"domain {reporter.id} has no channel to domain {e.id}: "
+                                        f"only a caller with a call outstanding reports a hang")
+        if _U64.unpack_from(rec.buf, chan.REQ_SEQ)[0] == _U64.unpack_from(rec.buf, chan.RESP_SEQ)[0]:
+            raise Refusal("NotHung", f"no call of domain {reporter.id} to {e.name} is outstanding: "
+                                     f"nothing to report")
+        self.sup.watchdog.suspect(e, reporter, rec, time.monotonic())
+        return {"suspected": True}
 
     def cmd_bind_device(self, ident, msg):
         drv = self._caller(msg)
+        if drv.kind != "domain":
+            raise Refusal("BadRequest", f"{drv.name} is not a driver domain: only a loaded domain binds a device")
         dev = self.table.entries.get(msg["device"])
         if dev is None or dev.kind != "device":
             raise Refusal("NotFound", f"no device named {msg['device']!r} (devices are [[device]] entries in the manifest)")
@@ -338,8 +463,16 @@ class Control:
         path = msg.get("path")
         if path is not None and not (isinstance(path, str) and os.path.isabs(path)):
             raise Refusal("BadRequest", "path must be an absolute directory")
+        if path is not None and len(path) > 4096:
+            raise Refusal("BadRequest", "path is longer than 4096 characters (PATH_MAX)")
         spec = domain_spec(raw, "load")
         spec.path = path
+        # the spec travels to the zygote in one datagram: refuse here, before anything
+        # is assigned, what could not be sent (a send that fails halfway left an entry)
+        wire = len(encode(spec.to_wire()))
+        if wire > MAX_SPEC_BYTES:
+            raise Refusal("BadRequest", f"load ({spec.name}): the domain's spec (config, uses, path) is {wire} "
+                                        f"bytes encoded, more than {MAX_SPEC_BYTES}; put bulk data in a file")
         names = [spec.name, f"{spec.name}.driver"] if spec.shadow else [spec.name]
         for name in names:
             if self.life.name_taken(name):

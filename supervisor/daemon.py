@@ -88,12 +88,13 @@ class Supervisor:
 
         self.zygote_pid, zsock = start_zygote(self.name)
         self.out = Endpoints(self.paths.control, self.paths.events)
-        self.channels = Channels(self.table, self.heap, self.sheap, self.paths, self.out)
+        self.channels = Channels(self.table, self.heap, self.paths, self.out)
         self.devices = Devices(self.table, self.heap.mem, self.loop, self.channels.ring)
         self.life = Lifecycle(self, self.table, self.heap, self.loop, self.out, self.channels, self.devices, zsock)
         self.life.zygote_pid = self.zygote_pid
         self.life.record_pids()
         self.watchdog = Watchdog(self.table, self.heap, self.manifest.watchdog_s, self.life.kill_hung)
+        self.watchdog.channels = self.channels
         self.control = Control(self, self.table, self.life, self.channels, self.devices, self.heap, self.loop,
                                self.out)
         self.loop.add_reader(self.out.router, self.control.drain)
@@ -131,6 +132,7 @@ class Supervisor:
         self._last_tick = now
         self.watchdog.check(now)
         self.channels.settle_deferred()
+        self.channels.tick(now)
         self.life.zygote.check_deadlines()
 
     @property
@@ -189,6 +191,7 @@ class Supervisor:
             if e.pidfd >= 0:
                 os.close(e.pidfd)
         self.out.close()
+        self.channels.close_all()
         try:
             self.sheap.close()
             self.heap.close()

@@ -140,7 +140,7 @@ class Lifecycle:
         e.exit_code = None
         e.device = None
         e.hello = None
-        spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, token=self.sup.token,
+        spec = dict(e.spec.to_wire(), instance=self.sup.name, domain_id=e.id, cred=e.cred,
                     heap=str(paths.heap), log=str(paths.log(e.name)),
                     watchdog_s=e.spec.watchdog_s or self.sup.manifest.watchdog_s)
         if _grouped(e):

@@ -1,8 +1,15 @@
 """The domain table: one entry per domain, device or attached client, its states,
 and the id/pid indexes over them.
 
-Owns: `Entry` (the supervisor's record of one domain) and `Table` (name, id and pid
-indexes and the pool of free domain ids).  Calls nothing of ours but the manifest
+Owns: `Entry` (the supervisor's record of one domain) and `Table` (name, id, pid and
+credential indexes and the pool of free domain ids).  The table is the authority on
+who is alive and what is whose: no decision about liveness or reclaim reads bytes a
+domain can write (DESIGN §5a).
+
+Credentials: every id handed out comes with a fresh credential (32 random bytes),
+the only thing that lets a control message speak for that domain; it is revoked
+when the id is released, so a restarted domain (same name, maybe the same id) gets a
+new one and whatever held the old one speaks for nobody.  Calls nothing of ours but the manifest
 and policy data types; every other supervisor module reads and writes it.
 
 States (DESIGN §3): starting -> running; stopping -> stopped; on death: crashed ->
@@ -16,6 +23,7 @@ still held.
 from __future__ import annotations
 
 import collections
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +59,7 @@ class Entry:
     started_at: float = 0.0
     ready_at: float = 0.0
     ident: bytes | None = None  # zmq identity of its control socket
+    cred: bytes = b""  # its domain credential (see the module docstring)
     exports: list = field(default_factory=list)
     waiters: list = field(default_factory=list)  # (ident, rid) awaiting running/failed
     stop_requested: bool = False
@@ -87,6 +96,7 @@ class Table:
         self.entries: dict[str, Entry] = {}
         self.by_id: dict[int, Entry] = {}
         self.by_pid: dict[int, Entry] = {}
+        self.by_cred: dict[bytes, Entry] = {}
         self.free_ids = collections.deque(range(SUPERVISOR_ID + 1, MAX_DOMAINS))
 
     def assign_id(self, e: Entry) -> None:
@@ -94,12 +104,24 @@ class Table:
             raise Refusal("Exhausted", f"all {MAX_DOMAINS} domain slots are in use; unload a domain first")
         e.id = self.free_ids.popleft()
         self.by_id[e.id] = e
+        self.by_cred.pop(e.cred, None)
+        e.cred = secrets.token_bytes(32)
+        self.by_cred[e.cred] = e
 
     def release_id(self, e: Entry) -> None:
         if e.id and self.by_id.get(e.id) is e:
             del self.by_id[e.id]
             self.free_ids.append(e.id)
+        if self.by_cred.get(e.cred) is e:
+            del self.by_cred[e.cred]
+        e.cred = b""
         e.id = 0
+
+    def sender(self, cred) -> Entry | None:
+        """The entry a credential names, or None (unknown, revoked, or not bytes)."""
+        if not isinstance(cred, bytes) or len(cred) != 32:
+            return None
+        return self.by_cred.get(cred)
 
     def forget(self, e: Entry) -> None:
         """Drop an entry that has no process and holds no id."""

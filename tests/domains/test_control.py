@@ -21,7 +21,7 @@ def test_valid_request():
     (req(cmd="frobnicate"), "unknown command"),
     (req(cmd="kill", name="x"), "needs field 'how'"),
     (req(cmd="kill", name=3, how="x"), "must be str"),
-    (req(cmd="lease", domain_id=True, kind="chunks", count=1), "must be int, got bool"),
+    (req(cmd="lease", kind="chunks", count=True), "must be int, got bool"),
     (b"\x00" * (MAX_FRAME + 1), "exceeds"),
 ])
 def test_malformed_requests_are_refused_with_a_reason(frame, message):
