@@ -465,6 +465,30 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _run_offline_tool(module: str, argv: list[str]) -> int:
+    """Run one of Rv6's offline tools as `python -m MODULE ARGV...` and hand back its exit
+    status: the supervisor's layer never imports rv6 (tests/test_layers.py), the tool
+    is a separate program on an image file, with no instance involved."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", module, *argv]).returncode
+
+
+def cmd_mkfs(args) -> int:
+    argv = [args.image]
+    if args.size is not None:
+        argv += ["--size", args.size]
+    if args.inodes is not None:
+        argv += ["--inodes", str(args.inodes)]
+    if args.json:
+        argv.append("--json")
+    return _run_offline_tool("redleaf.rv6.fs.mkfs", argv)
+
+
+def cmd_fsck(args) -> int:
+    return _run_offline_tool("redleaf.rv6.fs.fsck", [args.image] + (["--json"] if args.json else []))
+
+
 # ----------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="redleaf", description="RedLeaf-style isolated domains as processes.")
@@ -523,6 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bench", metavar="NAME")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp = add("mkfs", cmd_mkfs, "make an empty Rv6 file system in an image file (offline)")
+    sp.add_argument("image", metavar="IMAGE")
+    sp.add_argument("--size", help="image size with K/M/G suffixes (default 64M)")
+    sp.add_argument("--inodes", type=int, help="number of inodes (default: one per 16 KiB)")
+    sp.add_argument("--json", action="store_true")
+    sp = add("fsck", cmd_fsck, "check an Rv6 image file (offline, read-only); non-zero listing each problem")
+    sp.add_argument("image", metavar="IMAGE")
+    sp.add_argument("--json", action="store_true")
     return p
 
 
