@@ -20,6 +20,9 @@ Contract:
   other ids than the current ones (EPERM; to the same ids it is the no-op POSIX says),
   RENAME_EXCHANGE (EINVAL). RENAME_NOREPLACE is a stat then a rename: atomic against this
   mount's own callers (one loop thread), not against other clients of the same fs domain.
+- hard_remove: an unlinked open file is read and written through its handle, but fstat
+  on it answers ESTALE (the kernel asks by path, and it has none): libfuse's alternative,
+  renaming it to .fuse_hidden*, would make rmdir of its directory fail instead.
 - A mount process killed without unmounting leaves an "endpoint not connected" mount;
   `redleaf umount` clears it with `fusermount3 -u`, falling back to `-u -z`.
 """
@@ -196,15 +199,16 @@ class Rv6Fuse(mfusepy.Operations):
 
     @_guard
     def utimens(self, path, times=None):
+        # libfuse3 sends UTIME_NOW/UTIME_OMIT as tv_nsec with tv_sec 0, so with use_ns they
+        # arrive as exactly those numbers
         now = time.time_ns()
-        if times is None:
-            a = m = now
-        else:
-            a, m = times
-            if UTIME_OMIT in (a % 10**9, m % 10**9):
-                cur = dict(zip(STAT_FIELDS, self.fs.stat(path)))
-            a = now if a % 10**9 == UTIME_NOW else cur["st_atime_ns"] if a % 10**9 == UTIME_OMIT else a
-            m = now if m % 10**9 == UTIME_NOW else cur["st_mtime_ns"] if m % 10**9 == UTIME_OMIT else m
+        a, m = (UTIME_NOW, UTIME_NOW) if times is None else times
+        if UTIME_OMIT in (a, m):
+            cur = dict(zip(STAT_FIELDS, self.fs.stat(path)))
+            a = cur["st_atime_ns"] if a == UTIME_OMIT else a
+            m = cur["st_mtime_ns"] if m == UTIME_OMIT else m
+        a = now if a == UTIME_NOW else a
+        m = now if m == UTIME_NOW else m
         self.fs.utimens(path, int(a), int(m))
 
     @_guard
@@ -317,6 +321,7 @@ def serve(fs, heap, mountpoint: str, *, fsname: str = "rv6") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from redleaf.domains import attach
+    from redleaf.domains.errors import RedleafError
 
     from .fs_interface import FileSystem
 
@@ -333,10 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(mnt):
         print(f"redleaf mount: {mnt} is not a directory", file=sys.stderr)
         return 2
-    with attach(a.name) as d:
-        fs = d.lookup(a.export, FileSystem)
-        fs.statfs()  # fail here, with the fs's own error, rather than after mounting
-        serve(fs, d.heap, mnt, fsname=f"rv6:{a.name}")
+    try:
+        with attach(a.name) as d:
+            fs = d.lookup(a.export, FileSystem)
+            fs.statfs()  # fail here, with the fs's own error, rather than after mounting
+            serve(fs, d.heap, mnt, fsname=f"rv6:{a.name}")
+    except (RedleafError, OSError, RuntimeError) as e:
+        # one line: `redleaf mount` shows the last line of this process's output
+        print(f"redleaf mount: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.add_argument("--blocks", type=int, default=16384)
     p.add_argument("--inodes", type=int, default=4096)
+    p.add_argument("--name", help="ignored: what `redleaf mount` passes the real mount program")
+    p.add_argument("--export", help="ignored, as --name")
     a = p.parse_args(argv)
     serve(StandInFs(a.blocks, a.inodes), StandInHeap(), a.dir, fsname="rv6:stand-in")
     return 0
