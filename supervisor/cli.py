@@ -487,6 +487,76 @@ def cmd_mkfs(args) -> int:
 
 def cmd_fsck(args) -> int:
     return _run_offline_tool("redleaf.rv6.fs.fsck", [args.image] + (["--json"] if args.json else []))
+# ----------------------------------------------------------------------- mount
+# The mount process's module. The CLI starts it as a program and never imports it (rv6 sits
+# above the supervisor, DESIGN §2); tests point this at a mount over a stand-in fs.
+MOUNT_MODULE = os.environ.get("REDLEAF_MOUNT_MODULE", "redleaf.rv6.fuse_mount")
+
+
+def cmd_mount(args) -> int:
+    import subprocess
+    import tempfile
+
+    mnt = os.path.abspath(args.dir)
+    if not os.path.isdir(mnt):
+        raise CliError(f"{mnt} is not a directory")
+    if os.path.ismount(mnt):
+        raise CliError(f"{mnt} is already a mount point")
+    # the process's output goes to a file: a detached mount outlives this command, so a pipe
+    # would break under it; on failure its last line is the reason
+    fd, logpath = tempfile.mkstemp(prefix="redleaf-mount-", suffix=".log")
+    argv = [sys.executable, "-m", MOUNT_MODULE, mnt, "--name", args.name, "--export", args.export]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                            start_new_session=not args.foreground)
+    os.close(fd)
+    # ready is observable: the directory becomes a mount point, or the process ends
+    deadline = time.monotonic() + args.timeout
+    while not os.path.ismount(mnt):
+        if proc.poll() is not None:
+            with open(logpath, errors="replace") as f:
+                lines = [ln for ln in f.read().splitlines() if ln.strip()]
+            raise CliError(f"mount of {mnt} failed (exit {proc.returncode}): "
+                           f"{lines[-1] if lines else 'no output'} (log: {logpath})")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise CliError(f"{mnt} was not mounted within {args.timeout:g}s; killed the mount process (log: {logpath})")
+        time.sleep(0.05)
+    print(f"mounted {args.name}:{args.export} on {mnt} (pid {proc.pid}, log {logpath})", flush=True)
+    if not args.foreground:
+        return 0
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        _umount(mnt)
+        proc.wait()
+        return 130
+
+
+def _umount(mnt: str) -> str:
+    """Unmount; a mount whose process was killed can be busy or half-gone for a plain
+    unmount, so fall back to a lazy one, which always detaches it."""
+    import subprocess
+
+    r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+    if r.returncode == 0:
+        return "unmounted"
+    if not os.path.ismount(mnt):
+        raise CliError(f"{mnt} is not mounted: {r.stderr.strip()}")
+    r2 = subprocess.run(["fusermount3", "-u", "-z", mnt], capture_output=True, text=True)
+    if r2.returncode != 0:
+        raise CliError(f"cannot unmount {mnt}: {(r2.stderr or r.stderr).strip()}")
+    return "unmounted (lazily: the mount process was gone or the mount busy)"
+
+
+def cmd_umount(args) -> int:
+    import shutil
+
+    if shutil.which("fusermount3") is None:
+        raise CliError("fusermount3 is not installed (make sysdeps installs fuse3)")
+    mnt = os.path.abspath(args.dir)
+    print(f"{mnt}: {_umount(mnt)}")
+    return 0
 
 
 # ----------------------------------------------------------------------- parser
@@ -555,6 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("fsck", cmd_fsck, "check an Rv6 image file (offline, read-only); non-zero listing each problem")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("--json", action="store_true")
+    sp = add("mount", cmd_mount, "mount the instance's Rv6 file system on DIR (FUSE)")
+    sp.add_argument("dir", metavar="DIR")
+    sp.add_argument("--export", default="rv6fs", help="the FileSystem export to mount (default: rv6fs)")
+    sp.add_argument("--foreground", action="store_true", help="stay until unmounted (Ctrl-C unmounts)")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the mount")
+    sp = add("umount", cmd_umount, "unmount DIR (also one whose mount process was killed)")
+    sp.add_argument("dir", metavar="DIR")
     return p
 
 
