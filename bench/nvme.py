@@ -212,7 +212,9 @@ def run(argv: list[str]) -> list[dict]:
 
             loads = {}
             for system, (shadow, dgroup) in COLO.items():
-                inst = stack.enter_context(Instance(colo_manifest(image, a.size, shadow, dgroup)))
+                own = f"{image}.{system}"   # locked by its device: each instance its own copy
+                shutil.copyfile(image, own)
+                inst = stack.enter_context(Instance(colo_manifest(own, a.size, shadow, dgroup)))
                 inst.wait_state("load", "running", timeout=30)
                 c = stack.enter_context(inst.attach())
                 loads[system] = c.lookup("load", NvmeLoad)
