@@ -12,7 +12,10 @@ Manifest:
     name = "rv6fs"
     target = "redleaf.rv6.fs_domain:FsDomain"
     uses = ["nvme0"]
-    config = { bdev = "nvme0", mkfs_if_blank = true }
+    config = { bdev = "nvme0", mkfs_if_blank = true, cache_mb = 32 }
+
+`cache_mb` sizes the block cache (default CACHE_MB): the domain's page cache, which
+holds what was read or written lately, as the host's does for its files.
 
 Construction mounts the device: the log replays, so after a crash (kill -9 of this
 domain, then the supervisor's restart) every fsync'd byte is back. A device that holds no
@@ -42,7 +45,7 @@ from redleaf.shared_heap import RRefVec
 
 from .fs.bdev_disk import BDevDisk
 from .fs.errors import FsError, NotRv6Error
-from .fs.format import T_DIR
+from .fs.format import BSIZE, T_DIR
 from .fs.fs import _S_IFMT, FileSystem as CoreFs
 from .fs.mkfs import mkfs_device
 from .fs_interface import MAX_IO, FileSystem, StatFsTuple, StatTuple
@@ -52,6 +55,8 @@ READDIR_PAGE_BYTES = 16 * 1024
 #: the largest offset or size a caller may name (2**63 - 1, off_t's range)
 MAX_OFF = (1 << 63) - 1
 PATH_MAX = 4096
+#: the block cache's default size in MiB (config `cache_mb`)
+CACHE_MB = 32
 
 
 class FsInitError(RuntimeError):
@@ -102,8 +107,12 @@ class FsDomain(FileSystem):
         cfg = ctx.config
         role = cfg.get("bdev", "nvme0")
         self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev))
+        cache_mb = cfg.get("cache_mb", CACHE_MB)
+        if not isinstance(cache_mb, int) or isinstance(cache_mb, bool) or not 1 <= cache_mb <= 1 << 16:
+            raise FsInitError(f"cache_mb = {cache_mb!r}: give the block cache's size in MiB, 1..65536")
+        self.cache_blocks = cache_mb * (1 << 20) // BSIZE
         try:
-            self.fs = CoreFs(self.disk, time.time_ns)
+            self.fs = CoreFs(self.disk, time.time_ns, cache_blocks=self.cache_blocks)
         except NotRv6Error as e:
             if not cfg.get("mkfs_if_blank", False):
                 raise FsInitError(f"device {role!r} holds no Rv6 file system ({e.strerror}); "
@@ -112,7 +121,7 @@ class FsDomain(FileSystem):
                 raise FsInitError(f"device {role!r} is not blank and holds no Rv6 file system "
                                   f"({e.strerror}); refusing to format over it") from None
             self.formatted = mkfs_device(self.disk, inodes=cfg.get("inodes"), now_ns=time.time_ns())
-            self.fs = CoreFs(self.disk, time.time_ns)
+            self.fs = CoreFs(self.disk, time.time_ns, cache_blocks=self.cache_blocks)
         else:
             self.formatted = None
         print(f"rv6fs: mounted {role} ({self.disk.nblocks} blocks"
