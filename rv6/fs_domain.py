@@ -3,7 +3,7 @@
 domain it is granted in the manifest.
 
 Owns: the mounted core FileSystem, its descriptor table, the BDevDisk adapter. Calls: the
-core fs layers (rv6/fs), the `BDev` proxy (redleaf.drivers.bdev) and the domain runtime
+core fs layers (rv6/fs), the `BDev` and `NvmeBDev` proxies (redleaf.drivers.bdev) and the domain runtime
 (its heap); never the supervisor.
 
 Manifest:
@@ -40,7 +40,8 @@ import time
 import msgpack
 import numpy as np
 
-from redleaf.drivers.bdev import BDev
+from redleaf.domains.errors import ControlError
+from redleaf.drivers.bdev import BDev, NvmeBDev
 from redleaf.shared_heap import RRefVec
 
 from .fs.bdev_disk import BDevDisk
@@ -106,7 +107,7 @@ class FsDomain(FileSystem):
         self.ctx = ctx
         cfg = ctx.config
         role = cfg.get("bdev", "nvme0")
-        self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev))
+        self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev), self._batched(ctx, role))
         cache_mb = cfg.get("cache_mb", CACHE_MB)
         if not isinstance(cache_mb, int) or isinstance(cache_mb, bool) or not 1 <= cache_mb <= 1 << 16:
             raise FsInitError(f"cache_mb = {cache_mb!r}: give the block cache's size in MiB, 1..65536")
@@ -127,6 +128,18 @@ class FsDomain(FileSystem):
         print(f"rv6fs: mounted {role} ({self.disk.nblocks} blocks"
               f"{', formatted blank device' if self.formatted else ''}; "
               f"log replayed {self.fs.recovered} blocks, {self.fs.orphans_freed} orphans freed)", flush=True)
+
+    @staticmethod
+    def _batched(ctx, role: str):
+        """The device's NvmeBDev (batches: one doorbell per 32 blocks), or None when it
+        exports only BDev (then a block a call)."""
+        try:
+            return ctx.use(role, NvmeBDev)
+        except ControlError as e:
+            if e.kind != "InterfaceMismatch":
+                raise
+            print(f"rv6fs: {role} offers no NvmeBDev ({e}); one block a call through BDev", flush=True)
+            return None
 
     def _after(self) -> None:
         """A device error during a commit stops the log (the core answers EIO from

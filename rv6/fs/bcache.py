@@ -83,7 +83,7 @@ class BufCache:
                 return
         raise CacheExhausted(f"all {self.capacity} cache buffers are in use or pinned")
 
-    def gather(self, bnos: np.ndarray, out: np.ndarray) -> None:
+    def gather(self, bnos: list[int], out: np.ndarray) -> None:
         """Copy blocks `bnos` into the rows of `out` (shape (len(bnos), BSIZE)); block
         number 0 (a file's hole) reads as zeros. The cached blocks are copied out first,
         in one copy; those not cached are then read from the device in batches (as many
@@ -91,34 +91,36 @@ class BufCache:
         leaves them."""
         bufs = self._bufs
         get, touch = bufs.get, bufs.move_to_end
-        found: list[int] = []
+        slots: list[int] = []
         miss: list[int] = []
-        for i, bno in enumerate(bnos.tolist()):
+        holes: list[int] = []
+        for i, bno in enumerate(bnos):
             b = get(bno)
-            if b is None:
-                found.append(-1)
-                if bno:
-                    miss.append(i)
-            else:
+            if b is not None:
                 touch(bno)
-                found.append(b.slot)
-        slots = np.array(found, np.int64)
-        hit = slots >= 0
-        nhit = len(bnos) - len(miss) - int((bnos == 0).sum())
-        self.hits += nhit
-        if not miss and nhit == len(bnos):
+                slots.append(b.slot)
+            elif bno:
+                miss.append(i)
+            else:
+                holes.append(i)
+        self.hits += len(slots)
+        if not miss and not holes:
             self._copy_out(slots, out)
             return
-        out[hit] = self.store[slots[hit]]     # before a miss's buffer can take a hit's slot
-        out[(bnos == 0) & ~hit] = 0
+        if slots:                        # before a miss's buffer can take a hit's row
+            hit = np.ones(len(bnos), bool)
+            hit[miss + holes] = False
+            out[hit] = self.store[slots]
+        if holes:
+            out[holes] = 0
         if not miss:
             return
         self.misses += len(miss)
         # distinct blocks in order (a file never maps a block twice; a corrupt one might)
-        want = list(dict.fromkeys(int(bnos[i]) for i in miss))
         where: dict[int, list[int]] = {}
         for i in miss:
-            where.setdefault(int(bnos[i]), []).append(i)
+            where.setdefault(bnos[i], []).append(i)
+        want = list(where)
         turn = max(1, self.capacity - self._in_use())
         for k in range(0, len(want), turn):
             fresh = [self._new(bno) for bno in want[k:k + turn]]
@@ -132,12 +134,12 @@ class BufCache:
             for b in fresh:
                 out[where[b.bno]] = self.store[b.slot]
 
-    def _copy_out(self, slots: np.ndarray, out: np.ndarray) -> None:
+    def _copy_out(self, slots: list[int], out: np.ndarray) -> None:
         """out[i] = row slots[i]: one slice copy when the rows are consecutive (a file read
         in one go was cached in one go), else one fancy-indexed copy."""
-        s0 = int(slots[0])
-        if int(slots[-1]) - s0 == len(slots) - 1 and (len(slots) < 3 or (np.diff(slots) == 1).all()):
-            out[:] = self.store[s0:s0 + len(slots)]
+        s0, n = slots[0], len(slots)
+        if slots[-1] - s0 == n - 1 and (n < 3 or slots == list(range(s0, s0 + n))):
+            out[:] = self.store[s0:s0 + n]
         else:
             out[:] = self.store[slots]
 

@@ -262,42 +262,39 @@ class Inodes:
         child = self._entry(ip, dind, bn // NINDIRECT, alloc)
         return self._entry(ip, child, bn % NINDIRECT, alloc) if child else 0
 
-    def bmap_span(self, ip: Inode, bn: int, count: int) -> np.ndarray:
+    def bmap_span(self, ip: Inode, bn: int, count: int) -> list[int]:
         """The device blocks of file blocks bn .. bn+count-1 (0 for holes), without
         allocating: a slice of the inode's direct pointers and of each index block, so a
-        long read maps its blocks in a few numpy steps instead of one walk per block."""
+        long read maps its blocks a region at a time instead of one walk per block."""
         if bn < 0 or count < 0 or bn + count > MAXFILE_BLOCKS:
             raise FsError(errno.EFBIG, "offset past the largest file Rv6 can map")
-        out = np.zeros(count, np.int64)
-        pos = 0
-        while pos < count:
-            b = bn + pos
+        out: list[int] = []
+        lo_ok, hi_ok = self.sb.datastart, self.sb.size
+        while len(out) < count:
+            b = bn + len(out)
             if b < NDIRECT:
-                k = min(count - pos, NDIRECT - b)
-                out[pos:pos + k] = ip.d.addrs[b:b + k]
+                seg = ip.d.addrs[b:min(NDIRECT, bn + count)]
                 where = f"inode {ip.inum}"
             else:
                 r = b - NDIRECT
                 if r < NINDIRECT:
-                    index, lo = ip.d.addrs[IND], r
-                    where = f"inode {ip.inum}"
+                    index, lo, where = ip.d.addrs[IND], r, f"inode {ip.inum}"
                 else:
                     r -= NINDIRECT
                     dind = self.check_ptr(ip.d.addrs[DIND], f"inode {ip.inum}")
                     index = self._entry(ip, dind, r // NINDIRECT, False) if dind else 0
-                    lo = r % NINDIRECT
-                    where = f"index block {dind} of inode {ip.inum}"
-                k = min(count - pos, NINDIRECT - lo)
-                index = self.check_ptr(index, where)
-                if index:
+                    lo, where = r % NINDIRECT, f"index block {dind} of inode {ip.inum}"
+                k = min(count - len(out), NINDIRECT - lo)
+                if self.check_ptr(index, where):
                     with self.cache.block(index) as blk:
-                        out[pos:pos + k] = np.frombuffer(blk.data, "<u4")[lo:lo + k]
+                        seg = np.frombuffer(blk.data, "<u4", k, lo * 4).tolist()
                     where = f"index block {index} of inode {ip.inum}"
-            seg = out[pos:pos + k]
-            bad = (seg != 0) & ((seg < self.sb.datastart) | (seg >= self.sb.size))
-            if bad.any():
-                self.check_ptr(int(seg[bad][0]), where)
-            pos += k
+                else:
+                    seg = [0] * k
+            for x in seg:
+                if x and not lo_ok <= x < hi_ok:
+                    self.check_ptr(x, where)
+            out += seg
         return out
 
     # --- data --------------------------------------------------------------------------
@@ -312,25 +309,26 @@ class Inodes:
         dst = np.frombuffer(out, np.uint8, count=n)
         first = off // BSIZE
         bnos = self.bmap_span(ip, first, (off + n - 1) // BSIZE - first + 1)
+        gather = self.cache.gather
         head = (-off) % BSIZE                    # bytes before the first block boundary
         if head >= n:
             bounce = np.empty((1, BSIZE), np.uint8)
-            self.cache.gather(bnos[:1], bounce)
+            gather(bnos, bounce)
             dst[:] = bounce[0, off % BSIZE:off % BSIZE + n]
             return n
         i = 0
         if head:
             bounce = np.empty((1, BSIZE), np.uint8)
-            self.cache.gather(bnos[:1], bounce)
+            gather(bnos[:1], bounce)
             dst[:head] = bounce[0, BSIZE - head:]
             i = 1
         full = (n - head) // BSIZE
         if full:
-            self.cache.gather(bnos[i:i + full], dst[head:head + full * BSIZE].reshape(full, BSIZE))
+            gather(bnos[i:i + full], dst[head:head + full * BSIZE].reshape(full, BSIZE))
         tail = n - head - full * BSIZE
         if tail:
             bounce = np.empty((1, BSIZE), np.uint8)
-            self.cache.gather(bnos[i + full:i + full + 1], bounce)
+            gather(bnos[i + full:], bounce)
             dst[n - tail:] = bounce[0, :tail]
         return n
 

@@ -61,10 +61,10 @@ def test_gather_equals_block_by_block_with_holes_misses_and_eviction():
     c = BufCache(d, 8)
     with c.block(5):
         pass
-    bnos = np.array([5, 0, 7, 9, 9, 11, 13, 15, 17, 19, 21, 23, 5], np.int64)   # more misses than rows
+    bnos = [5, 0, 7, 9, 9, 11, 13, 15, 17, 19, 21, 23, 5]   # more misses than rows
     out = np.empty((len(bnos), 4096), np.uint8)
     c.gather(bnos, out)
-    for row, b in zip(out, bnos.tolist()):
+    for row, b in zip(out, bnos):
         assert (row == (b % 251 if b else 0)).all()
     assert len(c) <= 8
     with c.block(23) as b23:                        # the last turn stays cached
