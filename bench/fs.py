@@ -49,7 +49,7 @@ name = "rv6fs"
 target = "redleaf.rv6.fs_domain:FsDomain"
 restart = "permanent"
 uses = ["nvme0"]
-config = {{ bdev = "nvme0", mkfs_if_blank = true, cache_mb = {cache_mb} }}
+config = {{ bdev = "nvme0", mkfs_if_blank = true, cache_mb = {cache_mb}, inodes = {inodes} }}
 """
 
 
@@ -290,7 +290,7 @@ def run(argv: list[str]) -> list[dict]:
     try:
         with contextlib.ExitStack() as stack:
             manifest = nvme_manifest(os.path.join(tmp, "nvme0.img"), f"{image_mb}MiB", shadow=True,
-                                     heap="256MiB") + FS_DOMAIN.format(cache_mb=cache_mb)
+                                     heap="256MiB") + FS_DOMAIN.format(cache_mb=cache_mb, inodes=nfiles + 256)
             inst = stack.enter_context(Instance(manifest, cwd=tmp))
             client = stack.enter_context(inst.attach())
             host_dir = os.path.join(tmp, "host")

@@ -62,7 +62,7 @@ class FsRun:
         self.name = name
         self.image = os.path.join(tmp, f"{name}.img")
         manifest = nvme_manifest(self.image, size, shadow=True, heap="128MiB", max_restarts=10_000,
-                                 backoff_s=0.0) + FS_DOMAIN.format(cache_mb=cache_mb)
+                                 backoff_s=0.0) + FS_DOMAIN.format(cache_mb=cache_mb, inodes=256)
         self.inst = stack.enter_context(Instance(manifest, cwd=tmp))
         c = stack.enter_context(self.inst.attach())
         self.fs = c.lookup("rv6fs", FileSystem)
