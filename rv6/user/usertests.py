@@ -812,17 +812,17 @@ def main(argv):
     ulib.printf("usertests starting\n")
     failed = []
     for name in names:
-        ulib.printf("test %s: ", name)
         try:
             pid = ulib.spawn(ME, ["usertests", "-case", name])
             _, status = ulib.wait(pid)
         except ulib.Rv6Error as e:
             ulib.fprintf(2, "cannot run: %s\n", e.strerror)
             status = -1
+        # one line a case, after it ran: what the case printed on failure comes first
         if status == 0:
-            ulib.printf("OK\n")
+            ulib.printf("test %s: OK\n", name)
         else:
-            ulib.printf("FAILED (status %d)\n", status)
+            ulib.printf("test %s: FAILED (status %d)\n", name, status)
             failed.append(name)
     if failed:
         ulib.printf("SOME TESTS FAILED: %s\n", " ".join(failed))
