@@ -427,13 +427,13 @@ def spawn(k: Kernel, p: _Proc, path: str, argv: list[str], fds: list[int] | None
     _str(path, "path")
     if not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv):
         raise Rv6Error(errno.EINVAL, "argv must be a list of str")
-    src_fds = [0, 1, 2] if fds is None else list(fds)
+    src_fds = [0, 1, 2] if fds is None else list(fds)     # child fd i = our fd fds[i]
     if len(src_fds) > NOFILE:
         raise Rv6Error(errno.EINVAL, f"fds has {len(src_fds)} entries; at most {NOFILE}")
     files = []
     for fd in src_fds:
-        if fds is None and (not isinstance(fd, int) or p.ofile[fd] is None):
-            files.append(None)      # an inherited slot that is closed stays closed
+        if (fds is None and p.ofile[fd] is None) or fd == -1:
+            files.append(None)      # a closed slot stays closed; -1 asks for it closed
         else:
             files.append(k._fd(p, fd))
     c = k._new_proc(p, (argv[0] if argv else path).rsplit("/", 1)[-1])
@@ -677,7 +677,8 @@ def printf(fmt: str, *args) -> None:
 
 
 def puts(s: str, fd: int = 1) -> None:
-    write(fd, s.encode())
+    """s and a newline, as C's puts."""
+    write(fd, (s.encode() if isinstance(s, str) else bytes(s)) + b"\n")
 
 
 def read_all(fd: int) -> bytes:
