@@ -1,6 +1,10 @@
 """cat [FILE...]: copy each file (stdin when none) to stdout. Status 1 if one could not be read."""
 
+import errno
+
 from redleaf.rv6 import ulib
+
+EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 4096
 
@@ -13,7 +17,7 @@ def copy(fd):
         ulib.write(1, data)
 
 
-def main(argv):
+def run(argv):
     if len(argv) < 2:
         copy(0)
         return 0
@@ -34,3 +38,12 @@ def main(argv):
         finally:
             ulib.close(fd)
     return status
+
+
+def main(argv):
+    try:
+        return run(argv)
+    except ulib.Rv6Error as e:
+        if e.errno == errno.EPIPE:
+            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
+        raise

@@ -2,9 +2,12 @@
 Python regular expression (a superset of xv6's ^ $ . *), searched anywhere in the line.
 Status 0 if a line matched, 1 if none did, 2 on an error (POSIX grep's)."""
 
+import errno
 import re
 
 from redleaf.rv6 import ulib
+
+EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 4096
 
@@ -27,7 +30,7 @@ def grep(rx, fd, prefix):
             return found
 
 
-def main(argv):
+def run(argv):
     if len(argv) < 2:
         ulib.fprintf(2, "usage: grep PATTERN [FILE...]\n")
         return 2
@@ -52,3 +55,12 @@ def main(argv):
         finally:
             ulib.close(fd)
     return status or (0 if found else 1)
+
+
+def main(argv):
+    try:
+        return run(argv)
+    except ulib.Rv6Error as e:
+        if e.errno == errno.EPIPE:
+            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
+        raise

@@ -202,3 +202,12 @@ def test_kill_ends_a_program_with_137(rv6, kernel):
     pid = kernel.start(["spin"])
     kernel.kill(pid)
     assert kernel.join(pid) == 137
+
+
+def test_a_writer_whose_reader_left_ends_quietly(rv6):
+    """`cat big | head -n 1`: cat's write fails with EPIPE once head is gone; it ends with
+    141 (128 + SIGPIPE) and says nothing, as on Unix."""
+    rv6.write("/big", "".join(f"line {i}\n" for i in range(20000)))
+    assert rv6.sh("cat /big | head -n 1") == (0, "line 0\n")
+    assert rv6.sh("cat /big | head -n 1 | wc") == (0, "1 2 7 \n")
+    assert rv6.sh("(cat /big | grep line | head -n 2)") == (0, "line 0\nline 1\n")
