@@ -299,3 +299,16 @@ def test_background_is_not_waited_for(sh):
     assert shell.run_line("echo a | cat &") == 0
     assert [s[1] for s in fs.spawned[-2:]] == [["echo", "a"], ["cat"]]
     assert len(fs.statuses) == 3 and set(fs.fds) == {0, 1, 2}
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.lists(hs.sampled_from(["echo a", "cat", "upper", "false", "nosuch", "wc", "|", "|", ";", "&",
+                                 "< f", "> f", ">> g", "< missing", "(", ")", "cd /x", "exit 3"]),
+                max_size=10).map(" ".join))
+def test_any_line_leaves_no_descriptor_open_and_raises_nothing(line):
+    fs = FakeSys(PROGS)
+    fs.files["f"] = bytearray(b"data\n")
+    shell = Shell(fs)
+    status = shell.run_line(line)
+    assert isinstance(status, int)
+    assert set(fs.fds) == {0, 1, 2}, (line, fs.fds)
