@@ -199,7 +199,9 @@ def _first_completion_delays(run: dict) -> list[float]:
     return out
 
 
-def _plot(path: str, calm: dict, crash: dict, bin_s: float = 0.05) -> None:
+def _plot(path: str, calm: dict, crash: dict, bin_s: float = 0.05, *,
+          title: str = "NVMe driver recovery with the shadow (redleaf bench recovery --driver nvme)",
+          unit: str = "K IOPS", phases: tuple[str, str] = ("sequential 4 KiB reads", "sequential 4 KiB writes")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,11 +222,11 @@ def _plot(path: str, calm: dict, crash: dict, bin_s: float = 0.05) -> None:
                    label="kill -9 of the driver" if i == 0 else None)
     reads = crash["seqread"]["active"]
     ax.axvline(reads, color="grey", lw=1.5)
-    ax.text(0.01, 0.97, "sequential 4 KiB reads", transform=ax.transAxes, va="top")
-    ax.text(reads + 0.1, ax.get_ylim()[1] * 0.97, "sequential 4 KiB writes", va="top")
+    ax.text(0.01, 0.97, phases[0], transform=ax.transAxes, va="top")
+    ax.text(reads + 0.1, ax.get_ylim()[1] * 0.97, phases[1], va="top")
     ax.set_xlabel("time the run was active (s); the two runs took turns in ~1 s slices")
-    ax.set_ylabel(f"throughput (K IOPS, {bin_s * 1000:.0f} ms bins)")
-    ax.set_title("NVMe driver recovery with the shadow (redleaf bench recovery --driver nvme)")
+    ax.set_ylabel(f"throughput ({unit}, {bin_s * 1000:.0f} ms bins)")
+    ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

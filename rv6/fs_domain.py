@@ -3,7 +3,7 @@
 domain it is granted in the manifest.
 
 Owns: the mounted core FileSystem, its descriptor table, the BDevDisk adapter. Calls: the
-core fs layers (rv6/fs), the `BDev` proxy (redleaf.drivers.bdev) and the domain runtime
+core fs layers (rv6/fs), the `BDev` and `NvmeBDev` proxies (redleaf.drivers.bdev) and the domain runtime
 (its heap); never the supervisor.
 
 Manifest:
@@ -12,7 +12,10 @@ Manifest:
     name = "rv6fs"
     target = "redleaf.rv6.fs_domain:FsDomain"
     uses = ["nvme0"]
-    config = { bdev = "nvme0", mkfs_if_blank = true }
+    config = { bdev = "nvme0", mkfs_if_blank = true, cache_mb = 32 }
+
+`cache_mb` sizes the block cache (default CACHE_MB): the domain's page cache, which
+holds what was read or written lately, as the host's does for its files.
 
 Construction mounts the device: the log replays, so after a crash (kill -9 of this
 domain, then the supervisor's restart) every fsync'd byte is back. A device that holds no
@@ -39,12 +42,13 @@ import time
 import msgpack
 import numpy as np
 
-from redleaf.drivers.bdev import BDev
+from redleaf.domains.errors import ControlError
+from redleaf.drivers.bdev import BDev, NvmeBDev
 from redleaf.shared_heap import RRefVec
 
 from .fs.bdev_disk import BDevDisk
 from .fs.errors import FsError, NotRv6Error
-from .fs.format import T_DIR
+from .fs.format import BSIZE, T_DIR
 from .fs.fs import _S_IFMT, FileSystem as CoreFs
 from .fs.mkfs import mkfs_device
 from .fs_interface import MAX_IO, FileSystem, StatFsTuple, StatTuple
@@ -54,6 +58,8 @@ READDIR_PAGE_BYTES = 16 * 1024
 #: the largest offset or size a caller may name (2**63 - 1, off_t's range)
 MAX_OFF = (1 << 63) - 1
 PATH_MAX = 4096
+#: the block cache's default size in MiB (config `cache_mb`)
+CACHE_MB = 32
 
 
 class FsInitError(RuntimeError):
@@ -103,9 +109,13 @@ class FsDomain(FileSystem):
         self.ctx = ctx
         cfg = ctx.config
         role = cfg.get("bdev", "nvme0")
-        self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev))
+        self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev), self._batched(ctx, role))
+        cache_mb = cfg.get("cache_mb", CACHE_MB)
+        if not isinstance(cache_mb, int) or isinstance(cache_mb, bool) or not 1 <= cache_mb <= 1 << 16:
+            raise FsInitError(f"cache_mb = {cache_mb!r}: give the block cache's size in MiB, 1..65536")
+        self.cache_blocks = cache_mb * (1 << 20) // BSIZE
         try:
-            self.fs = CoreFs(self.disk, time.time_ns)
+            self.fs = CoreFs(self.disk, time.time_ns, cache_blocks=self.cache_blocks)
         except NotRv6Error as e:
             if not cfg.get("mkfs_if_blank", False):
                 raise FsInitError(f"device {role!r} holds no Rv6 file system ({e.strerror}); "
@@ -115,12 +125,24 @@ class FsDomain(FileSystem):
                                   f"({e.strerror}); refusing to format over it") from None
             self.formatted = mkfs_device(self.disk, inodes=cfg.get("inodes"), now_ns=time.time_ns(),
                                          programs=cfg.get("install_programs", True))
-            self.fs = CoreFs(self.disk, time.time_ns)
+            self.fs = CoreFs(self.disk, time.time_ns, cache_blocks=self.cache_blocks)
         else:
             self.formatted = None
         print(f"rv6fs: mounted {role} ({self.disk.nblocks} blocks"
               f"{', formatted blank device' if self.formatted else ''}; "
               f"log replayed {self.fs.recovered} blocks, {self.fs.orphans_freed} orphans freed)", flush=True)
+
+    @staticmethod
+    def _batched(ctx, role: str):
+        """The device's NvmeBDev (batches: one doorbell per 32 blocks), or None when it
+        exports only BDev (then a block a call)."""
+        try:
+            return ctx.use(role, NvmeBDev)
+        except ControlError as e:
+            if e.kind != "InterfaceMismatch":
+                raise
+            print(f"rv6fs: {role} offers no NvmeBDev ({e}); one block a call through BDev", flush=True)
+            return None
 
     def _after(self) -> None:
         """A device error during a commit stops the log (the core answers EIO from

@@ -30,6 +30,7 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import logging
 import os
@@ -244,6 +245,11 @@ class Rv6Fuse(mfusepy.Operations):
             n = min(size, MAX_IO)
             vec, self._vec = self._buf(), None   # moved into the fs: not ours until it returns
             got, self._vec = self.fs.pread(fd, vec, n, offset)
+            if not out and (got == size or got < n):
+                # answered by one call: lend the vector itself to libfuse's copy into the
+                # kernel's buffer (mfusepy memmoves from what read returns, at once, before
+                # the next request can reuse the vector), saving a copy of the data
+                return (ctypes.c_char * got).from_buffer(self._vec.np) if got else b""
             out.append(self._vec.np[:got].tobytes())
             if got < n:
                 break

@@ -8,11 +8,20 @@ entries. The callers (fs.py) keep link counts; this layer keeps entries.
 
 Entries read from disk are checked (inode number in range, a legal name) so a damaged
 directory block is a CorruptionError, not a wrong lookup.
+
+The name index (Linux's dcache, per directory): the first lookup in a directory scans it
+once and keeps name -> (inode, offset) and its empty slots (smallest first, so a new
+entry still takes the first empty slot as xv6's does); `add`, `set_inum`, `remove` and
+`init` keep it equal to the blocks, and they are the only writers of directory entries.
+So a lookup in a directory of 10,000 names is a dict probe, not a scan of 157 blocks,
+and creating a file no longer scans for a slot. The index lives in memory only: a
+remount (and with it a crash) starts without it.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 from typing import Iterator
 
 import numpy as np
@@ -35,6 +44,30 @@ def check_name(name: bytes) -> None:
 class Dirs:
     def __init__(self, inodes: Inodes):
         self.inodes = inodes
+        # directory inode -> (name -> (inode, offset), heap of empty slots' offsets)
+        self._ix: dict[int, tuple[dict[bytes, tuple[int, int]], list[int]]] = {}
+
+    def _index(self, dp: Inode) -> tuple[dict[bytes, tuple[int, int]], list[int]]:
+        ix = self._ix.get(dp.inum)
+        if ix is None:
+            names: dict[bytes, tuple[int, int]] = {}
+            free: list[int] = []
+            for off, ents in self._blocks(dp):
+                inums = ents["inum"]
+                free += (off + np.flatnonzero(inums == 0) * DIRENT_SIZE).tolist()
+                used = np.flatnonzero(inums)
+                for i, name, inum in zip(used.tolist(), ents["name"][used].tolist(), inums[used].tolist()):
+                    names.setdefault(name, (inum, off + i * DIRENT_SIZE))   # a damaged dup: the first wins, as a scan's would
+            heapq.heapify(free)
+            ix = self._ix[dp.inum] = (names, free)
+        return ix
+
+    def forget(self, inum: int) -> None:
+        """Drop the index of a directory being freed."""
+        self._ix.pop(inum, None)
+
+    def clear(self) -> None:
+        self._ix.clear()
 
     def _blocks(self, dp: Inode) -> Iterator[tuple[int, np.ndarray]]:
         """(byte offset, entries) for each block of the directory."""
@@ -67,44 +100,47 @@ class Dirs:
 
     def lookup(self, dp: Inode, name: bytes) -> tuple[int, int] | None:
         """(inode number, entry offset) of `name` in `dp`, or None."""
-        key = np.bytes_(name)
-        n = self.inodes.sb.ninodes
-        for off, ents in self._blocks(dp):
-            hit = np.flatnonzero((ents["name"] == key) & (ents["inum"] != 0))
-            if hit.size:
-                i = int(hit[0])
-                inum = int(ents["inum"][i])
-                if inum >= n:
-                    raise CorruptionError(f"directory {dp.inum} entry {name!r} names inode "
-                                          f"{inum}, out of range")
-                return inum, off + i * DIRENT_SIZE
-        return None
+        if dp.d.type != T_DIR:
+            raise FsError(errno.ENOTDIR, f"inode {dp.inum} is not a directory")
+        hit = self._index(dp)[0].get(name)
+        if hit is not None and hit[0] >= self.inodes.sb.ninodes:
+            raise CorruptionError(f"directory {dp.inum} entry {name!r} names inode {hit[0]}, out of range")
+        return hit
 
     def add(self, dp: Inode, name: bytes, inum: int) -> None:
         """Add entry `name` -> `inum` (the caller checked `name` is absent and legal)."""
-        slot = dp.d.size
-        for off, ents in self._blocks(dp):
-            free = np.flatnonzero(ents["inum"] == 0)
-            if free.size:
-                slot = off + int(free[0]) * DIRENT_SIZE
-                break
+        names, free = self._index(dp)
+        slot = free[0] if free else dp.d.size
         if self.inodes.writei(dp, slot, pack_dirent(inum, name)) != DIRENT_SIZE:
             raise FsError(errno.ENOSPC, "no space to grow the directory")
+        if free:
+            heapq.heappop(free)
+        names[name] = (inum, slot)
+
+    def _name_at(self, dp: Inode, off: int) -> bytes:
+        return bytes(np.frombuffer(self.inodes.readi(dp, off, DIRENT_SIZE), DIRENT)["name"][0])
 
     def set_inum(self, dp: Inode, off: int, inum: int) -> None:
         """Point the entry at `off` elsewhere (rename over a file, a moved dir's ..)."""
-        raw = self.inodes.readi(dp, off, DIRENT_SIZE)
-        name = bytes(np.frombuffer(raw, DIRENT)["name"][0])
+        names, _ = self._index(dp)
+        name = self._name_at(dp, off)
         self.inodes.writei(dp, off, pack_dirent(inum, name))
+        names[name] = (inum, off)
 
     def remove(self, dp: Inode, off: int) -> None:
+        names, free = self._index(dp)
+        name = self._name_at(dp, off)
         self.inodes.writei(dp, off, bytes(DIRENT_SIZE))
+        if names.get(name, (0, -1))[1] == off:
+            del names[name]
+        heapq.heappush(free, off)
 
     def init(self, dp: Inode, parent: int) -> None:
         """Write "." and ".." into a new, empty directory."""
         data = pack_dirent(dp.inum, b".") + pack_dirent(parent, b"..")
         if self.inodes.writei(dp, 0, data) != len(data):
             raise FsError(errno.ENOSPC, "no space for the new directory's first block")
+        self._ix[dp.inum] = ({b".": (dp.inum, 0), b"..": (parent, DIRENT_SIZE)}, [])
 
     def is_empty(self, dp: Inode) -> bool:
         return all(name in (b".", b"..") for _, name, _ in self.entries(dp))

@@ -2,7 +2,8 @@
 devices. It calls nothing of the file system but its errors.
 
 A device has `nblocks` blocks of BSIZE bytes; `read_block`/`write_block` move whole blocks
-and `flush` makes every write issued before it durable. Writes between two flushes may
+and `flush` makes every write issued before it durable; `read_blocks`/`write_blocks` are
+the same for a batch (a batched device serves one in one doorbell). Writes between two flushes may
 reach the medium in any order and a crash may keep any subset of them: that is the model
 the log is written against and the one `MemDisk`'s recording lets tests replay.
 
@@ -28,6 +29,7 @@ class BlockDevice(Protocol):
     nblocks: int
 
     def read_block(self, bno: int) -> bytes: ...
+    def read_blocks(self, bnos: list[int], into, rows: list[int]) -> None: ...
     def write_block(self, bno: int, data: bytes) -> None: ...
     def write_blocks(self, items: Iterable[tuple[int, bytes]]) -> None: ...
     def flush(self) -> None: ...
@@ -41,6 +43,12 @@ class _Checked:
             raise DiskError(f"block {bno} is outside the device (0..{self.nblocks - 1})")
         if data is not None and len(data) != BSIZE:
             raise DiskError(f"a block write must be {BSIZE} bytes, got {len(data)}")
+
+    def read_blocks(self, bnos: list[int], into, rows: list[int]) -> None:
+        """A batch of reads (one doorbell on a batched device): block bnos[i] into row
+        rows[i] of `into` (a 2-D uint8 array of BSIZE columns)."""
+        for bno, r in zip(bnos, rows):
+            into[r] = memoryview(self.read_block(bno))
 
     def write_blocks(self, items: Iterable[tuple[int, bytes]]) -> None:
         """A batch of writes (one doorbell on a batched device); no order is promised."""

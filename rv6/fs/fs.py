@@ -126,6 +126,8 @@ class FileSystem:
     def _put(self, ip: Inode) -> None:
         """Drop a reference; free the inode if it was the last of an unlinked one."""
         if ip.ref == 0 and ip.d.nlink == 0 and ip.d.type:
+            if ip.d.type == T_DIR:
+                self.dirs.forget(ip.inum)
             self.files.release(ip)
 
     def _touch(self, ip: Inode, now: int, m: bool = True) -> None:
@@ -599,6 +601,7 @@ class FileSystem:
             self.close(fd)
         self.log.force()
         self.cache.clear()
+        self.dirs.clear()
         self.mounted = False
 
     def __enter__(self) -> "FileSystem":

@@ -48,3 +48,24 @@ def test_read_false_skips_the_device_read():
     with c.block(5, read=False) as b:
         assert b.data == bytearray(4096)
     assert d.reads == 0
+
+
+def test_gather_equals_block_by_block_with_holes_misses_and_eviction():
+    """gather: hits copied before any miss can reuse their rows, misses read in one batch
+    per turn (the device's read_blocks), holes (block 0) zeros, a block named twice."""
+    import numpy as np
+
+    d = MemDisk(200)
+    for b in range(1, 200):
+        d.write_block(b, bytes([b % 251]) * 4096)
+    c = BufCache(d, 8)
+    with c.block(5):
+        pass
+    bnos = [5, 0, 7, 9, 9, 11, 13, 15, 17, 19, 21, 23, 5]   # more misses than rows
+    out = np.empty((len(bnos), 4096), np.uint8)
+    c.gather(bnos, out)
+    for row, b in zip(out, bnos):
+        assert (row == (b % 251 if b else 0)).all()
+    assert len(c) <= 8
+    with c.block(23) as b23:                        # the last turn stays cached
+        assert b23.data[:1] == bytes([23])

@@ -1,12 +1,14 @@
 """Directories and path lookup."""
 
 import errno
+import os
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from redleaf.rv6.fs.dir import check_name
 from redleaf.rv6.fs.errors import FsError
-from redleaf.rv6.fs.format import DIRENT_SIZE, DIRENTS_PER_BLOCK, ROOTINO
+from redleaf.rv6.fs.format import DIRENT_SIZE, DIRENTS_PER_BLOCK, ROOTINO, T_DIR
 from redleaf.rv6.fs.path import split
 
 
@@ -78,3 +80,45 @@ def test_readdir_types_and_errors(fs):
     assert kinds == {".": stat.S_IFDIR, "..": stat.S_IFDIR, "f": stat.S_IFREG, "tty": stat.S_IFCHR}
     assert _errno(fs.readdir, "/d/f") == errno.ENOTDIR
     assert _errno(fs.readdir, "/nope") == errno.ENOENT
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["create", "unlink", "mkdir", "rmdir", "rename", "link"]),
+                          st.integers(0, 11), st.integers(0, 11), st.sampled_from(["/", "/d/", "/e/"])),
+                max_size=60))
+def test_the_name_index_equals_a_scan_of_the_blocks_after_any_operations(ops):
+    """The per-directory name index (and its empty slots) is kept by add/set_inum/remove/
+    init alone: after any mix of operations it equals what a fresh scan finds."""
+    from redleaf.rv6.fs.dir import Dirs
+    from redleaf.rv6.fs.fs import FileSystem
+
+    from .conftest import Clock, new_disk
+
+    fs = FileSystem(new_disk(), Clock())
+    fs.mkdir("/d")
+    fs.mkdir("/e")
+    for op, a, b, where in ops:
+        src, dst = f"{where}n{a}", f"/d/n{b}" if a % 2 else f"/e/m{b}"
+        try:
+            if op == "create":
+                fs.close(fs.open(src, os.O_CREAT | os.O_WRONLY, 0o644))
+            elif op == "unlink":
+                fs.unlink(src)
+            elif op == "mkdir":
+                fs.mkdir(src)
+            elif op == "rmdir":
+                fs.rmdir(src)
+            elif op == "rename":
+                fs.rename(src, dst)
+            else:
+                fs.link(src, dst)
+        except FsError:
+            pass
+    fresh = Dirs(fs.inodes)
+    for inum, (names, free) in fs.dirs._ix.items():
+        ip = fs.inodes.iget(inum)
+        if ip.d.type != T_DIR:                       # a freed directory's inode, reused or not: never consulted
+            continue
+        want_names, want_free = fresh._index(ip)
+        assert names == want_names
+        assert sorted(free) == sorted(want_free) and free[0:1] == sorted(want_free)[0:1]
