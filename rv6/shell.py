@@ -16,7 +16,8 @@ Grammar (xv6's, plus quoting):
 
 A WORD is a run of characters other than blanks and `<>|;&()'"\\`; '...' quotes
 literally, "..." quotes with \\" and \\\\ as escapes, and a backslash outside quotes
-takes the next character literally. `str(tree)` prints a canonical line that parses back
+takes the next character literally. A `#` where a word would start begins a comment
+that runs to the end of the line (scripts). `str(tree)` prints a canonical line that parses back
 to the same tree (redirections after the words, words quoted where needed).
 
 Execution: a command is spawned from /bin/NAME (a name with a '/' is a path), with its
@@ -73,6 +74,8 @@ def tokenize(line: str) -> list[Tok]:
         if c in BLANKS:
             i += 1
             continue
+        if c == "#":
+            break               # a comment: the rest of the line
         if c in SPECIAL:
             if c == ">" and line.startswith(">>", i):
                 toks.append(Tok(">>", ">>"))
@@ -119,7 +122,7 @@ def tokenize(line: str) -> list[Tok]:
 
 def quote(word: str) -> str:
     """The word as the tokenizer reads it back: bare when it can be, else quoted."""
-    if word and not any(c in SPECIAL or c in QUOTES or c in BLANKS for c in word):
+    if word and word[0] != "#" and not any(c in SPECIAL or c in QUOTES or c in BLANKS for c in word):
         return word
     if "'" not in word:
         return "'" + word + "'"

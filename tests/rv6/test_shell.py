@@ -23,6 +23,12 @@ def test_simple_and_redirections():
     assert parse("") is None and parse("   \t\n") is None
 
 
+def test_comments():
+    assert parse("# a comment") is None
+    assert parse("echo a # b | c") == Exec(("echo", "a"))
+    assert parse("echo a#b '#c'") == Exec(("echo", "a#b", "#c"))
+
+
 def test_pipes_lists_background_and_parentheses():
     a, b, c = Exec(("a",)), Exec(("b",)), Exec(("c",))
     assert parse("a | b | c") == Pipe((a, b, c))
@@ -39,7 +45,7 @@ def test_quoting():
     assert parse("echo 'a b' \"c \\\" d\" e\\ f 'x'y") == Exec(("echo", "a b", 'c " d', "e f", "xy"))
     assert parse("echo '|;&<>()'") == Exec(("echo", "|;&<>()"))
     assert parse("echo ''") == Exec(("echo", ""))
-    for w in ["plain", "", "a b", "it's", 'say "hi"', "back\\slash", "|", "x>y"]:
+    for w in ["plain", "", "a b", "it's", 'say "hi"', "back\\slash", "|", "x>y", "#x", "a#b"]:
         assert tokenize(quote(w))[0].text == w
 
 
