@@ -22,6 +22,8 @@ domain, then the supervisor's restart) every fsync'd byte is back. A device that
 Rv6 file system is formatted first only if `mkfs_if_blank` is set and it reads as blank
 (BDevDisk.looks_blank); anything else (a foreign image, an Rv6 image of another version, a
 damaged one) fails the start with an error that says which, and nothing is written.
+A blank device is formatted with the user programs in /bin (and /dev), as `redleaf mkfs`
+does; `install_programs = false` leaves it empty.
 
 Boundary checks: each argument a caller controls is checked here before the core sees it
 (descriptors, sizes, offsets, the byte vector's type and length, paths), and answered with
@@ -121,7 +123,8 @@ class FsDomain(FileSystem):
             if not self.disk.looks_blank():
                 raise FsInitError(f"device {role!r} is not blank and holds no Rv6 file system "
                                   f"({e.strerror}); refusing to format over it") from None
-            self.formatted = mkfs_device(self.disk, inodes=cfg.get("inodes"), now_ns=time.time_ns())
+            self.formatted = mkfs_device(self.disk, inodes=cfg.get("inodes"), now_ns=time.time_ns(),
+                                         programs=cfg.get("install_programs", True))
             self.fs = CoreFs(self.disk, time.time_ns, cache_blocks=self.cache_blocks)
         else:
             self.formatted = None

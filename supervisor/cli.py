@@ -480,6 +480,8 @@ def cmd_mkfs(args) -> int:
         argv += ["--size", args.size]
     if args.inodes is not None:
         argv += ["--inodes", str(args.inodes)]
+    if args.no_programs:
+        argv.append("--no-programs")
     if args.json:
         argv.append("--json")
     return _run_offline_tool("redleaf.rv6.fs.mkfs", argv)
@@ -617,10 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bench", metavar="NAME")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("rest", nargs=argparse.REMAINDER)
-    sp = add("mkfs", cmd_mkfs, "make an empty Rv6 file system in an image file (offline)")
+    sp = add("mkfs", cmd_mkfs, "make a new Rv6 file system, user programs in /bin, in an image file (offline)")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("--size", help="image size with K/M/G suffixes (default 64M)")
     sp.add_argument("--inodes", type=int, help="number of inodes (default: one per 16 KiB)")
+    sp.add_argument("--no-programs", action="store_true", help="leave it empty: no /bin, no /dev")
     sp.add_argument("--json", action="store_true")
     sp = add("fsck", cmd_fsck, "check an Rv6 image file (offline, read-only); non-zero listing each problem")
     sp.add_argument("image", metavar="IMAGE")

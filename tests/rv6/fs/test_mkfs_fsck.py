@@ -37,10 +37,10 @@ def test_mkfs_makes_a_sparse_clean_image_that_mounts(tmp_path):
         fs.mkdir("/x")
         fs.unmount()
     assert fsck(p) == []
-    # remaking wipes it
+    # remaking wipes it: a new tree, with the user programs (the default)
     mkfs(p, 64 << 20)
     with FileDisk(p) as d:
-        assert [e.name for e in FileSystem(d, Clock()).readdir("/")] == [".", ".."]
+        assert [e.name for e in FileSystem(d, Clock()).readdir("/")] == [".", "..", "bin", "dev"]
 
 
 def test_mkfs_refuses_sizes_that_cannot_hold_a_fs(tmp_path):

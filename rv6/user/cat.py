@@ -1,0 +1,49 @@
+"""cat [FILE...]: copy each file (stdin when none) to stdout. Status 1 if one could not be read."""
+
+import errno
+
+from redleaf.rv6 import ulib
+
+EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
+
+CHUNK = 4096
+
+
+def copy(fd):
+    while True:
+        data = ulib.read(fd, CHUNK)
+        if not data:
+            return
+        ulib.write(1, data)
+
+
+def run(argv):
+    if len(argv) < 2:
+        copy(0)
+        return 0
+    status = 0
+    for path in argv[1:]:
+        try:
+            fd = ulib.open(path, ulib.O_RDONLY)
+        except ulib.Rv6Error as e:
+            ulib.fprintf(2, "cat: cannot open %s: %s\n", path, e.strerror)
+            status = 1
+            continue
+        try:
+            if ulib.fstat(fd).type == ulib.T_DIR:
+                ulib.fprintf(2, "cat: %s: is a directory\n", path)
+                status = 1
+                continue
+            copy(fd)
+        finally:
+            ulib.close(fd)
+    return status
+
+
+def main(argv):
+    try:
+        return run(argv)
+    except ulib.Rv6Error as e:
+        if e.errno == errno.EPIPE:
+            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
+        raise
