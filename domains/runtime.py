@@ -151,6 +151,9 @@ class Runtime:
         self.exports: dict[str, Export] = {}
         self.inbound: list[tuple[chan.Channel, Dispatcher]] = []
         self.deferred: list = []  # see defer()
+        #: `child_exit` notices of this domain's spawned children, oldest first, until
+        #: the domain takes them (DomainContext.child_exits)
+        self.child_exits: list[dict] = []
         self.inbound_by_id: dict[int, tuple[chan.Channel, Dispatcher]] = {}
         #: the inbound channel whose call is being served (or was last): a server that
         #: keeps per-client state tells its clients apart by it (see client_alive)
@@ -272,6 +275,8 @@ class Runtime:
                     self.close_channel(ch)
             elif kind == "stop":
                 self.stop = True
+            elif kind == "child_exit":
+                self.child_exits.append(msg)
 
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:
