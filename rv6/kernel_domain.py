@@ -335,7 +335,7 @@ class KernelDomain(Rv6Sys):
     def procs(self) -> bytes:
         self._me()
         self._reap_notices()
-        return msgpack.packb([[p.pid, p.ppid, p.state, p.name] for p in sorted(self.ptable.procs.values(),
+        return msgpack.packb([[p.pid, p.ppid, p.state, p.name, p.domain or 0] for p in sorted(self.ptable.procs.values(),
                                                                                 key=lambda p: p.pid)])
 
     # ------------------------------------------------------------------ files

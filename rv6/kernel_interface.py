@@ -6,7 +6,8 @@ Owns: the interface and what crosses it; the Rv6 constants of the user API contr
 One method per system call of the contract (rv6/ulib.py is the user's face of it), plus
 what the user host and a terminal need: `exec_image` (a spawned program fetches its own
 source, which the kernel read at spawn), `console_*` (an attached terminal, `redleaf sh`,
-feeds and drains its console), `procs` (the process table, for ps and tests).
+feeds and drains its console), `procs` (the process table, for ps and tests: msgpack
+of [pid, ppid, state, name, domain id (0: none)] each).
 
 Who calls is never an argument: the kernel knows each caller by the domain id the
 supervisor bound to the call's channel (a spawned program is the process spawn made

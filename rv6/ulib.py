@@ -138,7 +138,7 @@ def uptime() -> int:
 
 def procs() -> list[tuple[int, int, str, str]]:
     """The process table: (pid, ppid, state, name) each (not in xv6; for ps and tests)."""
-    return [tuple(x) for x in msgpack.unpackb(_k().procs())]
+    return [tuple(x[:4]) for x in msgpack.unpackb(_k().procs())]
 
 
 # ---------------------------------------------------------------------- files
