@@ -194,8 +194,11 @@ def _preflight_problems(items: list[dict]) -> dict:
 
 
 def _preflight(specs, keep_going: bool) -> None:
-    problems = _preflight_problems([{"name": s.name, "target": s.target, "kind": s.kind, "path": s.path}
-                                    for s in specs])
+    items = [{"name": s.name, "target": s.target, "kind": s.kind, "path": s.path} for s in specs]
+    # what a may_spawn domain's children run is checked too (its first spawn would fail)
+    items += [{"name": f"{s.name} (spawn_target)", "target": s.spawn_target, "kind": "domain", "path": s.path}
+              for s in specs if getattr(s, "may_spawn", False)]
+    problems = _preflight_problems(items)
     if not problems:
         return
     for name, why in problems.items():

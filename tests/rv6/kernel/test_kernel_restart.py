@@ -1,0 +1,79 @@
+"""kill -9 of the kernel domain: its programs die with it (the supervisor kills a
+spawner's children), it restarts, a client's next call reaches the new incarnation
+(a call in flight fails with DomainCrashed; the next one looks the name up again), and new programs run on the same file system."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from redleaf.rv6 import ulib
+from redleaf.rv6.kernel_interface import Rv6Sys
+
+from .manifests import kernel_manifest
+
+SLEEPER = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    ulib.puts("up")
+    ulib.sleep(60000)
+"""
+HI = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    ulib.puts("hi again")
+    return 7
+"""
+
+
+def _install(path: str, src: str) -> None:
+    fd = ulib.open(path, ulib.O_CREATE | ulib.O_WRONLY | ulib.O_TRUNC)
+    ulib.write(fd, src.encode())
+    ulib.close(fd)
+
+
+def _children(inst) -> dict:
+    return {n: d for n, d in inst.status().items() if n.startswith("rv6kernel.child")}
+
+
+def test_kill_9_of_the_kernel_restarts_it_and_new_programs_run(make_instance, tmp_path):
+    inst = make_instance(kernel_manifest(str(tmp_path / "nvme0.img")))
+    try:
+        with inst.attach() as c:
+            k = c.lookup("rv6kernel", Rv6Sys)
+            ulib._bind(k)
+            _install("/bin/sleeper", SLEEPER)
+            _install("/bin/hi", HI)
+            ulib.spawn("/bin/sleeper", ["sleeper"])
+            seen = b""
+            while b"up" not in seen:
+                seen += k.console_output(100)
+                time.sleep(0.002)
+            child = next(iter(_children(inst).values()))
+            old = inst.status()["rv6kernel"]["pid"]
+            os.kill(old, signal.SIGKILL)
+            inst.wait_state("rv6kernel", "running", pid_not=old, timeout=30)
+            # the running program died with its kernel
+            deadline = time.monotonic() + 30
+            while _children(inst):
+                assert time.monotonic() < deadline, _children(inst)
+                time.sleep(0.01)
+            with pytest.raises(OSError):
+                os.kill(child["pid"], 0)
+            # the client's next call reaches the new incarnation (a call in flight during
+            # the death would have been DomainCrashed): a new session there
+            assert ulib.getpid() >= 2
+            assert [p[0] for p in ulib.procs()] == [1, ulib.getpid()]
+            assert ulib.stat("/bin/hi").type == ulib.T_FILE  # the fs is the same
+            pid = ulib.spawn("/bin/hi", ["hi"])
+            assert ulib.wait(pid) == (pid, 7)
+            out = b""
+            while b"hi again\n" not in out:
+                out += k.console_output(100)
+    finally:
+        ulib._bind(None)
