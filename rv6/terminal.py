@@ -1,0 +1,153 @@
+"""The terminal of `redleaf sh`: an attached client that runs a program on Rv6 (by
+default /bin/sh) with the console bound to this process's stdin and stdout.
+
+Owns: the client side of a session's console: feeding what the user types (or what a
+pipe holds) into it, copying what programs write to it onto stdout, waiting for the
+program and exiting with its status. Calls: the domain runtime's `attach`, the `Rv6Sys`
+proxy (rv6/kernel_interface.py). Run as `python -m redleaf.rv6.terminal` (the CLI
+execs it: the supervisor's code never imports Rv6).
+
+The kernel gives this client a session process whose descriptors 0, 1, 2 are its
+console; the spawned program inherits them. Nothing blocks in the kernel, so this loop
+polls: output is drained, input offered, the program's exit looked for, then it sleeps
+on stdin for at most a few milliseconds.
+
+On a terminal, lines are read with Python's readline (line editing, history in
+~/.rv6_history) in a reader thread, and ^D is EOF; from a pipe, bytes go in as they
+come and the pipe's end is EOF. ^C ends this client; its session ends with it, and
+what it ran sees EOF on the console and output dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import select
+import sys
+import threading
+import time
+
+from redleaf.domains import attach
+from redleaf.domains.errors import ControlError, RedleafError
+
+from .kernel.errors import Rv6Error
+from .kernel_interface import MAX_RW, Rv6Sys
+
+_POLL_MIN_S = 0.0005
+_POLL_MAX_S = 0.005
+_EOF = object()
+
+
+def _reader(q: queue.Queue) -> None:
+    """Lines from an interactive terminal, edited with readline."""
+    try:
+        import readline  # noqa: F401 - input() edits lines once it is imported
+
+        hist = os.path.expanduser("~/.rv6_history")
+        try:
+            readline.read_history_file(hist)
+        except OSError:
+            pass
+    except ImportError:
+        readline, hist = None, None
+    while True:
+        try:
+            line = input()
+        except EOFError:
+            q.put(_EOF)
+            break
+        if readline is not None and line.strip():
+            try:
+                readline.append_history_file(1, hist)
+            except OSError:
+                pass
+        q.put((line + "\n").encode())
+
+
+def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel") -> int:
+    with attach(instance) as c:
+        try:
+            k = c.lookup(kernel, Rv6Sys)
+        except (ControlError, RedleafError, LookupError) as e:
+            raise SystemExit(f"redleaf sh: instance {instance!r} has no Rv6 kernel ({kernel}): {e}")
+        pid = k.spawn(program, tuple(argv), None)
+        interactive = os.isatty(0)
+        lines: queue.Queue = queue.Queue()
+        if interactive:
+            threading.Thread(target=_reader, args=(lines,), daemon=True).start()
+        pending = b""
+        stdin_open = True
+        delay = _POLL_MIN_S
+        out = sys.stdout.buffer
+        while True:
+            busy = False
+            data = k.console_output(MAX_RW)
+            if data:
+                out.write(data)
+                out.flush()
+                busy = True
+            if stdin_open and not pending:
+                if interactive:
+                    try:
+                        item = lines.get_nowait()
+                    except queue.Empty:
+                        item = None
+                    if item is _EOF:
+                        k.console_eof()
+                        stdin_open = False
+                    elif item is not None:
+                        pending = item
+                elif select.select([0], [], [], 0)[0]:
+                    chunk = os.read(0, MAX_RW)
+                    if chunk:
+                        pending = chunk
+                    else:
+                        k.console_eof()
+                        stdin_open = False
+            if pending:
+                took = k.console_input(pending)
+                pending = pending[took:]
+                busy = busy or took > 0
+            r = k.wait(pid)
+            if r is not None:
+                while True:  # what it wrote last
+                    data = k.console_output(MAX_RW)
+                    if not data:
+                        break
+                    out.write(data)
+                out.flush()
+                return r[1]
+            if busy:
+                delay = _POLL_MIN_S
+                continue
+            if not interactive and stdin_open:
+                select.select([0], [], [], delay)
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="redleaf sh", description="Rv6's shell on a running instance")
+    p.add_argument("--name", default=os.environ.get("REDLEAF_INSTANCE", "default"), help="instance name")
+    p.add_argument("-c", dest="command", help="run this command line and exit with its status")
+    p.add_argument("--program", default="/bin/sh", help="the Rv6 program to run (default /bin/sh)")
+    p.add_argument("args", nargs="*", help="more arguments for the program")
+    a = p.parse_args(argv)
+    name = a.program.rsplit("/", 1)[-1] or a.program
+    prog_argv = [name] + (["-c", a.command] if a.command is not None else []) + a.args
+    try:
+        return run(a.name, a.program, prog_argv)
+    except Rv6Error as e:
+        print(f"redleaf sh: {a.program}: {e.strerror} ({os.strerror(e.errno)})", file=sys.stderr)
+        return 127 if e.errno == 2 else 126
+    except RedleafError as e:
+        print(f"redleaf sh: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

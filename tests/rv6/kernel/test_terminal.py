@@ -1,0 +1,66 @@
+"""`redleaf sh` as a user runs it: a subprocess attached to the instance, the console
+bound to its stdin/stdout, its exit status the program's. Until /bin/sh exists these
+use --program with programs of the test's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+ARGS = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    ulib.printf("argv=%r cwd=%s\\n", argv, ulib.getcwd())
+    return len(argv)
+"""
+
+# copies console input to console output (upper-cased) until EOF, then says how much
+UPCAT = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    n = 0
+    while True:
+        line = ulib.readline(0)
+        if not line:
+            break
+        n += len(line)
+        ulib.write(1, line.upper())
+    ulib.fprintf(2, "%d bytes\\n", n)
+    return 0
+"""
+
+
+def sh(kernel, *args, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", kernel.inst.name, "sh", *args],
+                          input=stdin, capture_output=True, timeout=60)
+
+
+def test_sh_runs_a_program_with_c_and_exits_with_its_status(kernel):
+    kernel.install("args", ARGS)
+    r = sh(kernel, "--program", "/bin/args", "-c", "echo a | wc")
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == b"argv=['args', '-c', 'echo a | wc'] cwd=/\n"
+
+
+def test_sh_feeds_stdin_to_the_console_and_ends_it_with_eof(kernel):
+    kernel.install("upcat", UPCAT)
+    data = b"hello\nrv6 world\n" * 200
+    r = sh(kernel, "--program", "/bin/upcat", stdin=data)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == data.upper() + b"%d bytes\n" % len(data)
+
+
+def test_sh_of_a_missing_program_says_so_and_exits_127(kernel):
+    r = sh(kernel, "--program", "/bin/nothing-here", "-c", "x")
+    assert r.returncode == 127
+    assert b"/bin/nothing-here" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_sh_without_an_instance_fails_with_a_reason():
+    r = subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", "no-such-instance-x", "sh",
+                        "-c", "ls"], capture_output=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith(b"redleaf sh: ") and b"no-such-instance-x" in r.stderr
+    assert r.stderr.count(b"\n") == 1
