@@ -163,13 +163,23 @@ class KernelDomain(Rv6Sys):
         self.sessions[did] = (p, chan_id)
         return p
 
-    def _end_gone_sessions(self) -> None:
+    def _end_gone_sessions(self) -> bool:
+        """End the sessions whose client is gone: the console hangs up (its readers see
+        EOF, its writers' output is dropped) and the session's children go to init."""
+        ended = False
         for did, (p, chan_id) in list(self.sessions.items()):
             if not self.rt.client_alive(chan_id):
                 del self.sessions[did]
                 self.by_domain.pop(did, None)
                 p.console.hang_up()
                 self._exit(p, 0)
+                ended = True
+        return ended
+
+    def _refresh(self) -> bool:
+        """Take in what happened outside the calls (deaths, gone terminals); did anything?"""
+        reaped = self._reap_notices()
+        return self._end_gone_sessions() or reaped
 
     def _release(self, files: list) -> None:
         """The last reference of each file is gone: release what it refers to."""
@@ -220,7 +230,7 @@ class KernelDomain(Rv6Sys):
     # ------------------------------------------------------------------ processes
     def spawn(self, path: str, argv: tuple[str, ...], fds) -> int:
         me = self._me()
-        self._reap_notices()
+        self._refresh()
         full = kpath.resolve(me.cwd, path)
         if len(argv) > 1024 or sum(len(a) for a in argv) > 32 * 1024:
             raise Rv6Error(errno.E2BIG, "argv holds more than 1024 arguments or 32 KiB")
@@ -296,7 +306,7 @@ class KernelDomain(Rv6Sys):
         me = self._me()
         _int(pid, "pid", -1, 1 << 31)
         r = self.ptable.wait(me, pid)
-        if r is WOULD_BLOCK and self._reap_notices():
+        if r is WOULD_BLOCK and self._refresh():
             r = self.ptable.wait(me, pid)
         return None if r is WOULD_BLOCK else r
 
@@ -334,7 +344,7 @@ class KernelDomain(Rv6Sys):
 
     def procs(self) -> bytes:
         self._me()
-        self._reap_notices()
+        self._refresh()
         return msgpack.packb([[p.pid, p.ppid, p.state, p.name, p.domain or 0] for p in sorted(self.ptable.procs.values(),
                                                                                 key=lambda p: p.pid)])
 
@@ -396,7 +406,7 @@ class KernelDomain(Rv6Sys):
         if f.kind == INODE:
             return self._fs_read(f.obj, n)
         r = f.obj.read(n)
-        if r is WOULD_BLOCK and self._reap_notices():
+        if r is WOULD_BLOCK and self._refresh():
             r = f.obj.read(n)
         return None if r is WOULD_BLOCK else r
 
@@ -414,7 +424,7 @@ class KernelDomain(Rv6Sys):
             self.buf.np[:n] = np.frombuffer(data, np.uint8)
             return self._fscall(self.fs.write, f.obj, self.buf, n)
         r = f.obj.write(data)
-        if r is WOULD_BLOCK and self._reap_notices():
+        if r is WOULD_BLOCK and self._refresh():
             r = f.obj.write(data)
         return None if r is WOULD_BLOCK else r
 

@@ -30,5 +30,5 @@ config = { fs = "rv6fs" }
 """
 
 
-def kernel_manifest(image: str) -> str:
-    return nvme_manifest(image, "16MiB", shadow=False, heap="64MiB") + KERNEL_DOMAIN
+def kernel_manifest(image: str, watchdog_s: float = 10.0) -> str:
+    return nvme_manifest(image, "16MiB", shadow=False, heap="64MiB", watchdog_s=watchdog_s) + KERNEL_DOMAIN

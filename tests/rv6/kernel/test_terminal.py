@@ -5,7 +5,10 @@ use --program with programs of the test's own."""
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
+
+from redleaf.rv6 import ulib
 
 ARGS = """
 from redleaf.rv6 import ulib
@@ -64,3 +67,46 @@ def test_sh_without_an_instance_fails_with_a_reason():
     assert r.returncode == 1
     assert r.stderr.startswith(b"redleaf sh: ") and b"no-such-instance-x" in r.stderr
     assert r.stderr.count(b"\n") == 1
+
+
+# waits for console input; at EOF (its terminal hung up) leaves a mark in the fs
+WAIT_EOF = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    ulib.puts("waiting")
+    while ulib.read(0, 100):
+        pass
+    fd = ulib.open("/tmp/saw_eof", ulib.O_CREATE | ulib.O_WRONLY)
+    ulib.write(fd, b"%d" % ulib.getppid())
+    ulib.close(fd)
+    return 0
+"""
+
+
+def test_a_killed_terminal_hangs_up_its_console_and_its_program_goes_to_init(kernel):
+    kernel.install("wait_eof", WAIT_EOF)
+    p = subprocess.Popen([sys.executable, "-m", "redleaf.supervisor.cli", "--name", kernel.inst.name, "sh",
+                          "--program", "/bin/wait_eof"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"waiting\n"
+    finally:
+        p.kill()
+        p.wait()
+        p.stdin.close()
+        p.stdout.close()
+    deadline = time.monotonic() + 30
+    while True:  # each call lets the kernel see the gone client (it is a poll, like xv6's init)
+        try:
+            st = ulib.stat("/tmp/saw_eof")
+        except ulib.Rv6Error:
+            st = None
+        if st is not None and st.size:
+            break
+        ulib.procs()
+        assert time.monotonic() < deadline, ulib.procs()
+        time.sleep(0.01)
+    fd = ulib.open("/tmp/saw_eof")
+    assert ulib.read(fd, 10) == b"1"  # its parent (the session) ended: init
+    ulib.close(fd)
+    ulib.unlink("/tmp/saw_eof")
