@@ -48,6 +48,7 @@ import time
 import msgpack
 import numpy as np
 
+from redleaf.domains import channel as chan
 from redleaf.domains.errors import ControlError, RpcError
 from redleaf.rv6.fs.errors import FsError
 from redleaf.rv6.fs_interface import FileSystem
@@ -122,6 +123,7 @@ class KernelDomain(Rv6Sys):
             if e.errno != errno.ENOENT:
                 raise
             self.fs.mknod("/dev/console", st.S_IFCHR | 0o666, CONSOLE_MAJOR, 0)
+        self.fs.sync()  # durable: a crash of the fs must not take /dev/console back
 
     # ------------------------------------------------------------------ plumbing
     def _fscall(self, fn, *args):
@@ -186,14 +188,33 @@ class KernelDomain(Rv6Sys):
         for f in files:
             if f.kind == INODE:
                 try:
-                    self.fs.close(f.obj)
-                except (FsError, RpcError):
+                    self.fs.close(self._fsfd(f))
+                except (FsError, RpcError, Rv6Error):
                     pass  # a restarted fs lost the descriptor already
             elif f.kind == PIPE:
                 if f.readable:
                     f.obj.close_reader()
                 if f.writable:
                     f.obj.close_writer()
+
+    def _fs_channel(self):
+        """The channel our fs calls go through while it is open, else None. A restarted
+        fs is reached through a new channel, and its descriptors are a new table whose
+        numbers the old ones may now name (another client's files): a descriptor is
+        used only through the channel it was opened on."""
+        link = self.fs._rl_link
+        ch = getattr(link, "ch", None)
+        if getattr(link, "broken", True) or ch is None or ch.state != chan.OPEN:
+            return None
+        return ch
+
+    def _fsfd(self, f: OpenFile) -> int:
+        """The fs descriptor of open file f, if the fs that gave it is still the one we talk to."""
+        ch = self._fs_channel()
+        if ch is None or ch is not f.extra.get("fs_ch"):
+            raise Rv6Error(errno.EIO, f"{f.path}: the file system restarted since it was opened; "
+                                      f"close it and open it again")
+        return f.obj
 
     def _fs_read(self, fsfd: int, n: int) -> bytes:
         """n bytes at most from fs descriptor fsfd through our heap buffer (moved to the
@@ -269,6 +290,7 @@ class KernelDomain(Rv6Sys):
         if t[5] > MAX_IMAGE:
             raise Rv6Error(errno.E2BIG, f"{full} is {t[5]} bytes; a program is at most {MAX_IMAGE}")
         fd = self._fscall(self.fs.open, full, os.O_RDONLY, 0)
+        ch = self._fs_channel()
         try:
             out = bytearray()
             while True:
@@ -279,10 +301,11 @@ class KernelDomain(Rv6Sys):
                 if len(out) > MAX_IMAGE:
                     raise Rv6Error(errno.E2BIG, f"{full} grew past {MAX_IMAGE} bytes while read")
         finally:
-            try:
-                self.fs.close(fd)
-            except (FsError, RpcError):
-                pass
+            if ch is not None and self._fs_channel() is ch:  # not another client's fd of a new fs
+                try:
+                    self.fs.close(fd)
+                except (FsError, RpcError):
+                    pass
 
     def exec_image(self, offset: int) -> bytes:
         me = self._me()
@@ -384,6 +407,7 @@ class KernelDomain(Rv6Sys):
                     lflags |= lin
             fsfd = self._fscall(self.fs.open, full, lflags, 0o644)
             f = OpenFile(INODE, readable, writable, obj=fsfd, path=full, append=bool(flags & O_APPEND))
+            f.extra["fs_ch"] = self._fs_channel()
         try:
             self.files.open(f)
         except Rv6Error:
@@ -404,7 +428,7 @@ class KernelDomain(Rv6Sys):
             raise Rv6Error(errno.EBADF, f"descriptor {fd} is not open for reading")
         n = min(n, MAX_RW)
         if f.kind == INODE:
-            return self._fs_read(f.obj, n)
+            return self._fs_read(self._fsfd(f), n)
         r = f.obj.read(n)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.read(n)
@@ -422,7 +446,7 @@ class KernelDomain(Rv6Sys):
             if n == 0:
                 return 0
             self.buf.np[:n] = np.frombuffer(data, np.uint8)
-            return self._fscall(self.fs.write, f.obj, self.buf, n)
+            return self._fscall(self.fs.write, self._fsfd(f), self.buf, n)
         r = f.obj.write(data)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.write(data)
@@ -468,7 +492,7 @@ class KernelDomain(Rv6Sys):
     def fstat(self, fd: int) -> StatTuple:
         f = self._me().fds.get(fd)
         if f.kind == INODE:
-            return _stat_from_fs(self._fscall(self.fs.fstat, f.obj))
+            return _stat_from_fs(self._fscall(self.fs.fstat, self._fsfd(f)))
         if f.kind == PIPE:
             return (T_PIPE, 0, 1, len(f.obj.buf), 0o600, 0)
         return (T_DEV, 0, 1, 0, 0o666, 0)
@@ -483,7 +507,7 @@ class KernelDomain(Rv6Sys):
         _int(whence, "whence", 0, 2)
         if f.kind != INODE:
             raise Rv6Error(errno.ESPIPE, f"descriptor {fd} is a {f.kind}, which has no position")
-        return self._fscall(self.fs.seek, f.obj, offset, whence)
+        return self._fscall(self.fs.seek, self._fsfd(f), offset, whence)
 
     def _path(self, path: str) -> str:
         return kpath.resolve(self._me().cwd, path)
@@ -554,6 +578,6 @@ class KernelDomain(Rv6Sys):
         for f in list(self.files.files):
             if f.kind == INODE:
                 try:
-                    self.fs.close(f.obj)
-                except (FsError, RpcError):
+                    self.fs.close(self._fsfd(f))
+                except (FsError, RpcError, Rv6Error):
                     pass

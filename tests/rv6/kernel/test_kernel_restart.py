@@ -4,6 +4,7 @@ spawner's children), it restarts, a client's next call reaches the new incarnati
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -75,5 +76,33 @@ def test_kill_9_of_the_kernel_restarts_it_and_new_programs_run(make_instance, tm
             out = b""
             while b"hi again\n" not in out:
                 out += k.console_output(100)
+    finally:
+        ulib._bind(None)
+
+
+def test_files_open_across_an_fs_restart_are_eio_never_another_files_data(make_instance, tmp_path):
+    inst = make_instance(kernel_manifest(str(tmp_path / "nvme0.img")))
+    try:
+        with inst.attach() as c:
+            ulib._bind(c.lookup("rv6kernel", Rv6Sys))
+            _install("/a", "aaaa")
+            fd = ulib.open("/a")
+            old = inst.status()["rv6fs"]["pid"]
+            os.kill(old, signal.SIGKILL)
+            inst.wait_state("rv6fs", "running", pid_not=old, timeout=30)
+            # a file opened on the new fs gets the first free fs descriptor: the number the
+            # old file had (/a itself may be gone: the fs keeps what was fsync'd)
+            fd_b = ulib.open("/b", ulib.O_CREATE | ulib.O_RDWR)
+            ulib.write(fd_b, b"bbbb")
+            ulib.lseek(fd_b, 0, ulib.SEEK_SET)
+            for call, args in ((ulib.read, (fd, 4)), (ulib.fstat, (fd,)), (ulib.lseek, (fd, 0, 0))):
+                with pytest.raises(ulib.Rv6Error) as ei:
+                    call(*args)
+                assert ei.value.errno == errno.EIO, call
+            ulib.close(fd)
+            assert ulib.read(fd_b, 10) == b"bbbb"  # closing the stale one closed nothing of the new fs
+            ulib.close(fd_b)
+            assert ulib.stat("/dev/console").type == ulib.T_DEV
+            assert inst.status()["rv6kernel"]["restarts"] == 0
     finally:
         ulib._bind(None)
