@@ -14,7 +14,7 @@ import errno
 
 from .errors import WOULD_BLOCK, Rv6Error
 
-PIPESIZE = 64 * 1024
+PIPESIZE = 256 * 1024
 
 
 class Pipe:

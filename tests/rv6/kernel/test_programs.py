@@ -208,7 +208,7 @@ def test_descriptors_are_inherited_as_the_fds_list_says(k):
 
 def test_a_pipe_between_two_programs_carries_everything_then_eof(k):
     r, w = ulib.pipe()
-    kib = 300  # several times the pipe's 64 KiB: both sides block and resume
+    kib = 1000  # several times the pipe's 256 KiB: both sides block and resume
     wpid = ulib.spawn("/bin/writer", ["writer", str(kib)], [-1, w])
     rpid = ulib.spawn("/bin/counter", ["counter"], [r, -1, 2])
     ulib.close(r)
