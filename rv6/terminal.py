@@ -21,6 +21,7 @@ what it ran sees EOF on the console and output dropped.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import queue
 import select
@@ -29,7 +30,7 @@ import threading
 import time
 
 from redleaf.domains import attach
-from redleaf.domains.errors import ControlError, RedleafError
+from redleaf.domains.errors import ControlError, RedleafError, RpcError
 
 from .kernel.errors import Rv6Error
 from .kernel_interface import MAX_RW, Rv6Sys
@@ -37,6 +38,10 @@ from .kernel_interface import MAX_RW, Rv6Sys
 _POLL_MIN_S = 0.0005
 _POLL_MAX_S = 0.005
 _EOF = object()
+
+
+class KernelLost(RuntimeError):
+    """The kernel died under the session: the program is gone with it."""
 
 
 def _reader(q: queue.Queue) -> None:
@@ -109,7 +114,13 @@ def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel")
                 took = k.console_input(pending)
                 pending = pending[took:]
                 busy = busy or took > 0
-            r = k.wait(pid)
+            try:
+                r = k.wait(pid)
+            except Rv6Error as e:
+                if e.errno != errno.ECHILD:
+                    raise
+                # our session is new: the kernel restarted, and what we ran died with it
+                raise KernelLost(f"the Rv6 kernel restarted; {program} (pid {pid}) ended with it") from None
             if r is not None:
                 while True:  # what it wrote last
                     data = k.console_output(MAX_RW)
@@ -141,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         return run(a.name, a.program, prog_argv)
     except Rv6Error as e:
         print(f"redleaf sh: {a.program}: {e.strerror} ({os.strerror(e.errno)})", file=sys.stderr)
-        return 127 if e.errno == 2 else 126
+        return 127 if e.errno == errno.ENOENT else 126
+    except KernelLost as e:
+        print(f"redleaf sh: {e}", file=sys.stderr)
+        return 1
+    except RpcError as e:  # a call in flight when the kernel died
+        print(f"redleaf sh: the Rv6 kernel failed a call ({str(e).splitlines()[0]}); "
+              f"{a.program} ended with it", file=sys.stderr)
+        return 1
     except RedleafError as e:
         print(f"redleaf sh: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1

@@ -106,3 +106,30 @@ def test_files_open_across_an_fs_restart_are_eio_never_another_files_data(make_i
             assert inst.status()["rv6kernel"]["restarts"] == 0
     finally:
         ulib._bind(None)
+
+
+def test_redleaf_sh_ends_with_a_reason_when_the_kernel_dies_under_it(make_instance, tmp_path):
+    import subprocess
+    import sys
+
+    inst = make_instance(kernel_manifest(str(tmp_path / "nvme0.img")))
+    try:
+        with inst.attach() as c:
+            ulib._bind(c.lookup("rv6kernel", Rv6Sys))
+            _install("/bin/sleeper", SLEEPER)
+        p = subprocess.Popen([sys.executable, "-m", "redleaf.supervisor.cli", "--name", inst.name, "sh",
+                              "--program", "/bin/sleeper"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            assert p.stdout.readline() == b"up\n"
+            old = inst.status()["rv6kernel"]["pid"]
+            os.kill(old, signal.SIGKILL)
+            _out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == 1
+        assert err.startswith(b"redleaf sh: ") and b"/bin/sleeper" in err and err.count(b"\n") == 1, err
+    finally:
+        ulib._bind(None)
