@@ -339,8 +339,13 @@ class KernelDomain(Rv6Sys):
         p = self.ptable.get(pid)
         if p.pid == INIT_PID or p.session:
             raise Rv6Error(errno.EPERM, f"process {pid} ({p.name}) cannot be killed")
+        self._kill(p)
+        del me
+
+    def _kill(self, p: Proc) -> None:
         if p.state != RUNNING:
             return  # a zombie: already dead
+        pid = p.pid
         p.killed = True
         did = self.domain_of.get(pid)
         if did is not None:
@@ -349,7 +354,6 @@ class KernelDomain(Rv6Sys):
             except ControlError:
                 pass  # it died meanwhile: its notice comes
         self._exit(p, KILLED_STATUS)
-        del me
 
     def getpid(self) -> int:
         return self._me().pid
@@ -571,6 +575,24 @@ class KernelDomain(Rv6Sys):
     def console_output(self, n: int) -> bytes:
         _int(n, "count", 0, MAX_RW)
         return self._session().console.drain(n)
+
+    def console_interrupt(self, spare_children: bool) -> int:
+        """The terminal's ^C: kill every running descendant of the session (sparing its
+        direct children, e.g. the shell, if asked); how many were killed. Without
+        process groups this is the nearest thing to SIGINT of the foreground job."""
+        me = self._session()
+        victims, frontier = [], [(c, 1) for c in sorted(me.children)]
+        while frontier:
+            pid, depth = frontier.pop()
+            p = self.ptable.procs.get(pid)
+            if p is None:
+                continue
+            frontier.extend((c, depth + 1) for c in sorted(p.children))
+            if p.state == RUNNING and not (spare_children and depth == 1):
+                victims.append(p)
+        for p in victims:
+            self._kill(p)
+        return len(victims)
 
     def shutdown(self) -> None:
         """A clean stop: the programs die with this domain (the supervisor kills them);

@@ -6,7 +6,8 @@ Owns: the interface and what crosses it; the Rv6 constants of the user API contr
 One method per system call of the contract (rv6/ulib.py is the user's face of it), plus
 what the user host and a terminal need: `exec_image` (a spawned program fetches its own
 source, which the kernel read at spawn), `console_*` (an attached terminal, `redleaf sh`,
-feeds and drains its console), `procs` (the process table, for ps and tests: msgpack
+feeds and drains its console, and `console_interrupt` is its ^C: it kills the session's
+descendants, sparing its direct children (the shell) if asked), `procs` (the process table, for ps and tests: msgpack
 of [pid, ppid, state, name, domain id (0: none)] each).
 
 Who calls is never an argument: the kernel knows each caller by the domain id the
@@ -116,3 +117,5 @@ class Rv6Sys:
     def console_eof(self) -> None: ...
     @raises(Rv6Error)
     def console_output(self, n: int) -> bytes: ...
+    @raises(Rv6Error)
+    def console_interrupt(self, spare_children: bool) -> int: ...

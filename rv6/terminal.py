@@ -14,8 +14,10 @@ on stdin for at most a few milliseconds.
 
 On a terminal, lines are read with Python's readline (line editing, history in
 ~/.rv6_history) in a reader thread, and ^D is EOF; from a pipe, bytes go in as they
-come and the pipe's end is EOF. ^C ends this client; its session ends with it, and
-what it ran sees EOF on the console and output dropped.
+come and the pipe's end is EOF. On a terminal ^C kills what runs under /bin/sh (or the
+program itself when it is not a shell): Rv6 has no process groups, so this is the
+session's descendants, not a foreground job. When this client ends (killed, or its
+pipe closed), its session ends: what it ran sees EOF on the console, output dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import errno
 import os
 import queue
 import select
+import signal
 import sys
 import threading
 import time
@@ -83,10 +86,20 @@ def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel")
             threading.Thread(target=_reader, args=(lines,), daemon=True).start()
         pending = b""
         stdin_open = True
+        # ^C kills what runs under the shell (the shell itself survives it, as a shell
+        # ignores SIGINT at its prompt); a program run without a shell is killed
+        interrupts = []
+        spare = program.rsplit("/", 1)[-1] == "sh"
+        if interactive:
+            signal.signal(signal.SIGINT, lambda *_: interrupts.append(1))
         delay = _POLL_MIN_S
         out = sys.stdout.buffer
         while True:
             busy = False
+            if interrupts:
+                interrupts.clear()
+                k.console_interrupt(spare)
+                out.write(b"^C\n")
             data = k.console_output(MAX_RW)
             if data:
                 out.write(data)

@@ -340,3 +340,29 @@ def test_only_a_may_spawn_domain_spawns_and_only_its_own_children_die_by_it(k):
     with pytest.raises(ControlError) as ei:
         ctl.request("kill_child", child=k.inst.status()["rv6kernel"]["id"])
     assert ei.value.kind == "NotFound"
+
+
+MINI_SH = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    pid = ulib.spawn("/bin/sleeper", ["sleeper"])
+    got = ulib.wait(pid)
+    ulib.printf("job %d ended %d\\n", got[0], got[1])
+    return 0
+"""
+
+
+def test_console_interrupt_kills_the_job_and_spares_the_shell_when_asked(k):
+    k.install("mini_sh", MINI_SH)
+    sh = ulib.spawn("/bin/mini_sh", ["mini_sh"])
+    seen = k.wait_console(b"sleeping")
+    job = int(seen.split(b"sleeping ")[1].split()[0])
+    assert k.sys.console_interrupt(True) == 1
+    assert ulib.wait(sh) == (sh, 0)
+    assert k.wait_console(b"\n") == b"job %d ended 137\n" % job
+    lone = ulib.spawn("/bin/sleeper", ["sleeper"])
+    k.wait_console(b"sleeping")
+    assert k.sys.console_interrupt(False) == 1
+    assert ulib.wait(lone) == (lone, 137)
+    assert k.sys.console_interrupt(False) == 0
