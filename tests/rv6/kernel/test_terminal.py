@@ -110,3 +110,73 @@ def test_a_killed_terminal_hangs_up_its_console_and_its_program_goes_to_init(ker
     assert ulib.read(fd, 10) == b"1"  # its parent (the session) ended: init
     ulib.close(fd)
     ulib.unlink("/tmp/saw_eof")
+
+
+# a stand-in for the userland's /bin/sh: runs one word per line, prints its status
+MINI_SH = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    while True:
+        ulib.write(2, b"$ ")
+        line = ulib.readline(0)
+        if not line:
+            return 0
+        words = line.decode().split()
+        if not words:
+            continue
+        if words[0] == "exit":
+            return int(words[1])
+        pid = ulib.spawn("/bin/" + words[0], words)
+        ulib.printf("[%d]\\n", ulib.wait(pid)[1])
+"""
+
+NAP = """
+from redleaf.rv6 import ulib
+
+def main(argv):
+    ulib.puts("napping")
+    ulib.sleep(60000)
+"""
+
+
+def test_sh_on_a_tty_edits_lines_and_forwards_ctrl_c_to_the_job(kernel, tmp_path):
+    import os
+    import pty
+    import select
+
+    kernel.install("sh", MINI_SH)
+    kernel.install("nap", NAP)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `redleaf sh` on the pty (history goes to the test's tmp dir)
+        os.environ["HOME"] = str(tmp_path)
+        os.execv(sys.executable, [sys.executable, "-m", "redleaf.supervisor.cli", "--name", kernel.inst.name, "sh"])
+    seen = bytearray()
+
+    def until(needle: bytes) -> None:
+        deadline = time.monotonic() + 30
+        while needle not in seen:
+            assert time.monotonic() < deadline, bytes(seen)
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen.extend(os.read(fd, 4096))
+                except OSError:
+                    break
+
+    try:
+        until(b"$ ")
+        os.write(fd, b"nap\n")
+        until(b"napping")
+        os.write(fd, b"\x03")  # ^C: the job dies, the shell lives
+        until(b"[137]")
+        until(b"$ ")
+        os.write(fd, b"exit 7\n")
+        _pid, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 7, bytes(seen)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
