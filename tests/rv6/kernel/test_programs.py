@@ -366,3 +366,14 @@ def test_console_interrupt_kills_the_job_and_spares_the_shell_when_asked(k):
     assert k.sys.console_interrupt(False) == 1
     assert ulib.wait(lone) == (lone, 137)
     assert k.sys.console_interrupt(False) == 0
+
+
+def test_a_program_that_raises_at_import_or_has_no_main_exits_1_saying_why(k):
+    k.install("import_boom", "import re\nraise ValueError('broken at import')\n")
+    k.install("no_main", "X = 1\n")
+    k.install("bad_status", "def main(argv):\n    return 'three'\n")
+    status, out = k.run("import_boom")
+    assert status == 1 and out.startswith(b"/bin/import_boom:2 in <module>: ValueError: broken at import")
+    status, out = k.run("no_main")
+    assert status == 1 and b"defines no main(argv)" in out
+    assert k.run("bad_status") == (1, b"")
