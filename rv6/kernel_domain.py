@@ -110,7 +110,8 @@ class KernelDomain(Rv6Sys):
         print(f"rv6kernel: up (init pid {INIT_PID}), file system {ctx.config.get('fs', 'rv6fs')}", flush=True)
 
     def _fs_boot(self) -> None:
-        """xv6's init: /dev/console exists (mknod it if missing)."""
+        """xv6's init: /dev/console exists (mknod it if missing), and so do /dev, /bin and
+        /tmp (a freshly formatted fs has only the root)."""
         for d in ("/dev", "/bin", "/tmp"):
             try:
                 self.fs.mkdir(d, 0o755)
@@ -258,7 +259,8 @@ class KernelDomain(Rv6Sys):
         source = self._read_image(full)
         try:
             compile(source, full, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - SyntaxError, or a source that defeats the compiler
+            # (RecursionError on absurd nesting, ValueError on NUL bytes): the file's fault, never ours
             raise Rv6Error(errno.ENOEXEC, f"{full} is not a runnable program: {type(e).__name__}: {e}") from None
         table = FdTable(self.files)
         table.inherit(me.fds, list(fds) if fds is not None else None)
@@ -271,9 +273,7 @@ class KernelDomain(Rv6Sys):
         try:
             did = self.ctx.spawn_child({"pid": child.pid, "path": full, "argv": list(argv)})
         except ControlError as e:
-            self._exit(child, LOST_STATUS)
-            me_wait = self.ptable.wait(me, child.pid)  # take the zombie back: it never ran
-            del me_wait
+            self._release(self.ptable.abandon(child))  # it never ran: no zombie to wait for
             raise Rv6Error(errno.EAGAIN, f"cannot start a domain for {full}: {e}") from None
         child.domain = did
         self.by_domain[did] = child

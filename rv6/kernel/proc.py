@@ -100,6 +100,15 @@ class ProcTable:
         self._reap_init_zombies()
         return released
 
+    def abandon(self, p: Proc) -> list:
+        """Remove a process that never ran (its start failed) without a zombie; the
+        files whose last reference it held."""
+        if p.state != RUNNING or p.children:
+            raise AssertionError("only a fresh process is abandoned")
+        released = p.fds.close_all()
+        self._remove(p.pid)
+        return released
+
     def _reap_init_zombies(self) -> None:
         for cpid in list(self.init.children):
             if self.procs[cpid].state == ZOMBIE:

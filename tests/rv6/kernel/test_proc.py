@@ -137,3 +137,16 @@ def test_random_histories_keep_the_tree_consistent(ops):
                 assert q.pid in t.procs[q.ppid].children
                 assert t.procs[q.ppid].state == RUNNING
         assert all(t.procs[c].state == RUNNING for c in t.init.children)
+
+
+def test_a_process_that_never_ran_is_abandoned_without_a_zombie():
+    t = table()
+    a = t.alloc(t.init, "a")
+    c = t.alloc(a, "c")
+    f = t.files.open(OpenFile(CONSOLE, True, True))
+    c.fds.install(f)
+    assert t.abandon(c) == [f]
+    assert c.pid not in t.procs and not a.children
+    with pytest.raises(Rv6Error) as ei:
+        t.wait(a)
+    assert ei.value.errno == errno.ECHILD

@@ -377,3 +377,14 @@ def test_a_program_that_raises_at_import_or_has_no_main_exits_1_saying_why(k):
     status, out = k.run("no_main")
     assert status == 1 and b"defines no main(argv)" in out
     assert k.run("bad_status") == (1, b"")
+
+
+def test_a_source_that_defeats_the_compiler_is_enoexec_and_the_kernel_lives(k):
+    before = k.inst.status()["rv6kernel"]["pid"]
+    k.install("deep", "x = " + "-" * 200000 + "1\n")
+    k.install("nul", "x = 1\0\n")
+    for name in ("deep", "nul"):
+        with pytest.raises(Rv6Error) as ei:
+            ulib.spawn(f"/bin/{name}", [name])
+        assert ei.value.errno == errno.ENOEXEC, name
+    assert k.inst.status()["rv6kernel"]["pid"] == before
