@@ -134,6 +134,7 @@ class Control:
         }
         check_table(self.handlers, self)
         self.proofs: dict[bytes, tuple[int, str, float]] = {}  # ident -> (pid, nonce, deadline)
+        self._child_seq = 0  # spawned children are named <spawner>.child<n>
 
     # ------------------------------------------------------------------ dispatch
     def drain(self) -> None:
@@ -426,7 +427,7 @@ class Control:
             raise Refusal("AuthError", f"{parent.name} may not spawn children: its manifest entry needs "
                                        f"may_spawn = true")
         check_config_size(msg["config"], f"spawn_child ({parent.name})")
-        self._child_seq = getattr(self, "_child_seq", 0) + 1
+        self._child_seq += 1
         name = f"{parent.name}.child{self._child_seq}"
         while self.life.name_taken(name):
             self._child_seq += 1
