@@ -148,6 +148,10 @@ class KernelDomain(Rv6Sys):
             p = self.by_domain.get(did)
             if p is not None and p.state != RUNNING:
                 raise Rv6Error(errno.ESRCH, f"process {p.pid} has exited" + (" (killed)" if p.killed else ""))
+        if p is not None and p.session and self.sessions[did][1] != ch.chan_id:
+            # a new client under the id of one that is gone: its session is not this one
+            self._end_session(did)
+            p = None
         if p is not None:
             return p
         return self._new_session(did, ch.chan_id)
@@ -170,14 +174,18 @@ class KernelDomain(Rv6Sys):
         """End the sessions whose client is gone: the console hangs up (its readers see
         EOF, its writers' output is dropped) and the session's children go to init."""
         ended = False
-        for did, (p, chan_id) in list(self.sessions.items()):
+        for did, (_p, chan_id) in list(self.sessions.items()):
             if not self.rt.client_alive(chan_id):
-                del self.sessions[did]
-                self.by_domain.pop(did, None)
-                p.console.hang_up()
-                self._exit(p, 0)
+                self._end_session(did)
                 ended = True
         return ended
+
+    def _end_session(self, did: int) -> None:
+        p, _chan = self.sessions.pop(did)
+        if self.by_domain.get(did) is p:
+            del self.by_domain[did]
+        p.console.hang_up()
+        self._exit(p, 0)
 
     def _refresh(self) -> bool:
         """Take in what happened outside the calls (deaths, gone terminals); did anything?"""
@@ -232,17 +240,20 @@ class KernelDomain(Rv6Sys):
         self.images.pop(p.pid, None)
 
     def _reap_notices(self) -> bool:
-        """Take the supervisor's child_exit notices: each dead program becomes a zombie."""
+        """Take the supervisor's child_exit notices: each dead program becomes a zombie.
+
+        A notice always comes before its domain id can name anyone else to us: the
+        supervisor sends it as it releases the id, ahead of the reply to any later
+        spawn_child of ours (one socket, in order), and spawn takes notices in before
+        it binds a new child to the id it got."""
         seen = False
         for n in self.ctx.child_exits():
             did = n.get("child")
-            pid = next((pid for pid, d in self.domain_of.items() if d == did), None)
-            if pid is None:
+            p = self.by_domain.get(did)
+            if p is None or p.session:
                 continue
-            del self.domain_of[pid]
-            p = self.by_domain.pop(did, None)
-            if p is None or p.pid != pid:
-                continue
+            del self.by_domain[did]
+            self.domain_of.pop(p.pid, None)
             seen = True
             if p.state == RUNNING:
                 status = KILLED_STATUS if p.killed else status_of_exit_code(n.get("code"))
@@ -275,6 +286,10 @@ class KernelDomain(Rv6Sys):
         except ControlError as e:
             self._release(self.ptable.abandon(child))  # it never ran: no zombie to wait for
             raise Rv6Error(errno.EAGAIN, f"cannot start a domain for {full}: {e}") from None
+        # the id's previous holder (a program, a client) is gone: take that in first
+        self._refresh()
+        if did in self.sessions:
+            self._end_session(did)
         child.domain = did
         self.by_domain[did] = child
         self.domain_of[child.pid] = did

@@ -154,6 +154,8 @@ def read(fd: int, n: int) -> bytes:
 
 def write(fd: int, data: bytes) -> int:
     """Write all of `data`; the count. Waits while a pipe or the console is full."""
+    if isinstance(data, str):
+        raise TypeError("write takes bytes: encode the str first, or use printf/puts")
     data = bytes(data)
     k = _k()
     done = 0
