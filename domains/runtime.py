@@ -514,6 +514,14 @@ class Runtime:
             if t > spin_end:
                 self._sleep(max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000)), ready)
 
+    def doze(self, timeout_s: float) -> bool:
+        """Sleep until this domain's doorbell rings (a peer woke it on purpose), a
+        control push arrives, or `timeout_s` passes; True if woken early.  For a domain
+        waiting on a condition that a peer announces by ringing it (Rv6's programs
+        waiting on a pipe or a child: the kernel rings them).  A ring that came before
+        the call is not lost: the doorbell stays readable until a sleep drains it."""
+        return bool(self._sleep(max(1, int(timeout_s * 1000)), lambda: False))
+
     def _has_inbound(self) -> bool:
         if self.group is not None:
             return self.group.has_inbound()

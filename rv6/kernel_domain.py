@@ -49,6 +49,7 @@ import msgpack
 import numpy as np
 
 from redleaf.domains import channel as chan
+from redleaf.domains.doorbell import Bell
 from redleaf.domains.errors import ControlError, RpcError
 from redleaf.rv6.fs.errors import FsError
 from redleaf.rv6.fs_interface import FileSystem
@@ -104,6 +105,9 @@ class KernelDomain(Rv6Sys):
         self.domain_of: dict[int, int] = {}  # pid -> its program's domain id
         self.sessions: dict[int, tuple[Proc, int]] = {}  # client domain id -> (session, channel id)
         self.images: dict[int, bytes] = {}  # pid -> program source not yet fetched
+        #: who was told "not yet" about what: a pipe, a console, ("child", parent pid) -> pids
+        self.waiting: dict[object, set[int]] = {}
+        self.bells: dict[int, Bell] = {}  # pid -> its domain's doorbell, opened at its first wake-up
         self.start = time.monotonic()
         self.buf = ctx.heap.alloc_vec(np.uint8, MAX_RW)
         self._fs_boot()
@@ -185,6 +189,7 @@ class KernelDomain(Rv6Sys):
         if self.by_domain.get(did) is p:
             del self.by_domain[did]
         p.console.hang_up()
+        self._wake(p.console)
         self._exit(p, 0)
 
     def _refresh(self) -> bool:
@@ -205,6 +210,7 @@ class KernelDomain(Rv6Sys):
                     f.obj.close_reader()
                 if f.writable:
                     f.obj.close_writer()
+                self._wake(f.obj)
 
     def _fs_channel(self):
         """The channel our fs calls go through while it is open, else None. A restarted
@@ -240,6 +246,33 @@ class KernelDomain(Rv6Sys):
     def _exit(self, p: Proc, status: int) -> None:
         self._release(self.ptable.exit(p, status))
         self.images.pop(p.pid, None)
+        bell = self.bells.pop(p.pid, None)
+        if bell is not None:
+            bell.close()
+        self._wake(("child", p.ppid))
+
+    # -- wake-ups: a caller told "not yet" sleeps on its doorbell; ring it when that may change
+    def _wait_on(self, key, p: Proc) -> None:
+        self.waiting.setdefault(key, set()).add(p.pid)
+
+    def _wake(self, key) -> None:
+        pids = self.waiting.pop(key, None)
+        if not pids:
+            return
+        for pid in pids:
+            bell = self.bells.get(pid)
+            if bell is None:
+                p = self.ptable.procs.get(pid)
+                if p is None or p.domain is None or p.state != RUNNING:
+                    continue
+                try:
+                    bell = self.bells[pid] = Bell(self.rt.paths.bell(p.domain))
+                except OSError:
+                    continue  # its domain is gone: its death notice comes
+            try:
+                bell.ring()
+            except OSError:
+                pass
 
     def _reap_notices(self) -> bool:
         """Take the supervisor's child_exit notices: each dead program becomes a zombie.
@@ -348,7 +381,10 @@ class KernelDomain(Rv6Sys):
         r = self.ptable.wait(me, pid)
         if r is WOULD_BLOCK and self._refresh():
             r = self.ptable.wait(me, pid)
-        return None if r is WOULD_BLOCK else r
+        if r is WOULD_BLOCK:
+            self._wait_on(("child", me.pid), me)
+            return None
+        return r
 
     def kill(self, pid: int) -> None:
         me = self._me()
@@ -453,7 +489,12 @@ class KernelDomain(Rv6Sys):
         r = f.obj.read(n)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.read(n)
-        return None if r is WOULD_BLOCK else r
+        if r is WOULD_BLOCK:
+            self._wait_on(f.obj, me)
+            return None
+        if r:
+            self._wake(f.obj)  # room for its writers
+        return r
 
     def write(self, fd: int, data: bytes):
         me = self._me()
@@ -471,7 +512,12 @@ class KernelDomain(Rv6Sys):
         r = f.obj.write(data)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.write(data)
-        return None if r is WOULD_BLOCK else r
+        if r is WOULD_BLOCK:
+            self._wait_on(f.obj, me)
+            return None
+        if r:
+            self._wake(f.obj)  # data for its readers (and, for a console, its terminal)
+        return r
 
     def close(self, fd: int) -> None:
         me = self._me()
@@ -584,14 +630,27 @@ class KernelDomain(Rv6Sys):
         return me
 
     def console_input(self, data: bytes) -> int:
-        return self._session().console.feed(data)
+        me = self._session()
+        took = me.console.feed(data)
+        if took < len(data):
+            self._wait_on(me.console, me)
+        self._wake(me.console)
+        return took
 
     def console_eof(self) -> None:
-        self._session().console.send_eof()
+        me = self._session()
+        me.console.send_eof()
+        self._wake(me.console)
 
     def console_output(self, n: int) -> bytes:
         _int(n, "count", 0, MAX_RW)
-        return self._session().console.drain(n)
+        me = self._session()
+        data = me.console.drain(n)
+        if data:
+            self._wake(me.console)  # room for its writers
+        else:
+            self._wait_on(me.console, me)  # rung when a program writes
+        return data
 
     def console_interrupt(self, spare_children: bool) -> int:
         """The terminal's ^C: kill every running descendant of the session (sparing its

@@ -15,10 +15,13 @@ supervisor bound to the call's channel (a spawned program is the process spawn m
 for its domain; an attached client gets a session process of its own).
 
 Nothing here blocks. A call that cannot finish yet answers "not yet" and the caller
-retries (ulib does, with a short backoff): `wait` and `read` return None, `write`
-returns None. The kernel is one thread serving every process, so a call that waited
+retries: `wait` and `read` return None, `write` returns None (and `console_output`
+returns b""). The kernel is one thread serving every process, so a call that waited
 inside it would stop every other process; and a call held past its deadline would be
-taken for a hang. Errors are the declared `Rv6Error` (an OSError with a POSIX errno).
+taken for a hang. Instead the kernel remembers who was told "not yet" about what (a
+pipe, a console, its children) and rings that caller's doorbell when it may have
+changed; the caller sleeps on its doorbell in between (ulib does, with a timeout as a
+backstop), so a blocked program costs nothing while it waits and resumes at once. Errors are the declared `Rv6Error` (an OSError with a POSIX errno).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ execs it: the supervisor's code never imports Rv6).
 
 The kernel gives this client a session process whose descriptors 0, 1, 2 are its
 console; the spawned program inherits them. Nothing blocks in the kernel, so this loop
-polls: output is drained, input offered, the program's exit looked for, then it sleeps
-on stdin for at most a few milliseconds.
+asks: output is drained, input offered, the program's exit looked for; then it sleeps
+on its doorbell (and stdin), which the kernel rings when a program writes to the
+console or the program exits (the reader thread rings it for a typed line).
 
 On a terminal, lines are read with Python's readline (line editing, history in
 ~/.rv6_history) in a reader thread, and ^D is EOF; from a pipe, bytes go in as they
@@ -38,8 +39,10 @@ from redleaf.domains.errors import ControlError, RedleafError, RpcError
 from .kernel.errors import Rv6Error
 from .kernel_interface import MAX_RW, Rv6Sys
 
-_POLL_MIN_S = 0.0005
-_POLL_MAX_S = 0.005
+_POLL_MIN_S = 0.001
+#: the longest sleep between looks: the kernel rings us when output or the program's
+#: exit may be there, so this is only a backstop
+_POLL_MAX_S = 0.25
 _EOF = object()
 
 
@@ -47,8 +50,8 @@ class KernelLost(RuntimeError):
     """The kernel died under the session: the program is gone with it."""
 
 
-def _reader(q: queue.Queue) -> None:
-    """Lines from an interactive terminal, edited with readline."""
+def _reader(q: queue.Queue, ring) -> None:
+    """Lines from an interactive terminal, edited with readline; ring() wakes the loop."""
     try:
         import readline  # noqa: F401 - input() edits lines once it is imported
 
@@ -64,6 +67,7 @@ def _reader(q: queue.Queue) -> None:
             line = input()
         except EOFError:
             q.put(_EOF)
+            ring()
             break
         if readline is not None and line.strip():
             try:
@@ -71,6 +75,7 @@ def _reader(q: queue.Queue) -> None:
             except OSError:
                 pass
         q.put((line + "\n").encode())
+        ring()
 
 
 def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel") -> int:
@@ -82,8 +87,9 @@ def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel")
         pid = k.spawn(program, tuple(argv), None)
         interactive = os.isatty(0)
         lines: queue.Queue = queue.Queue()
+        bell = c.rt.bell
         if interactive:
-            threading.Thread(target=_reader, args=(lines,), daemon=True).start()
+            threading.Thread(target=_reader, args=(lines, bell.ring), daemon=True).start()
         pending = b""
         stdin_open = True
         # ^C kills what runs under the shell (the shell itself survives it, as a shell
@@ -91,7 +97,7 @@ def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel")
         interrupts = []
         spare = program.rsplit("/", 1)[-1] == "sh"
         if interactive:
-            signal.signal(signal.SIGINT, lambda *_: interrupts.append(1))
+            signal.signal(signal.SIGINT, lambda *_: (interrupts.append(1), bell.ring()))
         delay = _POLL_MIN_S
         out = sys.stdout.buffer
         while True:
@@ -145,10 +151,12 @@ def run(instance: str, program: str, argv: list[str], kernel: str = "rv6kernel")
             if busy:
                 delay = _POLL_MIN_S
                 continue
+            # sleep until the kernel rings (output, the exit), input comes, or the backstop
             if not interactive and stdin_open:
-                select.select([0], [], [], delay)
+                if bell.fd in select.select([0, bell.fd], [], [], delay)[0]:
+                    bell.drain()
             else:
-                time.sleep(delay)
+                c.rt.doze(delay)
             delay = min(delay * 2, _POLL_MAX_S)
 
 

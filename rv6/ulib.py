@@ -11,8 +11,10 @@ all its I/O through this module (never open/print/os). Every call raises `Rv6Err
 
 Blocking: the kernel never waits (it serves every process on one thread). When its
 answer is "not yet" (an empty pipe, a full console, a child still running) the call
-here retries with a short backoff: a yield first, then sleeps growing from 50 us to
-5 ms. `read` returns what is there (at most n bytes, and at most MAX_RW a call; b"" at
+here sleeps until the kernel rings this program's doorbell (it does when that may have
+changed) and asks again; the sleeps time out (from 1 ms growing to 100 ms) as a
+backstop. Bound without a doorbell (a test's own process), it polls with sleeps from
+50 us to 5 ms. `read` returns what is there (at most n bytes, and at most MAX_RW a call; b"" at
 EOF); `write` writes everything (in pieces when needed) and returns the count.
 `readline` reads byte by byte: no buffering inside ulib, so a descriptor shared with a
 child never loses bytes to a buffer the child cannot see.
@@ -41,8 +43,11 @@ __all__ = [
 
 _BACKOFF_MIN_S = 50e-6
 _BACKOFF_MAX_S = 5e-3
+_DOZE_MIN_S = 1e-3
+_DOZE_MAX_S = 0.1
 
 _sys = None  # the Rv6Sys proxy
+_doze = None  # sleep until the kernel rings us, or a timeout: (seconds) -> None
 
 
 def _default_exit(status: int):
@@ -54,11 +59,13 @@ def _default_exit(status: int):
 _after_exit = _default_exit
 
 
-def _bind(proxy, after_exit=None) -> None:
-    """Bind ulib to a system-call proxy (the user host does this before main)."""
-    global _sys, _after_exit
+def _bind(proxy, after_exit=None, doze=None) -> None:
+    """Bind ulib to a system-call proxy (the user host does this before main), with
+    what exit does afterwards and how to sleep until the kernel rings."""
+    global _sys, _after_exit, _doze
     _sys = proxy
     _after_exit = after_exit or _default_exit
+    _doze = doze
 
 
 def _k():
@@ -72,6 +79,15 @@ def _blocking(call, *args):
     r = call(*args)
     if r is not None:
         return r
+    doze = _doze
+    if doze is not None:
+        delay = _DOZE_MIN_S
+        while True:
+            doze(delay)  # the kernel rings when the answer may have changed
+            r = call(*args)
+            if r is not None:
+                return r
+            delay = min(delay * 2, _DOZE_MAX_S)
     delay = 0.0
     while True:
         if delay == 0.0:

@@ -7,10 +7,12 @@ reused, notices late or early."""
 from __future__ import annotations
 
 import errno
+import select
 from types import SimpleNamespace
 
 import pytest
 
+from redleaf.domains.doorbell import Bell, make_bell
 from redleaf.domains.errors import ControlError
 from redleaf.rv6.kernel.errors import Rv6Error
 from redleaf.rv6.kernel.proc import ZOMBIE
@@ -21,10 +23,12 @@ from tests.rv6.fuse_fakes import StandInFs, StandInHeap
 class World:
     """Plays the runtime and the supervisor around one KernelDomain."""
 
-    def __init__(self):
+    def __init__(self, tmp):
         self.fs = StandInFs(nblocks=2048, inodes=256)
         self.alive_channels: set[int] = set()
-        self.rt = SimpleNamespace(serving=None, client_alive=lambda ch: ch in self.alive_channels)
+        self.tmp = tmp
+        self.rt = SimpleNamespace(serving=None, client_alive=lambda ch: ch in self.alive_channels,
+                                  paths=SimpleNamespace(bell=lambda did: tmp / f"bell{did}"))
         self.next_ids = [10, 11, 12, 13]
         self.killed: list[int] = []
         self.notices: list[dict] = []
@@ -47,7 +51,17 @@ class World:
             raise ControlError("Exhausted", "all domain slots are in use")
         self.notices += self.late
         self.late = []
-        return self.next_ids.pop(0)
+        did = self.next_ids.pop(0)
+        make_bell(self.tmp / f"bell{did}")
+        return did
+
+    def rung(self, did: int) -> bool:
+        """Was domain did's doorbell rung since the last look (and drain it)?"""
+        b = Bell(self.tmp / f"bell{did}")
+        try:
+            return bool(select.select([b.fd], [], [], 0)[0]) and (b.drain() or True)
+        finally:
+            b.close()
 
     def child_exits(self) -> list[dict]:
         out, self.notices = self.notices, []
@@ -67,8 +81,8 @@ class World:
 
 
 @pytest.fixture
-def w():
-    return World()
+def w(tmp_path):
+    return World(tmp_path)
 
 
 def test_a_client_gets_a_session_and_its_child_is_known_by_its_domain_id(w):
@@ -136,3 +150,31 @@ def test_kill_asks_the_supervisor_and_the_status_is_137_whatever_the_notice_says
     with pytest.raises(Rv6Error) as ei:
         w.as_caller(5, 500).kill(5000)
     assert ei.value.errno == errno.ESRCH
+
+
+def test_a_caller_told_not_yet_is_rung_when_that_may_have_changed(w):
+    w.alive_channels.add(500)
+    make_bell(w.tmp / "bell5")  # the session's client
+    k = w.as_caller(5, 500)
+    r, wfd = k.pipe()
+    reader = k.spawn("/bin/p", ("p",), (r,))
+    k.spawn("/bin/p", ("p",), (-1, wfd))
+    k.close(r)
+    k.close(wfd)
+    assert w.as_caller(10).read(0, 10) is None  # the reader is told "not yet"
+    assert not w.rung(10)
+    assert w.as_caller(11).write(1, b"x") == 1
+    assert w.rung(10) and not w.rung(11)  # the writer's data rings the reader, only
+    assert w.as_caller(10).read(0, 10) == b"x"
+    assert w.as_caller(5, 500).wait(reader) is None  # the session waits for its child
+    assert not w.rung(5)
+    w.as_caller(10).exit(0)
+    assert w.rung(5)  # the child's exit rings its parent
+    assert w.as_caller(5, 500).wait(reader) == (reader, 0)
+    with pytest.raises(Rv6Error) as ei:
+        w.as_caller(11).write(1, b"y")  # its reader is gone with the exit
+    assert ei.value.errno == errno.EPIPE
+    assert w.as_caller(5, 500).console_output(100) == b""  # the terminal waits for output
+    fd = w.as_caller(5, 500).open("/dev/console", 1)
+    w.as_caller(5, 500).write(fd, b"hi")
+    assert w.rung(5)  # a write to its console rings the terminal
