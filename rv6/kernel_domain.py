@@ -492,8 +492,10 @@ class KernelDomain(Rv6Sys):
         if r is WOULD_BLOCK:
             self._wait_on(f.obj, me)
             return None
-        if r:
-            self._wake(f.obj)  # room for its writers
+        if r and (f.kind != PIPE or f.obj.capacity - len(f.obj.buf) >= f.obj.capacity // 2):
+            # room for its writers: for a pipe once half of it is free, so a writer
+            # wakes to write much rather than at every read of a piece
+            self._wake(f.obj)
         return r
 
     def write(self, fd: int, data: bytes):

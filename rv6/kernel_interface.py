@@ -43,7 +43,7 @@ T_DIR, T_FILE, T_DEV = 1, 2, 3
 T_PIPE = 4
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 #: the most bytes one read or write call moves (an inline value is at most 64 KiB)
-MAX_RW = 32 * 1024
+MAX_RW = 60 * 1024
 
 #: Stat as it crosses: (type, ino, nlink, size, mode, mtime_ns)
 StatTuple = tuple[int, int, int, int, int, int]

@@ -81,6 +81,10 @@ def _blocking(call, *args):
         return r
     doze = _doze
     if doze is not None:
+        os.sched_yield()  # the peer may be about to answer: one more look before sleeping
+        r = call(*args)
+        if r is not None:
+            return r
         delay = _DOZE_MIN_S
         while True:
             doze(delay)  # the kernel rings when the answer may have changed
