@@ -532,6 +532,9 @@ class Control:
         e = self._entry(msg["name"])
         if e.kind != "domain" and e.kind != "device":
             raise Refusal("BadRequest", f"{e.name} cannot be restarted")
+        if e.spawner is not None:
+            raise Refusal("BadRequest", f"{e.name} is a spawned child of {e.spawner.name}: it is not "
+                                        f"restarted (unload or kill it; its spawner starts children)")
         self.life.restart(e, (ident, msg["rid"]))
         return None
 

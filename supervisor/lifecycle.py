@@ -377,9 +377,10 @@ class Lifecycle:
         self.record_pids()
         # 5. publish DOWN, only now that everything is released
         self.out.publish("DOWN", e, code=code, how=how)
-        if e.spawner is not None:
+        if e.spawner is not None:  # a child: never restarted, its spawner is told
             self._tell_spawner(e, did, code)
             self.set_state(e, STOPPED, e.reason)
+            self.answer_waiters(e, {"ok": True, "state": STOPPED})  # an operator's unload
             self.table.forget(e)
             return
         # 6. the restart policy

@@ -12,6 +12,8 @@ import time
 import msgpack
 import pytest
 
+from redleaf.domains.errors import ControlError
+
 from tests.supervisor.spawner import SpawnRefused, Spawner
 
 MANIFEST = """
@@ -74,3 +76,21 @@ def test_children_report_their_exit_die_by_their_spawner_and_with_it(make_instan
         with pytest.raises(ProcessLookupError):
             os.kill(child_pid, 0)
         assert msgpack.unpackb(sp.exits()) == []  # the new incarnation is told nothing of them
+
+
+def test_an_operator_may_unload_a_child_but_not_restart_it(make_instance):
+    inst = make_instance(MANIFEST)
+    with inst.attach() as c:
+        sp = c.lookup("sp", Spawner)
+        child = sp.spawn("sleep")
+        deadline = time.monotonic() + 30
+        while not any(d["state"] == "running" for d in _children(inst).values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        name = next(iter(_children(inst)))
+        with pytest.raises(ControlError) as ei:
+            inst.request("restart", name=name)
+        assert ei.value.kind == "BadRequest" and "spawned child" in str(ei.value)
+        inst.request("unload", name=name)  # answered once it is gone
+        assert name not in inst.status()
+        assert _exits(sp, 1)[0][0] == child
