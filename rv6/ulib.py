@@ -7,7 +7,8 @@ the program's one capability before `main(argv)` runs.
 
 A user program is a Python source file with `def main(argv: list[str]) -> int`; it does
 all its I/O through this module (never open/print/os). Every call raises `Rv6Error`
-(an OSError: `.errno` is a POSIX errno) on failure.
+(an OSError: `.errno` is a POSIX errno) on failure, an argument of the wrong type
+included (EINVAL; data to write that is not bytes: EFAULT, a C program's bad buffer).
 
 Blocking: the kernel never waits (it serves every process on one thread). When its
 answer is "not yet" (an empty pipe, a full console, a child still running) the call
@@ -22,11 +23,14 @@ child never loses bytes to a buffer the child cannot see.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from typing import NamedTuple
 
 import msgpack
+
+from redleaf.domains.errors import BadArgument
 
 from .kernel.errors import Rv6Error
 from .kernel_interface import (MAX_RW, O_APPEND, O_CREATE, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, SEEK_CUR,
@@ -59,18 +63,38 @@ def _default_exit(status: int):
 _after_exit = _default_exit
 
 
+class _Checked:
+    """The proxy, with an argument it refuses (a wrong type: the bad pointer of a C
+    program) raised as Rv6Error EINVAL, so every failure of a call is an Rv6Error."""
+
+    def __init__(self, proxy):
+        self._proxy = proxy
+
+    def __getattr__(self, name):
+        fn = getattr(self._proxy, name)
+
+        def call(*args):
+            try:
+                return fn(*args)
+            except BadArgument as e:
+                raise Rv6Error(errno.EINVAL, f"{name}: {e}") from None
+
+        setattr(self, name, call)
+        return call
+
+
 def _bind(proxy, after_exit=None, doze=None) -> None:
     """Bind ulib to a system-call proxy (the user host does this before main), with
     what exit does afterwards and how to sleep until the kernel rings."""
     global _sys, _after_exit, _doze
-    _sys = proxy
+    _sys = None if proxy is None else _Checked(proxy)
     _after_exit = after_exit or _default_exit
     _doze = doze
 
 
 def _k():
     if _sys is None:
-        raise Rv6Error(13, "ulib is not bound to a kernel: run the program with spawn, not directly")
+        raise Rv6Error(errno.EACCES, "ulib is not bound to a kernel: run the program with spawn, not directly")
     return _sys
 
 
@@ -174,8 +198,9 @@ def read(fd: int, n: int) -> bytes:
 
 def write(fd: int, data: bytes) -> int:
     """Write all of `data`; the count. Waits while a pipe or the console is full."""
-    if isinstance(data, str):
-        raise TypeError("write takes bytes: encode the str first, or use printf/puts")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise Rv6Error(errno.EFAULT, f"write takes bytes, not {type(data).__name__}"
+                                     + (": encode the str first, or use printf/puts" if isinstance(data, str) else ""))
     data = bytes(data)
     k = _k()
     done = 0

@@ -388,3 +388,12 @@ def test_a_source_that_defeats_the_compiler_is_enoexec_and_the_kernel_lives(k):
             ulib.spawn(f"/bin/{name}", [name])
         assert ei.value.errno == errno.ENOEXEC, name
     assert k.inst.status()["rv6kernel"]["pid"] == before
+
+
+def test_through_ulib_every_failure_is_an_rv6error(k):
+    for call, args, err in ((ulib.read, ("0", 1), errno.EINVAL), (ulib.write, (1, 12345), errno.EFAULT),
+                            (ulib.write, (1, "text"), errno.EFAULT), (ulib.open, (None,), errno.EINVAL),
+                            (ulib.spawn, ("/bin/hi", ["hi", 3]), errno.EINVAL), (ulib.dup2, (1, 10 ** 30), errno.EINVAL)):
+        with pytest.raises(Rv6Error) as ei:
+            call(*args)
+        assert ei.value.errno == err, (call, args)
