@@ -23,14 +23,14 @@ def main(argv):
 
 
 def test_a_busy_program_outlives_the_watchdog_limit(make_instance, tmp_path):
-    inst = make_instance(kernel_manifest(str(tmp_path / "nvme0.img"), watchdog_s=0.5))
+    inst = make_instance(kernel_manifest(str(tmp_path / "nvme0.img"), watchdog_s=1.0))
     try:
         with inst.attach() as c:
             ulib._bind(c.lookup("rv6kernel", Rv6Sys))
             fd = ulib.open("/bin/spin", ulib.O_CREATE | ulib.O_WRONLY)
             ulib.write(fd, SPIN.encode())
             ulib.close(fd)
-            pid = ulib.spawn("/bin/spin", ["spin", "2.0"])  # four watchdog periods
+            pid = ulib.spawn("/bin/spin", ["spin", "3.0"])  # three watchdog periods
             assert ulib.wait(pid) == (pid, 42)
             assert inst.status()["rv6kernel"]["restarts"] == 0
     finally:
