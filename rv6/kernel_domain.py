@@ -153,9 +153,12 @@ class KernelDomain(Rv6Sys):
             if p is not None and p.state != RUNNING:
                 raise Rv6Error(errno.ESRCH, f"process {p.pid} has exited" + (" (killed)" if p.killed else ""))
         if p is not None and p.session and self.sessions[did][1] != ch.chan_id:
-            # a new client under the id of one that is gone: its session is not this one
-            self._end_session(did)
-            p = None
+            if self.rt.client_alive(self.sessions[did][1]):
+                self.sessions[did] = (p, ch.chan_id)  # the same client on a second channel
+            else:
+                # a new client under the id of one that is gone: its session is not this one
+                self._end_session(did)
+                p = None
         if p is not None:
             return p
         return self._new_session(did, ch.chan_id)

@@ -178,3 +178,11 @@ def test_a_caller_told_not_yet_is_rung_when_that_may_have_changed(w):
     fd = w.as_caller(5, 500).open("/dev/console", 1)
     w.as_caller(5, 500).write(fd, b"hi")
     assert w.rung(5)  # a write to its console rings the terminal
+
+
+def test_one_client_on_two_channels_is_one_session(w):
+    w.alive_channels |= {500, 501}
+    pid = w.as_caller(5, 500).getpid()
+    assert w.as_caller(5, 501).getpid() == pid
+    w.alive_channels.discard(500)
+    assert w.as_caller(5, 501).getpid() == pid
