@@ -42,7 +42,7 @@ from .kernel_interface import MAX_RW, Rv6Sys
 _POLL_MIN_S = 0.001
 #: the longest sleep between looks: the kernel rings us when output or the program's
 #: exit may be there, so this is only a backstop
-_POLL_MAX_S = 0.25
+_POLL_MAX_S = 0.5
 _EOF = object()
 
 

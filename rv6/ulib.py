@@ -13,7 +13,7 @@ included (EINVAL; data to write that is not bytes: EFAULT, a C program's bad buf
 Blocking: the kernel never waits (it serves every process on one thread). When its
 answer is "not yet" (an empty pipe, a full console, a child still running) the call
 here sleeps until the kernel rings this program's doorbell (it does when that may have
-changed) and asks again; the sleeps time out (from 1 ms growing to 100 ms) as a
+changed) and asks again; the sleeps time out (from 1 ms growing to 500 ms) as a
 backstop. Bound without a doorbell (a test's own process), it polls with sleeps from
 50 us to 5 ms. `read` returns what is there (at most n bytes, and at most MAX_RW a call; b"" at
 EOF); `write` writes everything (in pieces when needed) and returns the count.
@@ -48,7 +48,7 @@ __all__ = [
 _BACKOFF_MIN_S = 50e-6
 _BACKOFF_MAX_S = 5e-3
 _DOZE_MIN_S = 1e-3
-_DOZE_MAX_S = 0.1
+_DOZE_MAX_S = 0.5
 
 _sys = None  # the Rv6Sys proxy
 _doze = None  # sleep until the kernel rings us, or a timeout: (seconds) -> None
