@@ -80,6 +80,9 @@ def kernel():
         inst.start()
         with inst.attach() as c:
             yield Kernel(inst, c)
+        # after every program's death: nothing in the heap is owned by a dead domain
+        violations = inst.request("heap", check=True)["violations"]
+        assert violations == [], violations
     finally:
         ulib._bind(None)
         inst.stop()
