@@ -16,6 +16,10 @@ its sender):
   agree with the credential or the request is refused).  A domain process is never
   given the instance token.
 - `ping` and `status` are read-only and accept either.
+- `spawn_child` / `kill_child` are domain commands granted only by the sender's
+  manifest entry (`may_spawn = true`, with the fixed `spawn_target` its children run):
+  a child is a `temporary` domain whose only capability is its spawner, whose death
+  is pushed to the spawner (`child_exit`), and which dies with its spawner.
   Every reply is a map with
 ``"ok": True`` and fields, or ``"ok": False, "kind": <error type>, "error": <message>``.
 The supervisor may also push unsolicited messages (``"push": <kind>``) to a domain,
@@ -66,10 +70,13 @@ COMMANDS: dict[str, dict[str, Any]] = {
     "heap": {"check": bool},
     "logs": {"name": str},
     "shutdown": {},
+    "spawn_child": {"config": dict},
+    "kill_child": {"child": int},
 }
 #: commands a domain sends for itself: they need its credential, and act for it alone
 DOMAIN_COMMANDS = frozenset({"hello", "ready", "init_failed", "detach", "lookup", "close_channel", "lease",
-                             "register_type", "report_hang", "bind_device"})
+                             "register_type", "report_hang", "bind_device",
+                             "spawn_child", "kill_child"})
 #: read-only commands anyone with either credential may send
 ANY_COMMANDS = frozenset({"ping", "status"})
 #: the user's commands (and attach, which makes a new client): the instance token only

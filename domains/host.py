@@ -56,6 +56,26 @@ class DomainContext:
     def export(self, name: str, obj, iface: type | None = None) -> None:
         self.rt.export(name, obj, iface)
 
+    # -- children (only for a domain whose manifest entry says may_spawn = true) -------
+    def spawn_child(self, config: dict) -> int:
+        """Start a child domain running the manifest's `spawn_target` with `config`; its
+        domain id.  The child's one capability is this domain (role "parent"), and it
+        dies with this incarnation.  ControlError (kind AuthError) without may_spawn."""
+        return self.rt.ctl.request("spawn_child", config=config)["id"]
+
+    def kill_child(self, child_id: int) -> None:
+        """SIGKILL a child of ours (ControlError NotFound if it is not, or no longer, ours)."""
+        self.rt.ctl.request("kill_child", child=child_id)
+
+    def child_exits(self) -> list[dict]:
+        """The death notices of our children since the last call, oldest first: maps with
+        `child` (its domain id), `code` (exit status; negative: killed by that signal;
+        None: unknown) and `how` (in words).  Reads the control socket first, so a
+        death the supervisor has announced is seen."""
+        self.rt.handle_pushes()
+        out, self.rt.child_exits = self.rt.child_exits, []
+        return out
+
 
 def import_target(target: str, path: str | None = None):
     """Import `package.module:Class`, also from `path` (the directory `redleaf load`

@@ -151,6 +151,9 @@ class Runtime:
         self.exports: dict[str, Export] = {}
         self.inbound: list[tuple[chan.Channel, Dispatcher]] = []
         self.deferred: list = []  # see defer()
+        #: `child_exit` notices of this domain's spawned children, oldest first, until
+        #: the domain takes them (DomainContext.child_exits)
+        self.child_exits: list[dict] = []
         self.inbound_by_id: dict[int, tuple[chan.Channel, Dispatcher]] = {}
         #: the inbound channel whose call is being served (or was last): a server that
         #: keeps per-client state tells its clients apart by it (see client_alive)
@@ -272,6 +275,8 @@ class Runtime:
                     self.close_channel(ch)
             elif kind == "stop":
                 self.stop = True
+            elif kind == "child_exit":
+                self.child_exits.append(msg)
 
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:
@@ -508,6 +513,14 @@ class Runtime:
                 return ready()
             if t > spin_end:
                 self._sleep(max(1, min(IDLE_POLL_MS, (deadline - t) // 1_000_000)), ready)
+
+    def doze(self, timeout_s: float) -> bool:
+        """Sleep until this domain's doorbell rings (a peer woke it on purpose), a
+        control push arrives, or `timeout_s` passes; True if woken early.  For a domain
+        waiting on a condition that a peer announces by ringing it (Rv6's programs
+        waiting on a pipe or a child: the kernel rings them).  A ring that came before
+        the call is not lost: the doorbell stays readable until a sleep drains it."""
+        return bool(self._sleep(max(1, int(timeout_s * 1000)), lambda: False))
 
     def _has_inbound(self) -> bool:
         if self.group is not None:

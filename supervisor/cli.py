@@ -194,8 +194,11 @@ def _preflight_problems(items: list[dict]) -> dict:
 
 
 def _preflight(specs, keep_going: bool) -> None:
-    problems = _preflight_problems([{"name": s.name, "target": s.target, "kind": s.kind, "path": s.path}
-                                    for s in specs])
+    items = [{"name": s.name, "target": s.target, "kind": s.kind, "path": s.path} for s in specs]
+    # what a may_spawn domain's children run is checked too (its first spawn would fail)
+    items += [{"name": f"{s.name} (spawn_target)", "target": s.spawn_target, "kind": "domain", "path": s.path}
+              for s in specs if getattr(s, "may_spawn", False)]
+    problems = _preflight_problems(items)
     if not problems:
         return
     for name, why in problems.items():
@@ -561,6 +564,20 @@ def cmd_umount(args) -> int:
     return 0
 
 
+SH_MODULE = "redleaf.rv6.terminal"
+
+
+def cmd_sh(args) -> int:
+    """Rv6's shell: this process becomes the terminal client (rv6/terminal.py), so the
+    terminal, the signals and the exit status are the user's own. Exec'd rather than
+    imported: the supervisor's code never imports Rv6 (DESIGN §2)."""
+    argv = [sys.executable, "-m", SH_MODULE, "--name", args.name, "--program", args.program]
+    if args.command is not None:
+        argv += ["-c", args.command]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv + ["--"] + args.args)
+
+
 # ----------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="redleaf", description="RedLeaf-style isolated domains as processes.")
@@ -635,6 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the mount")
     sp = add("umount", cmd_umount, "unmount DIR (also one whose mount process was killed)")
     sp.add_argument("dir", metavar="DIR")
+    sp = add("sh", cmd_sh, "Rv6's shell on the instance (interactive, or -c CMD: exits with its status)")
+    sp.add_argument("-c", dest="command", metavar="CMD", help="run this command line and exit with its status")
+    sp.add_argument("--program", default="/bin/sh", help="run this Rv6 program instead of /bin/sh")
+    sp.add_argument("args", nargs="*", help="more arguments for the program")
     return p
 
 

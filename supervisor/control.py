@@ -51,7 +51,7 @@ from redleaf.domains.control import ANY_COMMANDS, COMMANDS, DOMAIN_COMMANDS, Pro
 from redleaf.domains.doorbell import RA_CALLS_MADE, RA_CALLS_SERVED
 from redleaf.domains.host import SIG_HANG
 
-from .manifest import ManifestError, domain_spec
+from .manifest import DomainSpec, ManifestError, check_config_size, domain_spec
 from .table import RUNNING, Entry, Refusal
 
 KILL_SIGNALS = {
@@ -129,9 +129,12 @@ class Control:
             "heap": self.cmd_heap,
             "logs": self.cmd_logs,
             "shutdown": self.cmd_shutdown,
+            "spawn_child": self.cmd_spawn_child,
+            "kill_child": self.cmd_kill_child,
         }
         check_table(self.handlers, self)
         self.proofs: dict[bytes, tuple[int, str, float]] = {}  # ident -> (pid, nonce, deadline)
+        self._child_seq = 0  # spawned children are named <spawner>.child<n>
 
     # ------------------------------------------------------------------ dispatch
     def drain(self) -> None:
@@ -413,6 +416,35 @@ class Control:
             raise Refusal("NotFound", f"no device named {msg['device']!r} (devices are [[device]] entries in the manifest)")
         return self.devices.bind(drv, dev)
 
+    def cmd_spawn_child(self, ident, msg):
+        """A child domain of the sender: the target its manifest entry fixes, temporary,
+        its only capability the sender itself (as `parent`), the config the sender gives
+        (its own business: the child's arguments).  Answered at once with the child's
+        id; its death comes later as a `child_exit` push."""
+        parent = self._caller(msg)
+        spec = parent.spec
+        if parent.kind != "domain" or spec is None or not spec.may_spawn:
+            raise Refusal("AuthError", f"{parent.name} may not spawn children: its manifest entry needs "
+                                       f"may_spawn = true")
+        check_config_size(msg["config"], f"spawn_child ({parent.name})")
+        self._child_seq += 1
+        name = f"{parent.name}.child{self._child_seq}"
+        while self.life.name_taken(name):
+            self._child_seq += 1
+            name = f"{parent.name}.child{self._child_seq}"
+        child = DomainSpec(name=name, target=spec.spawn_target, restart="temporary", config=msg["config"],
+                           uses={"parent": parent.name}, watchdog_s=spec.watchdog_s)
+        e = self.life.spawn_child(parent, child)
+        return {"id": e.id, "name": e.name}
+
+    def cmd_kill_child(self, ident, msg):
+        parent = self._caller(msg)
+        e = self.table.by_id.get(msg["child"])
+        if e is None or e.spawner is not parent or e.spawner_id != parent.id:
+            raise Refusal("NotFound", f"domain {msg['child']} is not a running child of {parent.name}")
+        self.life.kill_child(e)
+        return {}
+
     # ------------------------------------------------------------------ operators' requests
     def cmd_status(self, ident, msg):
         stats = self._heap_stats_by_domain()
@@ -500,6 +532,9 @@ class Control:
         e = self._entry(msg["name"])
         if e.kind != "domain" and e.kind != "device":
             raise Refusal("BadRequest", f"{e.name} cannot be restarted")
+        if e.spawner is not None:
+            raise Refusal("BadRequest", f"{e.name} is a spawned child of {e.spawner.name}: it is not "
+                                        f"restarted (unload or kill it; its spawner starts children)")
         self.life.restart(e, (ident, msg["rid"]))
         return None
 

@@ -24,6 +24,12 @@ pid (a hang, `kill --how sigkill`, a stop that does not finish) ends the group.
 
 A failed `load` (the domain dies before it is running, whatever its restart policy)
 is answered with a one-line error and leaves no entry behind.
+
+Spawned children (`spawn_child`, granted by `may_spawn`): a child is a temporary
+domain linked to the incarnation that spawned it.  Its death, once its resources are
+reclaimed, is pushed to that spawner (`child_exit`, with the exit code) and its entry
+is forgotten; the spawner's death kills its children (they hold only a capability to
+it, and a restarted spawner does not know them).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from .table import BACKOFF, CRASHED, FAILED, RUNNING, STARTING, STOPPED, STOPPIN
 from .zlink import ZygoteLink
 
 STOP_GRACE_S = 2.0
+#: children one spawner may have at once (each is a domain: ids are a shared resource)
+MAX_CHILDREN = 128
 
 log = logging.getLogger("redleaf.supervisor")
 
@@ -343,6 +351,8 @@ class Lifecycle:
             self.loop.remove_reader(e.pidfd)
             os.close(e.pidfd)
             e.pidfd = -1
+        # its spawned children die with it (their one capability is gone)
+        self.kill_children(e, did)
         # 2. fail every call in flight to it (and mark the channels it called through)
         self.channels.party_died(did)
         if e.kind == "device":
@@ -367,6 +377,12 @@ class Lifecycle:
         self.record_pids()
         # 5. publish DOWN, only now that everything is released
         self.out.publish("DOWN", e, code=code, how=how)
+        if e.spawner is not None:  # a child: never restarted, its spawner is told
+            self._tell_spawner(e, did, code)
+            self.set_state(e, STOPPED, e.reason)
+            self.answer_waiters(e, {"ok": True, "state": STOPPED})  # an operator's unload
+            self.table.forget(e)
+            return
         # 6. the restart policy
         if e.kind == "client":
             if self.table.entries.get(e.name) is e:
@@ -442,6 +458,48 @@ class Lifecycle:
         if e.state != BACKOFF or not self.loop.running or self.table.entries.get(e.name) is not e:
             return
         self.spawn_or_fail(e)
+
+    # ------------------------------------------------------------------ children
+    def spawn_child(self, parent: Entry, spec: DomainSpec) -> Entry:
+        """Start `spec` as a child of `parent` (already checked by the control layer)."""
+        live = sum(1 for x in self.table.entries.values() if x.spawner is parent and x.spawner_id == parent.id)
+        if live >= MAX_CHILDREN:
+            raise Refusal("Exhausted", f"{parent.name} has {live} children running, the most it may have")
+        e = self.new_entry(spec)
+        e.spawner = parent
+        e.spawner_id = parent.id
+        try:
+            self.spawn(e)
+        except Refusal:
+            e.spawner = None
+            self.table.forget(e)
+            raise
+        return e
+
+    def kill_children(self, parent: Entry, parent_id: int) -> None:
+        for x in list(self.table.entries.values()):
+            if x.spawner is parent and x.spawner_id == parent_id and x.alive:
+                x.kill_reason = f"killed: its spawner {parent.name} died"
+                if x.pid:
+                    _signal(x.pid, signal.SIGKILL)
+                else:
+                    self.stop(x, x.kill_reason)  # its start is in flight: on_spawned stops it
+
+    def kill_child(self, child: Entry) -> None:
+        child.kill_reason = "killed by its spawner"
+        if child.pid:
+            _signal(child.pid, signal.SIGKILL)
+        elif child.alive:
+            self.stop(child, child.kill_reason)
+
+    def _tell_spawner(self, e: Entry, did: int, code) -> None:
+        p = e.spawner
+        e.spawner = None
+        if p is None or p.id != e.spawner_id or not p.alive or p.ident is None:
+            return  # the incarnation that spawned it is gone: nobody to tell
+        self.out.send(p.ident, {"push": "child_exit", "child": did, "name": e.name,
+                                "code": code, "how": e.reason})
+        self.channels.ring(p.id)
 
     # ------------------------------------------------------------------ requests
     def load(self, spec: DomainSpec, waiter: tuple) -> None:

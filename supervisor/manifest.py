@@ -111,6 +111,9 @@ class DomainSpec:
     path: str | None = None  # a directory to import the target from (`redleaf load` sends its cwd)
     group: str | None = None  # the host process it shares (isolation = "language"); None: its own
     driver_group: str | None = None  # shadow = true: the driver's group ("" its own process; None: as group)
+    #: may it start children (domain command spawn_child), and the one target they all run
+    may_spawn: bool = False
+    spawn_target: str | None = None
 
     @property
     def isolation(self) -> str:
@@ -158,7 +161,8 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     if not isinstance(raw, dict):
         raise ManifestError(f"{where}: must be a table")
     known = {"name", "target", "restart", "max_restarts", "period_s", "backoff_s", "backoff_max_s",
-             "config", "uses", "shadow", "watchdog_s", "group", "isolation", "driver_group"}
+             "config", "uses", "shadow", "watchdog_s", "group", "isolation", "driver_group",
+             "may_spawn", "spawn_target"}
     unknown = set(raw) - known
     if unknown:
         raise ManifestError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -201,7 +205,26 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
         raise ManifestError(f"{where}: shadow must be true or false")
     spec.shadow = shadow
     _placement(raw, spec, where, kind)
+    _spawning(raw, spec, where, kind)
     return spec
+
+
+def _spawning(raw: dict, spec: DomainSpec, where: str, kind: str) -> None:
+    """`may_spawn` grants the domain command spawn_child; the children all run the one
+    `spawn_target` the manifest names (a domain cannot choose what code it starts)."""
+    may = raw.get("may_spawn", False)
+    if not isinstance(may, bool):
+        raise ManifestError(f"{where}: may_spawn must be true or false")
+    target = raw.get("spawn_target")
+    if may and target is None:
+        raise ManifestError(f"{where}: may_spawn = true needs spawn_target = \"package.module:Class\" "
+                            f"(what every child runs)")
+    if target is not None and not may:
+        raise ManifestError(f"{where}: spawn_target only applies with may_spawn = true")
+    if may and (kind != "domain" or spec.shadow or spec.group):
+        raise ManifestError(f"{where}: may_spawn is for a plain domain (no device, shadow or group)")
+    spec.may_spawn = may
+    spec.spawn_target = check_target(target, where) if may else None
 
 
 def _placement(raw: dict, spec: DomainSpec, where: str, kind: str) -> None:

@@ -79,6 +79,10 @@ class Entry:
     load_waiters: list = field(default_factory=list)  # (ident, rid) of a `load` not yet answered
     hello: tuple | None = None  # (ident, rid, pid) of a hello that came before the "spawned" report
     load_partner: str | None = None  # a shadowed load's driver: the shadow whose load it serves
+    #: a spawned child's parent: the spawner's entry and the id of the incarnation that
+    #: spawned it (a restarted spawner is not told of its predecessor's children)
+    spawner: "Entry | None" = None
+    spawner_id: int = 0
 
     @property
     def alive(self) -> bool:

@@ -41,4 +41,4 @@ def test_attach_banner_lists_exports(make_instance):
                        input="print('N=', len(d.exports()))\n", capture_output=True, text=True, timeout=60)
     assert "echo" in r.stderr and "redleaf.domains.builtin.echo.Echo" in r.stderr
     assert 'd.lookup("echo")' in r.stderr
-    assert "N= 6" in r.stdout  # echo, nvme0 (+ driver), ixgbe0 (+ driver), rv6fs
+    assert "N= 7" in r.stdout  # echo, nvme0 (+ driver), ixgbe0 (+ driver), rv6fs, rv6kernel

@@ -68,3 +68,21 @@ config = { x = 1 }
 def test_shadow_needs_a_driver_that_declares_one():
     with pytest.raises(ManifestError, match="declares no shadow"):
         parse_manifest('[[domain]]\nname = "e0"\ntarget = "tests.supervisor.shadowed:NoShadow"\nshadow = true\n')
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("may_spawn = true\n", "may_spawn = true needs spawn_target"),
+    ('spawn_target = "a.b:C"\n', "spawn_target only applies with may_spawn = true"),
+    ('may_spawn = "yes"\n', "may_spawn must be true or false"),
+    ('may_spawn = true\nspawn_target = "nocolon"\n', "package.module:Class"),
+    ('may_spawn = true\nspawn_target = "a.b:C"\ngroup = "g"\n', "may_spawn is for a plain domain"),
+])
+def test_may_spawn_needs_a_fixed_target_and_a_plain_domain(extra, message):
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest('[[domain]]\nname = "k"\ntarget = "a.b:K"\n' + extra)
+
+
+def test_the_default_kernel_may_spawn_user_programs_only():
+    m = load_manifest(None)
+    spawners = {d.name: d.spawn_target for d in m.domains if d.may_spawn}
+    assert spawners == {"rv6kernel": "redleaf.rv6.user_host:UserProgram"}
