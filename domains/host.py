@@ -41,13 +41,14 @@ class DomainContext:
         self._uses = uses
         self._granted: dict = {}
 
-    def use(self, role: str, iface: type):
-        """The proxy for a capability granted by the manifest's `uses`."""
+    def use(self, role: str, iface: type, reentrant: bool = True):
+        """The proxy for a capability granted by the manifest's `uses` (`reentrant`: see
+        Runtime.lookup)."""
         if role not in self._uses:
             raise KeyError(f"domain {self.name!r} was not granted {role!r}; add it to `uses` in the manifest")
-        p = self._granted.get((role, iface))
+        p = self._granted.get((role, iface, reentrant))
         if p is None:
-            p = self._granted[(role, iface)] = self.rt.lookup(self._uses[role], iface)
+            p = self._granted[(role, iface, reentrant)] = self.rt.lookup(self._uses[role], iface, reentrant=reentrant)
         return p
 
     def lookup(self, name: str, iface: type):

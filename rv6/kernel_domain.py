@@ -98,7 +98,10 @@ class KernelDomain(Rv6Sys):
     def __init__(self, ctx):
         self.ctx = ctx
         self.rt = ctx.rt
-        self.fs = ctx.use(ctx.config.get("fs", "rv6fs"), FileSystem)
+        # not re-entrant: while a system call waits for the fs, no other process's call
+        # runs in the kernel, so one call's use of the kernel's state and of its fs buffer
+        # never interleaves with another's (the fs never calls back)
+        self.fs = ctx.use(ctx.config.get("fs", "rv6fs"), FileSystem, reentrant=False)
         self.files = FileTable()
         self.ptable = ProcTable(self.files)
         self.by_domain: dict[int, Proc] = {}  # spawned programs (and sessions) by caller domain id
@@ -596,6 +599,11 @@ class KernelDomain(Rv6Sys):
 
     def rmdir(self, path: str) -> None:
         full = self._path(path)
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        if last == ".":     # as POSIX: the directory is removed by its name in its parent
+            raise Rv6Error(errno.EINVAL, f"rmdir {path!r}: a path ending in '.' cannot be removed; name it from its parent")
+        if last == "..":
+            raise Rv6Error(errno.ENOTEMPTY, f"rmdir {path!r}: '..' is not empty (it holds this directory)")
         if full == "/":
             raise Rv6Error(errno.EBUSY, "the root directory cannot be removed")
         self._fscall(self.fs.rmdir, full)
