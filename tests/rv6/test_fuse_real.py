@@ -41,7 +41,7 @@ def test_linux_tools_on_the_real_rv6fs_then_fsck(make_instance, tmp_path):
         (mnt / "blob").write_bytes(data)
         assert hashlib.md5((mnt / "blob").read_bytes()).digest() == hashlib.md5(data).digest()
         os.rename(mnt / "blob", mnt / "domains" / "moved")
-        assert sorted(os.listdir(mnt)) == ["bin", "dev", "domains"]    # mkfs_if_blank installs /bin
+        assert sorted(os.listdir(mnt)) == ["bin", "dev", "domains", "tmp"]    # /bin and /dev from mkfs_if_blank, /tmp from the kernel
         st = os.statvfs(mnt)
         assert st.f_bsize == 4096 and 0 < st.f_bfree < st.f_blocks
         r = _cli("umount", str(mnt))

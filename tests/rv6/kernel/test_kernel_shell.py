@@ -34,7 +34,7 @@ class World:
         self.notices: list[dict] = []
         self.refuse_spawn = False
         self.late: list[dict] = []  # notices that arrive while the next spawn_child is answered
-        ctx = SimpleNamespace(rt=self.rt, config={}, heap=StandInHeap(), use=lambda role, iface: self.fs,
+        ctx = SimpleNamespace(rt=self.rt, config={}, heap=StandInHeap(), use=lambda role, iface, reentrant=True: self.fs,
                               spawn_child=self.spawn_child, kill_child=self.killed.append,
                               child_exits=self.child_exits)
         self.k = KernelDomain(ctx)
