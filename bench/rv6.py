@@ -7,7 +7,7 @@ Cases (issue 16):
 - spawn-exit-wait: spawn of a trivial program (`main` returns 0) and its wait, from the
   client; peers: posix_spawn + waitpid of `python3 -c pass` (case spawn-python-pass) and
   of `/bin/true` (case spawn-true) on the host.
-- pipe: MiB/s through a pipe between two Rv6 programs (a writer of 60 KiB blocks and a
+- pipe: MiB/s through a pipe between two Rv6 programs (a writer of 1 MiB blocks and a
   reader to EOF, like `cat bigfile | wc`); peer: `cat FILE | wc -c` in the host's sh on a
   host file of the same size.
 - sh-ls-wc: wall time of `sh -c 'ls | wc'` inside Rv6, when /bin/sh, ls and wc exist in
@@ -35,7 +35,7 @@ WRITER = b"""
 from redleaf.rv6 import ulib
 
 def main(argv):
-    block = b"x" * 61440
+    block = b"x" * ulib.MAX_IO
     for _ in range(int(argv[1])):
         ulib.write(1, block)
 """
@@ -45,7 +45,7 @@ from redleaf.rv6 import ulib
 def main(argv):
     n = 0
     while True:
-        b = ulib.read(0, 61440)
+        b = ulib.read(0, ulib.MAX_IO)
         if not b:
             break
         n += len(b)
@@ -94,7 +94,7 @@ def run(argv: list[str]) -> list[dict]:
     ap = argparse.ArgumentParser(prog="redleaf bench rv6")
     ap.add_argument("-n", type=int, default=5000, help="system calls timed")
     ap.add_argument("--spawns", type=int, default=40, help="spawn+exit+wait rounds")
-    ap.add_argument("--pipe-mib", type=int, default=32, help="MiB through the pipe")
+    ap.add_argument("--pipe-mib", type=int, default=256, help="MiB through the pipe (big enough that starting the two programs is not what is timed)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
     n, spawns, mib = (500, 10, 4) if a.quick else (a.n, a.spawns, a.pipe_mib)
@@ -148,18 +148,18 @@ def run(argv: list[str]) -> list[dict]:
                 add("spawn-python-pass", "host-os", py, "ms")
                 add("spawn-true", "host-os", tr, "ms")
 
-                blocks = mib * 1024 // 60
+                blocks = mib            # writes of MAX_IO (1 MiB) bytes, as cat writes its buffer
                 r, w = ulib.pipe()
                 t0 = time.perf_counter()
                 wp = ulib.spawn("/bin/bw", ["bw", str(blocks)], [-1, w])
-                rp = ulib.spawn("/bin/br", ["br", str(blocks * 61440)], [r])
+                rp = ulib.spawn("/bin/br", ["br", str(blocks * ulib.MAX_IO)], [r])
                 ulib.close(r)
                 ulib.close(w)
                 done = dict([ulib.wait(), ulib.wait()])
                 dt = time.perf_counter() - t0
                 if done != {wp: 0, rp: 0}:
                     raise RuntimeError(f"the pipe's programs exited {done}")
-                mib_sent = blocks * 61440 / (1 << 20)
+                mib_sent = blocks * ulib.MAX_IO / (1 << 20)
                 rows.append(row(B, "pipe", "redleaf", "rate", mib_sent / dt, "MiB/s"))
                 med[("pipe", "redleaf")] = mib_sent / dt
                 # the host's pipeline right after, on a host file of the same size

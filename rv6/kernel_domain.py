@@ -60,7 +60,7 @@ from .kernel.errors import WOULD_BLOCK, Rv6Error
 from .kernel.file import CONSOLE, INODE, PIPE, FdTable, FileTable, OpenFile, check_fd
 from .kernel.pipe import Pipe
 from .kernel.proc import INIT_PID, KILLED_STATUS, RUNNING, ZOMBIE, Proc, ProcTable
-from .kernel_interface import (MAX_RW, O_ALL, O_APPEND, O_CREATE, O_EXCL,
+from .kernel_interface import (MAX_IO, MAX_RW, O_ALL, O_APPEND, O_CREATE, O_EXCL,
                                O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, T_DEV, T_DIR, T_FILE, T_PIPE, Rv6Sys, StatTuple)
 
 #: the largest program source spawn reads (a program is one Python file)
@@ -94,6 +94,17 @@ def _stat_from_fs(t) -> StatTuple:
     return (_ST_TYPE.get(st.S_IFMT(mode), 0), ino, nlink, size, st.S_IMODE(mode), mtime_ns)
 
 
+def _user_bytes(buf, n, what: str):
+    """The first n bytes of a caller's byte vector, checked (a bad one is the caller's
+    EINVAL/EFAULT, never the kernel's panic)."""
+    _int(n, f"{what} count", 0, MAX_IO)
+    if getattr(buf, "elem_type", None) != np.uint8:
+        raise Rv6Error(errno.EFAULT, f"{what}: the buffer holds {getattr(buf, 'elem_type', '?')}, not uint8 bytes")
+    if n > len(buf):
+        raise Rv6Error(errno.EINVAL, f"{what}: count {n} exceeds the buffer's {len(buf)} bytes")
+    return buf.np[:n]
+
+
 class KernelDomain(Rv6Sys):
     def __init__(self, ctx):
         self.ctx = ctx
@@ -112,7 +123,7 @@ class KernelDomain(Rv6Sys):
         self.waiting: dict[object, set[int]] = {}
         self.bells: dict[int, Bell] = {}  # pid -> its domain's doorbell, opened at its first wake-up
         self.start = time.monotonic()
-        self.buf = ctx.heap.alloc_vec(np.uint8, MAX_RW)
+        self.buf = ctx.heap.alloc_vec(np.uint8, MAX_IO)
         self._fs_boot()
         print(f"rv6kernel: up (init pid {INIT_PID}), file system {ctx.config.get('fs', 'rv6fs')}", flush=True)
 
@@ -246,7 +257,7 @@ class KernelDomain(Rv6Sys):
             got, self.buf = self._fscall(self.fs.read, fsfd, self.buf, n)
         finally:
             if not self.buf.alive:
-                self.buf = self.ctx.heap.alloc_vec(np.uint8, MAX_RW)
+                self.buf = self.ctx.heap.alloc_vec(np.uint8, MAX_IO)
         return self.buf.np[:got].tobytes()
 
     def _exit(self, p: Proc, status: int) -> None:
@@ -483,40 +494,43 @@ class KernelDomain(Rv6Sys):
             self._release([f])
             raise
 
-    def read(self, fd: int, n: int):
+    def read(self, fd: int, buf, n: int):
+        """Fill the first bytes of the caller's vector (moved in and back): (count, buf),
+        count -1 when nothing is there yet. A file's read moves the vector on to the fs
+        and back: the data lands where the caller reads it, no copy in the kernel."""
         me = self._me()
         f = me.fds.get(fd)
-        _int(n, "count", 0, 1 << 40)
+        view = _user_bytes(buf, n, "read")
         if not f.readable:
             raise Rv6Error(errno.EBADF, f"descriptor {fd} is not open for reading")
-        n = min(n, MAX_RW)
         if f.kind == INODE:
-            return self._fs_read(self._fsfd(f), n)
+            return self._fscall(self.fs.read, self._fsfd(f), buf, n)
         r = f.obj.read(n)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.read(n)
         if r is WOULD_BLOCK:
             self._wait_on(f.obj, me)
-            return None
+            return -1, buf
+        view[:len(r)] = np.frombuffer(r, np.uint8)
         if r and (f.kind != PIPE or f.obj.capacity - len(f.obj.buf) >= f.obj.capacity // 2):
             # room for its writers: for a pipe once half of it is free, so a writer
             # wakes to write much rather than at every read of a piece
             self._wake(f.obj)
-        return r
+        return len(r), buf
 
-    def write(self, fd: int, data: bytes):
+    def write(self, fd: int, buf, n: int):
+        """Write the first n bytes of the caller's vector (lent for the call)."""
         me = self._me()
         f = me.fds.get(fd)
+        view = _user_bytes(buf, n, "write")
         if not f.writable:
             raise Rv6Error(errno.EBADF, f"descriptor {fd} is not open for writing")
-        if len(data) > MAX_RW:
-            raise Rv6Error(errno.EINVAL, f"a write moves at most {MAX_RW} bytes a call, not {len(data)}")
         if f.kind == INODE:
-            n = len(data)
             if n == 0:
                 return 0
-            self.buf.np[:n] = np.frombuffer(data, np.uint8)
+            self.buf.np[:n] = view      # a lent vector cannot be lent on: the fs gets ours
             return self._fscall(self.fs.write, self._fsfd(f), self.buf, n)
+        data = view.tobytes()
         r = f.obj.write(data)
         if r is WOULD_BLOCK and self._refresh():
             r = f.obj.write(data)

@@ -15,8 +15,11 @@ supervisor bound to the call's channel (a spawned program is the process spawn m
 for its domain; an attached client gets a session process of its own).
 
 Nothing here blocks. A call that cannot finish yet answers "not yet" and the caller
-retries: `wait` and `read` return None, `write` returns None (and `console_output`
-returns b""). The kernel is one thread serving every process, so a call that waited
+retries: `wait` returns None, `read` a count of -1 (with the caller's buffer back),
+`write` None (and `console_output` b""). Data moves as RRefs, as across `FileSystem`: a
+read takes the caller's byte vector (RRefVec of uint8) moved in, fills its first n bytes
+and moves it back with the count; a write borrows the caller's vector; up to MAX_IO
+bytes a call. The kernel is one thread serving every process, so a call that waited
 inside it would stop every other process; and a call held past its deadline would be
 taken for a hang. Instead the kernel remembers who was told "not yet" about what (a
 pipe, a console, its children) and rings that caller's doorbell when it may have
@@ -28,7 +31,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from redleaf.domains import interface, raises
+from redleaf.domains import Borrow, interface, raises
+from redleaf.shared_heap import RRefVec
 
 from .kernel.errors import Rv6Error
 
@@ -42,8 +46,11 @@ T_DIR, T_FILE, T_DEV = 1, 2, 3
 #: fstat of a pipe end (not a file of the fs; not in xv6, which has no type for it)
 T_PIPE = 4
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
-#: the most bytes one read or write call moves (an inline value is at most 64 KiB)
+#: the most bytes an inline value carries (console output, a program's image): 64 KiB is the limit
 MAX_RW = 60 * 1024
+#: the most bytes one read or write moves: the data goes in the caller's RRefVec of uint8
+#: (moved in and back for a read, lent for a write), as with the FileSystem interface
+MAX_IO = 1 << 20
 
 #: Stat as it crosses: (type, ino, nlink, size, mode, mtime_ns)
 StatTuple = tuple[int, int, int, int, int, int]
@@ -77,9 +84,9 @@ class Rv6Sys:
     @raises(Rv6Error)
     def open(self, path: str, flags: int) -> int: ...
     @raises(Rv6Error)
-    def read(self, fd: int, n: int) -> Optional[bytes]: ...
+    def read(self, fd: int, buf: RRefVec, n: int) -> tuple[int, RRefVec]: ...  # -1: not yet
     @raises(Rv6Error)
-    def write(self, fd: int, data: bytes) -> Optional[int]: ...
+    def write(self, fd: int, buf: Borrow[RRefVec], n: int) -> Optional[int]: ...
     @raises(Rv6Error)
     def close(self, fd: int) -> None: ...
     @raises(Rv6Error)

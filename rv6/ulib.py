@@ -15,8 +15,9 @@ answer is "not yet" (an empty pipe, a full console, a child still running) the c
 here sleeps until the kernel rings this program's doorbell (it does when that may have
 changed) and asks again; the sleeps time out (from 1 ms growing to 500 ms) as a
 backstop. Bound without a doorbell (a test's own process), it polls with sleeps from
-50 us to 5 ms. `read` returns what is there (at most n bytes, and at most MAX_RW a call; b"" at
-EOF); `write` writes everything (in pieces when needed) and returns the count.
+50 us to 5 ms. `read` returns what is there (at most n bytes, and at most MAX_IO a call; b"" at
+EOF; the data crosses in this process's I/O vector in the exchange heap, moved to the kernel
+and back); `write` writes everything (in pieces when needed) and returns the count.
 `readline` reads byte by byte: no buffering inside ulib, so a descriptor shared with a
 child never loses bytes to a buffer the child cannot see.
 """
@@ -29,16 +30,17 @@ import time
 from typing import NamedTuple
 
 import msgpack
+import numpy as np
 
 from redleaf.domains.errors import BadArgument
 
 from .kernel.errors import Rv6Error
-from .kernel_interface import (MAX_RW, O_APPEND, O_CREATE, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, SEEK_CUR,
+from .kernel_interface import (MAX_IO, MAX_RW, O_APPEND, O_CREATE, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, SEEK_CUR,
                                SEEK_END, SEEK_SET, T_DEV, T_DIR, T_FILE, T_PIPE)
 
 __all__ = [
     "Rv6Error", "Stat", "O_RDONLY", "O_WRONLY", "O_RDWR", "O_CREATE", "O_TRUNC", "O_APPEND", "O_EXCL",
-    "T_DIR", "T_FILE", "T_DEV", "T_PIPE", "SEEK_SET", "SEEK_CUR", "SEEK_END", "MAX_RW",
+    "T_DIR", "T_FILE", "T_DEV", "T_PIPE", "SEEK_SET", "SEEK_CUR", "SEEK_END", "MAX_RW", "MAX_IO",
     "spawn", "exit", "wait", "kill", "getpid", "getppid", "sleep", "uptime",
     "open", "read", "write", "close", "dup", "dup2", "pipe", "fstat", "stat", "lseek", "link", "unlink",
     "mkdir", "rmdir", "rename", "mknod", "chdir", "getcwd", "readdir",
@@ -51,6 +53,8 @@ _DOZE_MIN_S = 1e-3
 _DOZE_MAX_S = 0.5
 
 _sys = None  # the Rv6Sys proxy
+_heap_of = None  # the heap the proxy's process maps (its I/O vector lives there)
+_buf = None  # this process's I/O vector (_vec)
 _doze = None  # sleep until the kernel rings us, or a timeout: (seconds) -> None
 
 
@@ -83,13 +87,24 @@ class _Checked:
         return call
 
 
-def _bind(proxy, after_exit=None, doze=None) -> None:
+def _bind(proxy, after_exit=None, doze=None, heap=None) -> None:
     """Bind ulib to a system-call proxy (the user host does this before main), with
-    what exit does afterwards and how to sleep until the kernel rings."""
-    global _sys, _after_exit, _doze
+    what exit does afterwards, how to sleep until the kernel rings, and the heap its
+    I/O vector is made in (by default the heap of the process the proxy belongs to)."""
+    global _sys, _after_exit, _doze, _heap_of, _buf
     _sys = None if proxy is None else _Checked(proxy)
+    _heap_of = heap if heap is not None or proxy is None else proxy._rl_link.rt.heap
+    if _buf is not None and not _buf.heap.hf.closed and _buf.alive:
+        _buf.drop()     # (a detached client's heap is gone already, its objects with it)
+    _buf = None
     _after_exit = after_exit or _default_exit
     _doze = doze
+
+
+def _heap():
+    if _heap_of is None:
+        raise Rv6Error(errno.EACCES, "ulib is not bound to a kernel: run the program with spawn, not directly")
+    return _heap_of
 
 
 def _k():
@@ -191,9 +206,33 @@ def open(path: str, flags: int = O_RDONLY) -> int:  # noqa: A001
     return _k().open(path, flags)
 
 
+def _vec():
+    """This process's I/O vector (MAX_IO bytes in the exchange heap), made at first use
+    and again after a failed call took it (a declared error consumes what was moved)."""
+    global _buf
+    v = _buf
+    if v is None or not v.alive:
+        v = _buf = _heap().alloc_vec(np.uint8, MAX_IO)
+    return v
+
+
+def _read_once(fd: int, n: int):
+    global _buf
+    v = _vec()
+    _buf = None                         # moved into the kernel: not ours until it returns
+    try:
+        got, v = _k().read(fd, v, n)
+    finally:
+        _buf = v if v.alive else None   # a refused call left it ours; a failed one took it
+    return None if got < 0 else v.np[:got].tobytes()
+
+
 def read(fd: int, n: int) -> bytes:
-    """Up to n bytes (b"" at EOF); waits while a pipe or the console is empty."""
-    return _blocking(_k().read, fd, n)
+    """Up to n bytes (b"" at EOF), at most MAX_IO a call; waits while a pipe or the
+    console is empty."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise Rv6Error(errno.EINVAL, f"read count {n!r}: a count of bytes, 0 or more")
+    return _blocking(_read_once, fd, min(n, MAX_IO))
 
 
 def write(fd: int, data: bytes) -> int:
@@ -201,16 +240,18 @@ def write(fd: int, data: bytes) -> int:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise Rv6Error(errno.EFAULT, f"write takes bytes, not {type(data).__name__}"
                                      + (": encode the str first, or use printf/puts" if isinstance(data, str) else ""))
-    data = bytes(data)
+    src = np.frombuffer(data, np.uint8) if len(data) else np.zeros(0, np.uint8)
     k = _k()
     done = 0
-    while done < len(data) or not data:
-        piece = data[done:done + MAX_RW]
-        n = _blocking(k.write, fd, piece)
-        done += n
-        if not data:
-            break
-    return done
+    while True:
+        n = min(len(src) - done, MAX_IO)
+        v = _vec()
+        v.np[:n] = src[done:done + n]   # lent to the kernel for the call
+        w = _blocking(k.write, fd, v, n)
+        done += w
+        if done >= len(src):
+            return done
+
 
 
 write_all = write
@@ -311,7 +352,7 @@ def puts(s, fd: int = 1) -> None:
 def read_all(fd: int) -> bytes:
     out = bytearray()
     while True:
-        piece = read(fd, MAX_RW)
+        piece = read(fd, MAX_IO)
         if not piece:
             return bytes(out)
         out += piece

@@ -69,7 +69,7 @@ class UserProgram:
             out += piece
 
     def _run_main(self) -> int:
-        ulib._bind(self.sys, after_exit=lambda _status: os._exit(0), doze=self.ctx.rt.doze)
+        ulib._bind(self.sys, after_exit=lambda _status: os._exit(0), doze=self.ctx.rt.doze, heap=self.ctx.heap)
         try:
             code = compile(self._fetch(), self.path, "exec", dont_inherit=True)
             ns = {"__name__": "__rv6main__", "__file__": self.path}

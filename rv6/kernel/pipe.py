@@ -14,7 +14,7 @@ import errno
 
 from .errors import WOULD_BLOCK, Rv6Error
 
-PIPESIZE = 256 * 1024
+PIPESIZE = 1 << 20  # one MAX_IO write fits whole
 
 
 class Pipe:

@@ -6,7 +6,7 @@ from redleaf.rv6 import ulib
 
 EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
-CHUNK = 4096
+CHUNK = 65536
 
 
 def copy(fd):

@@ -47,6 +47,10 @@ class StandInVec:
     def __len__(self) -> int:
         return len(self._arr)
 
+    @property
+    def elem_type(self):
+        return self._arr.dtype
+
     def take(self) -> np.ndarray:
         """Move: the handle dies, the buffer goes to the taker."""
         arr = self.np

@@ -34,7 +34,8 @@ class World:
         self.notices: list[dict] = []
         self.refuse_spawn = False
         self.late: list[dict] = []  # notices that arrive while the next spawn_child is answered
-        ctx = SimpleNamespace(rt=self.rt, config={}, heap=StandInHeap(), use=lambda role, iface, reentrant=True: self.fs,
+        self.heap = StandInHeap()
+        ctx = SimpleNamespace(rt=self.rt, config={}, heap=self.heap, use=lambda role, iface, reentrant=True: self.fs,
                               spawn_child=self.spawn_child, kill_child=self.killed.append,
                               child_exits=self.child_exits)
         self.k = KernelDomain(ctx)
@@ -45,6 +46,12 @@ class World:
         vec.np[:len(src)] = list(src)
         self.k.fs.write(fd, vec, len(src))
         self.k.fs.close(fd)
+
+    def vec(self, data: bytes):
+        """A caller's byte vector holding `data` (at least 10 bytes long)."""
+        v = self.heap.alloc_vec("uint8", max(10, len(data)))
+        v.np[:len(data)] = list(data)
+        return v
 
     def spawn_child(self, config: dict) -> int:
         if self.refuse_spawn:
@@ -161,22 +168,23 @@ def test_a_caller_told_not_yet_is_rung_when_that_may_have_changed(w):
     k.spawn("/bin/p", ("p",), (-1, wfd))
     k.close(r)
     k.close(wfd)
-    assert w.as_caller(10).read(0, 10) is None  # the reader is told "not yet"
+    assert w.as_caller(10).read(0, w.vec(b""), 10)[0] == -1  # the reader is told "not yet"
     assert not w.rung(10)
-    assert w.as_caller(11).write(1, b"x") == 1
+    assert w.as_caller(11).write(1, w.vec(b"x"), 1) == 1
     assert w.rung(10) and not w.rung(11)  # the writer's data rings the reader, only
-    assert w.as_caller(10).read(0, 10) == b"x"
+    n, v = w.as_caller(10).read(0, w.vec(bytes(10)), 10)
+    assert bytes(v.np[:n]) == b"x"
     assert w.as_caller(5, 500).wait(reader) is None  # the session waits for its child
     assert not w.rung(5)
     w.as_caller(10).exit(0)
     assert w.rung(5)  # the child's exit rings its parent
     assert w.as_caller(5, 500).wait(reader) == (reader, 0)
     with pytest.raises(Rv6Error) as ei:
-        w.as_caller(11).write(1, b"y")  # its reader is gone with the exit
+        w.as_caller(11).write(1, w.vec(b"y"), 1)  # its reader is gone with the exit
     assert ei.value.errno == errno.EPIPE
     assert w.as_caller(5, 500).console_output(100) == b""  # the terminal waits for output
     fd = w.as_caller(5, 500).open("/dev/console", 1)
-    w.as_caller(5, 500).write(fd, b"hi")
+    w.as_caller(5, 500).write(fd, w.vec(b"hi"), 2)
     assert w.rung(5)  # a write to its console rings the terminal
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 from redleaf.domains import BadArgument
@@ -267,13 +268,19 @@ def test_an_orphan_goes_to_init_and_init_reaps_it(k):
 def test_wrong_argument_types_are_the_callers_error_and_the_kernel_lives(k):
     before = k.inst.status()["rv6kernel"]["pid"]
     sys = k.sys
-    for call, args in ((sys.open, (3, 0)), (sys.read, ("0", 1)), (sys.spawn, ("/bin/hi", ["hi"], None)),
-                       (sys.write, (1, "text")), (sys.wait, (None,)), (sys.dup2, (1.5, 2))):
+    for call, args in ((sys.open, (3, 0)), (sys.read, ("0", k.c.heap.alloc_vec(np.uint8, 1), 1)),
+                       (sys.spawn, ("/bin/hi", ["hi"], None)),
+                       (sys.write, (1, "text", 4)), (sys.wait, (None,)), (sys.dup2, (1.5, 2))):
         with pytest.raises(BadArgument):
             call(*args)
-    for call, args, err in ((sys.read, (99, 1), errno.EBADF), (sys.open, ("/x", 0xFFFF), errno.EINVAL),
+    c = k.c
+    big = c.heap.alloc_vec(np.uint8, ulib.MAX_IO + 1)
+    for call, args, err in ((sys.read, (99, c.heap.alloc_vec(np.uint8, 1), 1), errno.EBADF),
+                            (sys.open, ("/x", 0xFFFF), errno.EINVAL),
                             (sys.kill, (1,), errno.EPERM), (sys.kill, (99999,), errno.ESRCH),
-                            (sys.write, (1, b"x" * (ulib.MAX_RW + 1)), errno.EINVAL),
+                            (sys.write, (1, big, ulib.MAX_IO + 1), errno.EINVAL),
+                            (sys.write, (1, c.heap.alloc_vec(np.float64, 4), 4), errno.EFAULT),
+                            (sys.read, (0, c.heap.alloc_vec(np.uint8, 4), 8), errno.EINVAL),
                             (sys.lseek, (1, 0, 0), errno.ESPIPE), (sys.chdir, ("/bin/hi",), errno.ENOTDIR),
                             (sys.exec_image, (0,), errno.ENOEXEC), (sys.exit, (0,), errno.EPERM)):
         with pytest.raises(Rv6Error) as ei:
