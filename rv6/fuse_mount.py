@@ -11,7 +11,13 @@ Contract:
   to fs descriptors (`open`/`create` allocate, `release` closes).
 - Data: one RRefVec of MAX_IO bytes is reused for every read and write (the loop is one
   thread, see `serve`): a read moves it into the fs and gets it back with the count; a
-  write borrows it. A read the fs refuses (FsError) gives the moved vector up, as a
+  write borrows it.
+- Read-ahead: the kernel asks for a sequential file in 128 KiB requests (its readahead
+  window for a FUSE mount); where a handle reads on from where it stopped, the mount
+  reads READAHEAD (1 MiB) in one fs call and answers the next requests from it, as the
+  kernel's own readahead answers from pages it read early. A write or truncate through
+  the mount drops every window; a change another client of the fs makes is seen from
+  the next window on (the kernel's page cache of an open file has the same horizon). A read the fs refuses (FsError) gives the moved vector up, as a
   declared error does across a domain boundary, so the next read allocates a new one.
 - Errors: FsError is an OSError with a POSIX errno and reaches the kernel as -errno;
   anything else (the fs domain crashed, timed out, ...) is logged and answers EIO, so a
@@ -43,6 +49,9 @@ import mfusepy
 import numpy as np
 
 from .fs_interface import MAX_IO, STAT_FIELDS, STATFS_FIELDS
+
+#: how much a sequential read asks the fs for at once (see the module's note)
+READAHEAD = MAX_IO
 
 log = logging.getLogger("redleaf.rv6.mount")
 
@@ -87,6 +96,8 @@ class Rv6Fuse(mfusepy.Operations):
         self._fds: dict[int, int] = {}  # FUSE file handle -> fs descriptor
         self._next_fh = 1
         self.vec_allocs = 0           # how many buffers were allocated (tests check reuse)
+        self._ra: dict[int, tuple[int, bytes, bool]] = {}  # fh -> read-ahead window (offset, data, at EOF)
+        self._next: dict[int, int] = {}  # fh -> where its last read ended
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -214,6 +225,7 @@ class Rv6Fuse(mfusepy.Operations):
 
     @_guard
     def truncate(self, path, length, fh=None):
+        self._ra.clear()
         if fh is not None and fh in self._fds:
             try:
                 return self.fs.ftruncate(self._fds[fh], length)
@@ -240,12 +252,28 @@ class Rv6Fuse(mfusepy.Operations):
     @_guard
     def read(self, path, size, offset, fh):
         fd = self._fd(fh)
+        win = self._ra.get(fh)
+        if win is not None:
+            start, data, eof = win
+            end = start + len(data)
+            if start <= offset and (offset + size <= end or eof):    # (past the end: EOF)
+                self._next[fh] = min(offset + size, end)
+                return data[offset - start:offset - start + size]
+        # sequential (from the start, or where the last read ended): read ahead
+        ahead = self._next.get(fh, 0) == offset and size < READAHEAD
+        want = READAHEAD if ahead else size
         out = []
-        while size > 0:
-            n = min(size, MAX_IO)
+        while want > 0:
+            n = min(want, MAX_IO)
             vec, self._vec = self._buf(), None   # moved into the fs: not ours until it returns
             got, self._vec = self.fs.pread(fd, vec, n, offset)
-            if not out and (got == size or got < n):
+            if ahead:
+                data = self._vec.np[:got].tobytes()
+                self._ra[fh] = (offset, data, got < n)
+                self._next[fh] = offset + min(size, got)
+                return data[:size]
+            if not out and (got == want or got < n):
+                self._next[fh] = offset + got
                 # answered by one call: lend the vector itself to libfuse's copy into the
                 # kernel's buffer (mfusepy memmoves from what read returns, at once, before
                 # the next request can reuse the vector), saving a copy of the data
@@ -253,13 +281,15 @@ class Rv6Fuse(mfusepy.Operations):
             out.append(self._vec.np[:got].tobytes())
             if got < n:
                 break
-            size -= got
+            want -= got
             offset += got
+        self._next[fh] = offset + (len(out[-1]) if out else 0)
         return b"".join(out)
 
     @_guard
     def write(self, path, data, offset, fh):
         fd = self._fd(fh)
+        self._ra.clear()              # what was read ahead may be what this changes
         done = 0
         view = memoryview(data)
         while done < len(view):
@@ -278,6 +308,8 @@ class Rv6Fuse(mfusepy.Operations):
 
     @_guard
     def release(self, path, fh):
+        self._ra.pop(fh, None)
+        self._next.pop(fh, None)
         fd = self._fds.pop(fh, None)
         if fd is not None:
             self.fs.close(fd)

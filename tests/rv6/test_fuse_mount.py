@@ -104,6 +104,33 @@ def ops():
     return Rv6Fuse(StandInFs(nblocks=4096, inodes=256), heap), heap
 
 
+def test_sequential_reads_are_answered_from_a_read_ahead_window_that_writes_drop(ops):
+    """128 KiB requests of a sequential reader cost one fs call per READAHEAD bytes; the
+    bytes are the file's, the end is EOF, a jump elsewhere reads what it asks, and a
+    write through the mount (any handle) drops the window so the reader sees it."""
+    from redleaf.rv6.fuse_mount import READAHEAD
+
+    o, _heap = ops
+    data = os.urandom(3 * READAHEAD + 5000)
+    fh = o.create("/f", 0o644, os.O_WRONLY)
+    assert o.write("/f", data, 0, fh) == len(data)
+    o.release("/f", fh)
+    rfh = o.open("/f", os.O_RDONLY)
+    before = o.fs.calls.get("pread", 0)
+    req = 128 << 10
+    got = b"".join(bytes(o.read("/f", req, off, rfh)) for off in range(0, len(data) + req, req))
+    assert got == data
+    assert o.fs.calls["pread"] - before == 4           # 3 full windows and the short last one
+    # a jump is read as asked (no window), and the next sequential read ahead again
+    assert bytes(o.read("/f", 10, 12345, rfh)) == data[12345:12355]
+    assert bytes(o.read("/f", 100, 12355, rfh)) == data[12355:12455]
+    wfh = o.open("/f", os.O_WRONLY)
+    assert o.write("/f", b"NEW!", 12455, wfh) == 4     # inside the window just read ahead
+    assert bytes(o.read("/f", 8, 12455, rfh)) == b"NEW!" + data[12459:12463]
+    o.release("/f", wfh)
+    o.release("/f", rfh)
+
+
 def test_large_io_is_one_call_per_max_io_and_reuses_one_buffer(ops):
     o, heap = ops
     data = os.urandom(3 * MAX_IO + 123)
