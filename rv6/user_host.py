@@ -19,6 +19,8 @@ so the watchdog takes it for hung only if the whole process stops (the kernel's
 
 from __future__ import annotations
 
+import errno
+
 import os
 import threading
 import traceback
@@ -36,6 +38,10 @@ def _summary(e: BaseException, path: str) -> str:
     where = f"{path}:{frames[-1].lineno} in {frames[-1].name}: " if frames else f"{path}: "
     msg = str(e).splitlines()[0] if str(e) else ""
     return f"{where}{type(e).__name__}{': ' + msg if msg else ''}"
+
+
+#: the status of a program whose pipe's reader left: 128 + SIGPIPE, as a Unix shell reports
+EPIPE_STATUS = 141
 
 
 class UserProgram:
@@ -80,14 +86,21 @@ class UserProgram:
             r = main(list(self.argv))
         except SystemExit as e:
             r = e.code
+        except Rv6Error as e:
+            if e.errno != errno.EPIPE:
+                return self._fault(e)
+            return EPIPE_STATUS     # its reader left (`... | head`): it ends quietly, as SIGPIPE's default does
         except BaseException as e:  # noqa: BLE001 - a program's fault is its exit status
-            try:
-                ulib.write(2, (_summary(e, self.path) + "\n").encode("utf-8", "replace"))
-            except Exception:
-                pass  # fd 2 closed, or the pipe's reader is gone: the status says it anyway
-            return 1
+            return self._fault(e)
         if r is None:
             return 0
         if isinstance(r, bool) or not isinstance(r, int):
             return 1
         return r & 0xFF
+
+    def _fault(self, e: BaseException) -> int:
+        try:
+            ulib.write(2, (_summary(e, self.path) + "\n").encode("utf-8", "replace"))
+        except Exception:
+            pass  # fd 2 closed, or the pipe's reader is gone: the status says it anyway
+        return 1

@@ -1,10 +1,8 @@
 """cat [FILE...]: copy each file (stdin when none) to stdout. Status 1 if one could not be read."""
 
-import errno
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 65536
 
@@ -17,7 +15,7 @@ def copy(fd):
         ulib.write(1, data)
 
 
-def run(argv):
+def main(argv):
     if len(argv) < 2:
         copy(0)
         return 0
@@ -38,12 +36,3 @@ def run(argv):
         finally:
             ulib.close(fd)
     return status
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

@@ -2,12 +2,10 @@
 Python regular expression (a superset of xv6's ^ $ . *), searched anywhere in the line.
 Status 0 if a line matched, 1 if none did, 2 on an error (POSIX grep's)."""
 
-import errno
 import re
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 4096
 
@@ -30,7 +28,7 @@ def grep(rx, fd, prefix):
             return found
 
 
-def run(argv):
+def main(argv):
     if len(argv) < 2:
         ulib.fprintf(2, "usage: grep PATTERN [FILE...]\n")
         return 2
@@ -55,12 +53,3 @@ def run(argv):
         finally:
             ulib.close(fd)
     return status or (0 if found else 1)
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

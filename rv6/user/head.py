@@ -1,10 +1,8 @@
 """head [-n N] [FILE...]: the first N lines (default 10) of each file, or of stdin."""
 
-import errno
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 4096
 
@@ -26,7 +24,7 @@ def head(fd, n):
         ulib.write(1, data[:cut])
 
 
-def run(argv):
+def main(argv):
     args = argv[1:]
     n = 10
     if args and args[0] == "-n":
@@ -61,12 +59,3 @@ def run(argv):
         finally:
             ulib.close(fd)
     return status
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

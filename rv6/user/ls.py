@@ -1,11 +1,9 @@
 """ls [PATH...]: xv6's format, one line a name: NAME (padded to 14) TYPE INO SIZE, where
 TYPE is 1 directory, 2 file, 3 device. A directory lists its entries, "." and ".." too."""
 
-import errno
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 DIRSIZ = 14
 
@@ -24,7 +22,7 @@ def ls(path):
         line(name, ulib.stat(base + name))
 
 
-def run(argv):
+def main(argv):
     status = 0
     for path in argv[1:] or ["."]:
         try:
@@ -33,12 +31,3 @@ def run(argv):
             ulib.fprintf(2, "ls: cannot stat %s: %s\n", path, e.strerror)
             status = 1
     return status
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

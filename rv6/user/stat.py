@@ -1,15 +1,13 @@
 """stat PATH...: every field of each path's Stat, one "name: value" a line."""
 
-import errno
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 TYPES = {1: "directory", 2: "file", 3: "device"}
 
 
-def run(argv):
+def main(argv):
     if len(argv) < 2:
         ulib.fprintf(2, "usage: stat PATH...\n")
         return 2
@@ -24,12 +22,3 @@ def run(argv):
         ulib.printf("file: %s\ntype: %d (%s)\nino: %d\nnlink: %d\nsize: %d\nmode: %o\nmtime_ns: %d\n",
                     path, s.type, TYPES.get(s.type, "?"), s.ino, s.nlink, s.size, s.mode, s.mtime_ns)
     return status
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

@@ -1,11 +1,9 @@
 """wc [FILE...]: lines, words and bytes of each file (of stdin when none), xv6's format:
 "LINES WORDS BYTES NAME" (NAME empty for stdin)."""
 
-import errno
 
 from redleaf.rv6 import ulib
 
-EPIPE_STATUS = 141       # 128 + SIGPIPE, what a Unix shell reports
 
 CHUNK = 65536
 BLANK = b" \r\t\n\v"
@@ -27,7 +25,7 @@ def wc(fd, name):
     ulib.printf("%d %d %d %s\n", lines, words, nbytes, name)
 
 
-def run(argv):
+def main(argv):
     if len(argv) < 2:
         wc(0, "")
         return 0
@@ -44,12 +42,3 @@ def run(argv):
         finally:
             ulib.close(fd)
     return status
-
-
-def main(argv):
-    try:
-        return run(argv)
-    except ulib.Rv6Error as e:
-        if e.errno == errno.EPIPE:
-            return EPIPE_STATUS     # the reader left (`... | head`): end quietly, as SIGPIPE does
-        raise

@@ -294,6 +294,9 @@ class Kernel:
         except _Exit as e:
             status = e.status
         except BaseException as e:      # a program's fault is its death, with a status
+            if isinstance(e, Rv6Error) and e.errno == errno.EPIPE:
+                status = 141            # its reader left: quietly, as the real user host does
+                return
             status = 1
             last = traceback.extract_tb(e.__traceback__)[-1:] or None
             where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
