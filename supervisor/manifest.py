@@ -191,7 +191,7 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     check_config_size(cfg, where)
     spec.config = cfg
     uses = raw.get("uses", [])
-    if isinstance(uses, list):
+    if isinstance(uses, list) and all(isinstance(u, str) for u in uses):  # [[]] cannot be a dict key
         uses = {u: u for u in uses}
     if not isinstance(uses, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in uses.items()):
         raise ManifestError(f"{where}: uses must be a list of names or a table role = \"name\"")

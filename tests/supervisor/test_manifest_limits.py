@@ -28,6 +28,9 @@ D = '[[domain]]\nname = "x"\ntarget = "a.b:C"\n'
     (D + 'watchdog_s = 0\n', "watchdog_s"),
     (D + 'backoff_s = true\n', "backoff_s"),
     (D + 'config = { blob = "' + "x" * (70 << 10) + '" }\n', "bytes encoded"),   # was EMSGSIZE at boot
+    (D + 'uses = [[]]\n', "uses must be a list of names"),   # was TypeError (found by the manifest fuzzer)
+    (D + 'uses = [{}]\n', "uses must be a list of names"),
+    (D + 'uses = ["x", 5]\n', "uses must be a list of names"),
 ])
 def test_refused_with_the_field_named(text, message):
     with pytest.raises(ManifestError, match=message):
