@@ -14,6 +14,7 @@ May call: supervisor (to start an instance), domains, shared_heap, drivers, rv6.
 TARGETS = {
     "control": "control",
     "rref": "rref",
+    "channel": "channel",
     "manifest": "manifest",
     "fsimage": "fsimage",
     "nvme-regs": "nvme_regs",

@@ -35,7 +35,7 @@ import numpy as np
 
 from redleaf.domains import channel as chan
 from redleaf.domains.builtin.echo import Echo, Stamp
-from redleaf.domains.errors import BadArgument, CallOwnershipError, DomainCrashed
+from redleaf.domains.errors import BadArgument, CallOwnershipError, DomainCrashed, RpcError
 from redleaf.domains.interface import spec_of
 from redleaf.domains.marshal import rref_wire
 
@@ -249,7 +249,11 @@ def fuzz(inst, count: int, seed: int, tally: Tally | None = None) -> Tally:
     with inst.attach() as d:
         f = RRefFuzzer(d, tally, d.heap.n_records)
         for i in range(count):
-            f.one(rng)
+            try:
+                f.one(rng)
+            except RpcError as e:   # echo is gone (restarting, failed): an innocent domain died
+                tally.crash(f"echo became unreachable: {type(e).__name__}: {e}")
+                break
             if (i + 1) % CHECK_EVERY == 0 or i + 1 == count:
                 row = inst.status()["echo"]
                 if (row["pid"], row["state"]) != (pid, "running"):
