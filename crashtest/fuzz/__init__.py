@@ -15,6 +15,7 @@ TARGETS = {
     "control": "control",
     "rref": "rref",
     "channel": "channel",
+    "deque": "deque",
     "manifest": "manifest",
     "fsimage": "fsimage",
     "nvme-regs": "nvme_regs",
