@@ -30,7 +30,6 @@ import json
 import os
 import pwd
 import random
-import signal
 import socket
 import stat
 import subprocess
