@@ -31,6 +31,8 @@ Model
   register"/"invalid doorbell write value") completes an outstanding Asynchronous
   Event Request.  If none is outstanding the controller enters the fatal state
   (CSTS.CFS = 1) and stops until reset.
+* CAP, VS and CSTS are the device's: a host write to them is ignored (the model
+  puts its values back at the next ``process()`` and counts a device error).
 * Commands execute synchronously inside ``process()``; a completion is posted as
   soon as the CQ has room (a full CQ stalls the SQs bound to it).
 """
