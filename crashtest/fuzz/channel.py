@@ -53,6 +53,9 @@ target = "redleaf.domains.builtin.echo:EchoDomain"
 restart = "permanent"
 uses = ["echo"]
 """
+#: the same two domains sharing one host process (isolation = "language", DESIGN 7a):
+#: the caller's garbage then reaches the group's dispatch
+GROUPED_MANIFEST = MANIFEST.replace('restart = "permanent"\n', 'restart = "permanent"\ngroup = "g"\n')
 CHECK_EVERY = 20
 ANSWER_S = 1.0       # how long the fuzzer waits to see whether the callee answered garbage
 CALL_S = 1.0         # the deadline of the fuzzer's own calls through the scribbled channel

@@ -5,6 +5,7 @@ calls: echo keeps its pid and an innocent caller of echo is served throughout.""
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +15,9 @@ from redleaf.crashtest.fuzz.tally import Tally
 EXAMPLES = int(os.environ.get("REDLEAF_FUZZ_EXAMPLES", "100"))
 
 
-def test_garbage_in_ones_own_channel_hurts_no_one_else(make_instance):
-    inst = make_instance(channel.MANIFEST)
+@pytest.mark.parametrize("manifest", [channel.MANIFEST, channel.GROUPED_MANIFEST], ids=["process", "group"])
+def test_garbage_in_ones_own_channel_hurts_no_one_else(make_instance, manifest):
+    inst = make_instance(manifest)
     pids = {n: r["pid"] for n, r in inst.status().items()}
     tally = Tally("channel", 0)
     with inst.attach() as d:

@@ -6,17 +6,20 @@ keeps its objects, and echo keeps its pid."""
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redleaf.crashtest.fuzz import rref
+from redleaf.crashtest.fuzz import channel, rref
 from redleaf.crashtest.fuzz.tally import Tally
 
 EXAMPLES = int(os.environ.get("REDLEAF_FUZZ_EXAMPLES", "150"))
 
 
-def test_hypothesis_handles_are_refused_and_nothing_is_lost(echo_instance):
-    inst = echo_instance
+@pytest.mark.parametrize("grouped", [False, True], ids=["process", "group"])
+def test_hypothesis_handles_are_refused_and_nothing_is_lost(make_instance, grouped):
+    # grouped: echo shares a host process with another domain (isolation = "language")
+    inst = make_instance(channel.GROUPED_MANIFEST if grouped else rref.MANIFEST)
     pid = inst.status()["echo"]["pid"]
     tally = Tally("rref", 0)
     with inst.attach() as d:
