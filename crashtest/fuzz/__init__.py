@@ -18,6 +18,7 @@ TARGETS = {
     "deque": "deque",
     "manifest": "manifest",
     "fsimage": "fsimage",
+    "fscalls": "fscalls",
     "nvme-regs": "nvme_regs",
     "ixgbe-regs": "ixgbe_regs",
     "frames": "frames",
