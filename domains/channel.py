@@ -220,10 +220,18 @@ class Channel:
 
     __slots__ = ("buf", "chan_id", "caller", "callee", "payload", "req_off", "resp_off", "seq")
 
-    def __init__(self, buf: memoryview, chan_id: int):
+    def __init__(self, buf: memoryview, chan_id: int, caller: int | None = None, callee: int | None = None):
         self.buf = buf
         self.chan_id = chan_id
         _state, self.caller, self.callee, self.payload = _HDR_INIT.unpack_from(buf, STATE)
+        # The ends as the supervisor named them in its message, not as the header says:
+        # the caller maps the header writable and may have rewritten it before the
+        # callee mapped it (a forged caller id once made the callee ring a doorbell
+        # that does not exist and die; found by the channel fuzzer).
+        if caller is not None:
+            self.caller = caller
+        if callee is not None:
+            self.callee = callee
         if self.payload <= 0 or HEADER + 2 * self.payload > len(buf):
             raise ValueError(f"channel {chan_id}: corrupt header (payload {self.payload}, size {len(buf)})")
         self.req_off = HEADER

@@ -102,7 +102,8 @@ def decode_request(frame: bytes) -> dict:
         raise ProtocolError(f"not a msgpack message ({type(e).__name__})") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"a request must be a msgpack map, got {type(msg).__name__}")
-    if msg.get("v") != PROTOCOL_VERSION:
+    # type() too: 1.0 and True compare equal to 1 but are not a version number
+    if type(msg.get("v")) is not int or msg["v"] != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {msg.get('v')!r} (expected {PROTOCOL_VERSION})")
     cmd = msg.get("cmd")
     if not isinstance(cmd, str) or cmd not in COMMANDS:

@@ -81,7 +81,8 @@ class Link:
                 raise DomainUnavailable(str(e)) from None
             raise
         try:
-            self.ch = self.rt.open_channel(r["channel"], r["segment"], r["size"])
+            self.ch = self.rt.open_channel(r["channel"], r["segment"], r["size"],
+                                           caller=self.rt.domain_id, callee=r["callee"])
         except (OSError, ValueError) as e:
             raise DomainUnavailable(f"cannot map the channel to {self.name}: {e}") from None
         self.peer = r["callee"]
@@ -219,10 +220,11 @@ class Runtime:
                 for e in self.exports.values()]
 
     # -- channels --------------------------------------------------------------
-    def open_channel(self, chan_id: int, segment: str, size: int) -> chan.Channel:
+    def open_channel(self, chan_id: int, segment: str, size: int, *, caller: int, callee: int) -> chan.Channel:
         """Map a channel's own segment (domains/channel.py: only its two parties ever
-        learn its name) and say so in it, so the supervisor can unlink the file."""
-        ch = chan.Channel(chan.map_segment(segment, size), chan_id)
+        learn its name) and say so in it, so the supervisor can unlink the file.
+        `caller` and `callee` come from the supervisor's message, never from the header."""
+        ch = chan.Channel(chan.map_segment(segment, size), chan_id, caller, callee)
         if ch.caller == self.domain_id:
             chan.mark_mapped(ch.buf, chan.CALLER_MAPPED)
         if ch.callee == self.domain_id:
@@ -257,7 +259,8 @@ class Runtime:
                 if exp is None:
                     continue
                 try:
-                    ch = self.open_channel(msg["channel"], msg["segment"], msg["size"])
+                    ch = self.open_channel(msg["channel"], msg["segment"], msg["size"],
+                                           caller=msg["caller"], callee=self.domain_id)
                 except (OSError, ValueError):
                     continue  # gone already (freed, or past its deadline): its caller's call fails
                 try:

@@ -244,7 +244,15 @@ class FsDomain(FileSystem):
             ip = fs.inodes.iget(inum)
             if ip.d.type not in _S_IFMT:
                 raise FsError(errno.EIO, f"{path!r}: entry {name!r} names free inode {inum}")
-            ent = [name.decode("utf-8", "surrogateescape"), inum, _S_IFMT[ip.d.type]]
+            try:
+                # the interface's strings are UTF-8 (msgpack): a name that is not (a
+                # damaged block, or bytes another tool wrote) once escaped as
+                # UnicodeEncodeError and panicked the domain (found by the fscalls fuzzer)
+                uname = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FsError(errno.EIO, f"{path!r}: entry {name!r} (inode {inum}) is not a UTF-8 name, "
+                                         f"which the interface cannot carry") from None
+            ent = [uname, inum, _S_IFMT[ip.d.type]]
             # msgpack's overhead per entry is a few bytes; NAME_MAX + 32 bounds it
             if out and size + len(name) + 32 > READDIR_PAGE_BYTES:
                 return msgpack.packb(out), off

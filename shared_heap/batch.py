@@ -343,13 +343,35 @@ class RecordOps:
 
     def put_records(self, dq, slots: np.ndarray, gens: np.ndarray) -> int:
         """`put` for objects this domain took (`take_records`) or allocated and has
-        tracked since: their records are not read and checked again (the receiver
-        checks them when it takes them, as always).  A prefix of them, as many as fit."""
+        tracked since, named by (slot, generation).  A prefix of them, as many as fit.
+        They are checked as `put` checks offsets (one gather, one compare): appending
+        writes each record's parent field, and a slot that is not this domain's own
+        would let it write another domain's record (and a receiver, which cannot tell
+        who put an entry there, would take that object from its owner: found by the
+        deque fuzzer)."""
         head, n, cap = self._hdr(dq)
         k = min(cap - n, len(slots))
         if k <= 0:
             return 0
-        return self._append(dq, head, n, cap, slots[:k], gens[:k])
+        slots = np.asarray(slots[:k], dtype=np.int64)
+        gens = np.asarray(gens[:k], dtype=np.int64)
+        self._check_own_slots(slots, gens, "put_records")
+        return self._append(dq, head, n, cap, slots, gens)
+
+    def _check_own_slots(self, slots: np.ndarray, gens: np.ndarray, what: str) -> None:
+        """OwnershipError unless every (slot, gen) is a live object of this type that
+        this domain owns at top level, unlent, each named once."""
+        if count_nonzero((slots <= 0) | (slots >= self.n_records)):
+            raise OwnershipError(f"{what}: a slot outside the ownership table (1..{self.n_records - 1})")
+        w = self.recw.take(slots, axis=0)
+        ok = ((w[:, _W_OWNER] == self.did) & (w[:, _W_PARENT] == 0) & (w[:, _W_BORROWER] == 0)
+              & (w[:, _W_TYPE] == self.tid) & ((w[:, _W_STATE] & 0xFF) == R_LIVE)
+              & (w[:, _W_GEN] == (gens & 0xFFFFFFFF)))
+        if not ok.all():
+            raise OwnershipError(f"{what}: {int((~ok).sum())} of {len(slots)} objects are not live "
+                                 f"{self.name}s of this generation that this domain owns at top level")
+        if len(slots) > 1 and has_duplicates(slots):
+            raise OwnershipError(f"{what}: the same object appears twice in one batch")
 
     def _append(self, dq, head: int, n: int, cap: int, slots: np.ndarray, gens: np.ndarray) -> int:
         k = len(slots)

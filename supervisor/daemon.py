@@ -58,6 +58,11 @@ class Supervisor:
     def prepare(self) -> None:
         """Clean a stale instance of this name, then lay out the runtime dir and heap."""
         stale.clean_stale(self.name)
+        # everything the supervisor creates from here (pid records, logs, the zmq
+        # sockets, which follow the umask) is ours alone: 0600 files, 0700 dirs
+        # (DESIGN §5a).  The zygote puts the user's umask back for the domains, so a
+        # disk image a device creates gets the mode the user expects.
+        self.user_umask = os.umask(0o077)
         root = self.paths.root
         for attempt in range(5):
             root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ class Supervisor:
         # The zygote must be forked before this process creates a zmq context.
         from .zygote import start_zygote
 
-        self.zygote_pid, zsock = start_zygote(self.name)
+        self.zygote_pid, zsock = start_zygote(self.name, umask=self.user_umask)
         self.out = Endpoints(self.paths.control, self.paths.events)
         self.channels = Channels(self.table, self.heap, self.paths, self.out)
         self.devices = Devices(self.table, self.heap.mem, self.loop, self.channels.ring)

@@ -195,7 +195,7 @@ def domain_spec(raw: dict, where: str, kind: str = "domain") -> DomainSpec:
     check_config_size(cfg, where)
     spec.config = cfg
     uses = raw.get("uses", [])
-    if isinstance(uses, list):
+    if isinstance(uses, list) and all(isinstance(u, str) for u in uses):  # [[]] cannot be a dict key
         uses = {u: u for u in uses}
     if not isinstance(uses, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in uses.items()):
         raise ManifestError(f"{where}: uses must be a list of names or a table role = \"name\"")
@@ -341,6 +341,18 @@ def _section(raw: dict, name: str, known: set, source: str) -> dict:
     return sect
 
 
+#: ids a manifest's devices and domains can have: the table's, less the supervisor's (and 0)
+MAX_ENTRIES = MAX_DOMAINS - 2
+
+
+def _check_slots(n: int, source: str) -> None:
+    """Refuse more entries than the domain table holds, here rather than at boot (where
+    the rest would fail one by one), and so that boot_order's walk stays shallow."""
+    if n > MAX_ENTRIES:
+        raise ManifestError(f"{source}: {n} devices and domains (a shadowed driver counts twice) are more "
+                            f"than the {MAX_ENTRIES} an instance can run; split them over instances")
+
+
 def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     try:
         raw = tomllib.loads(text)
@@ -369,12 +381,14 @@ def parse_manifest(text: str, source: str = "<string>") -> Manifest:
     for sect in ("device", "domain"):
         if not isinstance(raw.get(sect, []), list):
             raise ManifestError(f"{source}: write each {sect} as [[{sect}]], a list of tables")
+    _check_slots(len(raw.get("device", [])) + len(raw.get("domain", [])), source)  # before any probe
     names = set()
     for i, d in enumerate(raw.get("device", [])):
         spec = domain_spec(d, f"{source} [[device]] #{i + 1}", kind="device")
         m.devices.append(spec)
     for i, d in enumerate(raw.get("domain", [])):
         m.domains.extend(expand_shadow(domain_spec(d, f"{source} [[domain]] #{i + 1}")))
+    _check_slots(len(m.devices) + len(m.domains), source)  # a shadow is two domains
     for spec in m.devices + m.domains:
         if spec.name in names:
             raise ManifestError(f"{source}: the name {spec.name!r} is used twice")

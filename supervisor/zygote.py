@@ -338,8 +338,9 @@ def _to_member(groups: dict, m: dict) -> None:
             return
 
 
-def start_zygote(instance: str = "?") -> tuple[int, socket.socket]:
-    """Fork the zygote from the supervisor; returns (pid, socket)."""
+def start_zygote(instance: str = "?", umask: int | None = None) -> tuple[int, socket.socket]:
+    """Fork the zygote from the supervisor; returns (pid, socket).  `umask`: the one
+    the zygote (and so every domain) runs with, when the supervisor's is stricter."""
     set_instance(instance)
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sup = os.getpid()
@@ -352,6 +353,8 @@ def start_zygote(instance: str = "?") -> tuple[int, socket.socket]:
             if os.getppid() != sup:
                 os._exit(0)
             os.setpgid(0, 0)
+            if umask is not None:
+                os.umask(umask)
             set_title("zygote")
             serve(child, sup)
         except BaseException:

@@ -1,7 +1,7 @@
 """The package layering of DESIGN §2, checked on every import (module level or inside a
 function, absolute or relative): shared_heap <- domains <- supervisor; drivers <- rv6;
 drivers import neither rv6 nor the supervisor; rv6 never imports the supervisor; nothing
-imports bench. Also: every package folder is installed (pyproject's explicit list)."""
+imports bench or crashtest. Also: every package folder is installed (pyproject's explicit list)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("shared_heap", "domains", "supervisor", "drivers", "rv6", "bench")
+PARTS = ("shared_heap", "domains", "supervisor", "drivers", "rv6", "bench", "crashtest")
 # what each part may import (besides itself)
 ALLOWED = {
     "shared_heap": set(),
@@ -19,6 +19,7 @@ ALLOWED = {
     "drivers": {"domains", "shared_heap"},
     "rv6": {"drivers", "domains", "shared_heap"},
     "bench": {"supervisor", "drivers", "rv6", "domains", "shared_heap"},
+    "crashtest": {"supervisor", "drivers", "rv6", "domains", "shared_heap"},
 }
 
 

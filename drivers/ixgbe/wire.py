@@ -170,11 +170,14 @@ class SocketWire(_Counters):
         out = []
         r = self.sock.recv
         try:
-            while len(out) < max:
+            # an empty datagram (or EOF: the peer closed its end) is no frame, but it
+            # must not end the batch either: a peer's run of empty datagrams once
+            # stalled every real frame behind it, one per process() (found by the
+            # frames fuzzer).  At most `max` reads, so an EOF cannot spin here.
+            for _ in range(max):
                 f = r(MAX_FRAME)
-                if not f:      # the peer closed its end (EOF), or an empty datagram:
-                    break      # no frame either way (it used to be returned as one)
-                out.append(f)
+                if f:
+                    out.append(f)
         except (BlockingIOError, ConnectionRefusedError):
             pass
         self.rx_frames += len(out)

@@ -31,6 +31,8 @@ Model
   register"/"invalid doorbell write value") completes an outstanding Asynchronous
   Event Request.  If none is outstanding the controller enters the fatal state
   (CSTS.CFS = 1) and stops until reset.
+* CAP, VS and CSTS are the device's: a host write to them is ignored (the model
+  puts its values back at the next ``process()`` and counts a device error).
 * Commands execute synchronously inside ``process()``; a completion is posted as
   soon as the CQ has room (a full CQ stalls the SQs bound to it).
 """
@@ -158,6 +160,7 @@ class NvmeController:
         self.bar.mv[:R.BAR_SIZE] = bytes(R.BAR_SIZE)
         self.bar.write64(R.CAP, self._cap)
         self.bar.write32(R.VS, R.NVME_VERSION)
+        self._ro = (self._u32[0], self._u32[1], self._u32[2])   # CAP low, CAP high, VS
         self._cc = 0
         self._csts = 0
         self._intmask = 0
@@ -184,6 +187,16 @@ class NvmeController:
         self._db_rest[:] = bytes(len(self._db_rest))
         self._db_rest_snap = bytes(len(self._db_rest))
         self._irq_extra = False
+
+    def _restore_read_only(self) -> None:
+        """The host wrote CAP, VS or CSTS, which only the device writes: hardware ignores
+        such writes, so the model puts its values back (and counts the error).  Without
+        this a driver that scribbled CSTS left a stale RDY or CFS that no restarted
+        driver could reset past (found by the nvme-regs fuzzer)."""
+        self._error("host wrote a read-only register (CAP, VS or CSTS); ignored")
+        self.bar.write64(R.CAP, self._cap)
+        self.bar.write32(R.VS, R.NVME_VERSION)
+        self._u32[R.CSTS >> 2] = self._csts
 
     def _set_csts(self, v: int) -> None:
         self._csts = v
@@ -217,6 +230,8 @@ class NvmeController:
     def process(self) -> bool:
         """Do all pending work.  Returns True if an interrupt should be raised."""
         u = self._u32
+        if u[R.CSTS >> 2] != self._csts or u[0] != self._ro[0] or u[1] != self._ro[1] or u[2] != self._ro[2]:
+            self._restore_read_only()
         cc = u[R.CC >> 2]
         if cc != self._cc:
             self._on_cc(cc)

@@ -55,3 +55,15 @@ def test_oversized_request_is_refused_before_writing():
     with pytest.raises(OverflowError):
         caller.post_request(b"x" * 2000)
     assert callee.pending_request() is None
+
+
+def test_the_ends_come_from_the_supervisor_not_from_the_header():
+    """Found by the channel fuzzer (crashtest/fuzz/channel.py): a caller that rewrote the
+    CALLER word before the callee mapped the channel made the callee ring the doorbell
+    of domain 4294967294, which does not exist, and die."""
+    buf = memoryview(bytearray(chan.channel_size(1024)))
+    chan.init_channel(buf, caller=5, callee=7, payload=1024)
+    chan._U32.pack_into(buf, chan.CALLER, 0xFFFFFFFE)      # the caller scribbles the header
+    chan._U32.pack_into(buf, chan.CALLEE, 1)
+    callee = chan.Channel(buf, 1, caller=5, callee=7)
+    assert (callee.caller, callee.callee) == (5, 7)

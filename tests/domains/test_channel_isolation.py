@@ -48,7 +48,7 @@ def test_a_third_domain_can_neither_find_nor_map_a_channel(echo_instance):
         # have mapped it, the descriptor opens nothing, for us or for anyone else
         spec = spec_of(Echo)
         r = d.ctl.request("lookup", name="echo", interface=spec.name, fingerprint=spec.fingerprint)
-        ch = d.rt.open_channel(r["channel"], r["segment"], r["size"])
+        ch = d.rt.open_channel(r["channel"], r["segment"], r["size"], caller=d.domain_id, callee=r["callee"])
         deadline = time.monotonic() + 30
         while _memfd_channels(sup):  # echo maps its end on the push; then the supervisor lets go
             assert time.monotonic() < deadline, f"the supervisor still holds {_memfd_channels(sup)}"

@@ -18,6 +18,9 @@ def test_valid_request():
     (b"\xc1\xc1garbage", "not a msgpack"),
     (msgpack.packb([1, 2, 3]), "must be a msgpack map"),
     (msgpack.packb({"v": 2, "cmd": "ping"}), "protocol version"),
+    # found by the control fuzzer (crashtest/fuzz/control.py): 1.0 == True == 1 passed
+    (req(v=1.0, cmd="ping"), "protocol version"),
+    (req(v=True, cmd="ping"), "protocol version"),
     (req(cmd="frobnicate"), "unknown command"),
     (req(cmd="kill", name="x"), "needs field 'how'"),
     (req(cmd="kill", name=3, how="x"), "must be str"),

@@ -344,3 +344,25 @@ def test_a_foreign_image_fails_the_start_and_is_left_alone(make_instance, image,
         assert f.read(len(foreign)) == foreign
         f.seek(5120)
         assert f.read(4096) == bytes(4096)  # no rv6 superblock (block 1) was written
+
+
+def test_readdir_of_a_name_that_is_not_utf8_is_a_clear_error_not_a_panic():
+    """Found by the fscalls fuzzer (crashtest/fuzz/fscalls.py): an entry whose name is not
+    UTF-8 (a damaged block, or bytes another tool wrote) made readdir raise
+    UnicodeEncodeError, an undeclared exception: the fs domain panicked, and after its
+    restart panicked again on the same directory."""
+    from redleaf.rv6.fs.disk import MemDisk
+    from redleaf.rv6.fs.fs import FileSystem as CoreFs
+    from redleaf.rv6.fs.mkfs import mkfs_device
+    from redleaf.rv6.fs_domain import FsDomain
+
+    disk = MemDisk(1024)
+    mkfs_device(disk, inodes=64, log_blocks=65, now_ns=1, zeroed=True)
+    dom = FsDomain.__new__(FsDomain)            # the domain's methods, without a process
+    dom.fs = CoreFs(disk, lambda: 1)
+    dom.fs.mkdir(b"/ok")
+    dom.fs.mkdir(b"/\xff")
+    with pytest.raises(FsError, match="not a UTF-8 name") as e:
+        dom.readdir("/", 0)
+    assert e.value.errno == errno.EIO
+    assert dom.readdir("/ok", 0)[1] == 0        # the other directories still list

@@ -79,3 +79,36 @@ def test_heap_is_consistent_after_batch_moves_and_frees(client):
     with pytest.raises(OwnershipError):
         ops.free(offs[60:61])                              # already freed
     assert m.check() == []
+
+
+def test_put_records_cannot_put_another_domains_object_into_a_deque(world):
+    """Found by the deque fuzzer (crashtest/fuzz/deque.py): put_records wrote the parent
+    field of whatever slots it was given, so a domain could put another domain's object
+    into its own deque, and whoever took the deque took that object from its owner."""
+    victim, thief, receiver = world.domain(1), world.domain(2), world.domain(3)
+    v_ops, t_ops = RecordOps(victim, Req), RecordOps(thief, Req)
+    mine = v_ops.alloc(1)
+    slots, gens = v_ops.records_of(mine)
+    dq = t_ops.deque(4)
+    with pytest.raises(OwnershipError, match="put_records"):
+        t_ops.put_records(dq, slots, gens)
+    assert t_ops.length(dq) == 0 and v_ops.owned(mine).all()      # the victim's record untouched
+    # and the deque, moved on, gives the receiver nothing of the victim's
+    wire = dq.move_to(3)
+    got = RecordOps(receiver, Req).take(receiver.adopt(*wire))
+    assert got.size == 0 and v_ops.owned(mine).all()
+
+
+def test_put_records_refuses_stale_out_of_range_inside_and_twice(client):
+    _m, heap = client
+    ops = RecordOps(heap, Req)
+    offs = ops.alloc(3)
+    slots, gens = ops.records_of(offs)
+    inside = ops.deque(4, offs[2:])
+    dq = ops.deque(8)
+    for s, g in [(slots[:1], gens[:1] + 1), (np.array([1 << 40]), gens[:1]), (np.array([0]), gens[:1]),
+                 (slots[2:], gens[2:]), (np.repeat(slots[:1], 2), np.repeat(gens[:1], 2))]:
+        with pytest.raises(OwnershipError):
+            ops.put_records(dq, s, g)
+    assert ops.length(dq) == 0 and ops.length(inside) == 1
+    assert ops.put_records(dq, slots[:2], gens[:2]) == 2     # its own, top level: taken

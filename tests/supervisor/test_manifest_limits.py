@@ -28,6 +28,9 @@ D = '[[domain]]\nname = "x"\ntarget = "a.b:C"\n'
     (D + 'watchdog_s = 0\n', "watchdog_s"),
     (D + 'backoff_s = true\n', "backoff_s"),
     (D + 'config = { blob = "' + "x" * (70 << 10) + '" }\n', "bytes encoded"),   # was EMSGSIZE at boot
+    (D + 'uses = [[]]\n', "uses must be a list of names"),   # was TypeError (found by the manifest fuzzer)
+    (D + 'uses = [{}]\n', "uses must be a list of names"),
+    (D + 'uses = ["x", 5]\n', "uses must be a list of names"),
 ])
 def test_refused_with_the_field_named(text, message):
     with pytest.raises(ManifestError, match=message):
@@ -55,3 +58,15 @@ def test_in_range_values_are_taken():
                        + D + 'max_restarts = 3\nperiod_s = 1\nconfig = { k = "v" }\n')
     assert (m.heap_size, m.heap_records, m.watchdog_s) == (16 << 20, 4096, 2.5)
     assert m.domains[0].max_restarts == 3 and m.domains[0].period_s == 1.0
+
+
+def test_more_domains_than_the_table_holds_are_refused_at_parse():
+    """Found by the manifest fuzzer (crashtest/fuzz/manifest.py): 300 domains parsed, and
+    the boot then failed past the 254th; 1000 in a `uses` chain raised RecursionError."""
+    def chain(n):
+        return "".join(f'[[domain]]\nname = "d{i}"\ntarget = "a.b:C"\n' + (f'uses = ["d{i + 1}"]\n' if i + 1 < n else "")
+                       for i in range(n))
+    assert len(parse_manifest(chain(254)).domains) == 254
+    for n in (255, 1000):
+        with pytest.raises(ManifestError, match="more than the 254"):
+            parse_manifest(chain(n))

@@ -75,3 +75,31 @@ def test_cleanup_ignores_a_planted_pid_record(private_tmp):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_every_file_of_a_running_instance_is_ours_alone(echo_instance, tmp_path):
+    """DESIGN §5a: runtime dir 0700, files 0600.  The pid records, the supervisor's log
+    and the zmq sockets were 0644/0755 (the umask's), found by the access fuzzer
+    (crashtest/fuzz/access.py); the domains keep the user's umask."""
+    import stat
+
+    inst = echo_instance
+    loose = []
+    for dp, _dns, fns in os.walk(inst.paths.root):
+        for p in [dp] + [os.path.join(dp, f) for f in fns]:
+            st = os.lstat(p)
+            mode = stat.S_IMODE(st.st_mode)
+            # dirs 0700, files 0600, sockets and doorbell FIFOs no access but ours
+            ok = mode == 0o700 if stat.S_ISDIR(st.st_mode) else mode == 0o600 if stat.S_ISREG(st.st_mode) \
+                else not mode & 0o077
+            if not ok or st.st_uid != os.getuid():
+                loose.append(f"{p}: {stat.S_IMODE(st.st_mode):04o} uid {st.st_uid}")
+    st = os.lstat(inst.paths.heap)
+    if stat.S_IMODE(st.st_mode) != 0o600:
+        loose.append(f"{inst.paths.heap}: {stat.S_IMODE(st.st_mode):04o}")
+    assert not loose, loose
+    pid = inst.status()["echo"]["pid"]
+    mask = int(open(f"/proc/{pid}/status").read().split("Umask:")[1].split()[0], 8)
+    ours = os.umask(0o022)
+    os.umask(ours)
+    assert mask == ours            # the domain runs with the user's umask, not the supervisor's

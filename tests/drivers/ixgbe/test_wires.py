@@ -167,3 +167,18 @@ def test_tap_refuses_clearly_without_privileges(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(WireUnavailable, match="root"):
         NetNamespace("rlnever")
+
+
+def test_empty_datagrams_do_not_stall_the_frames_behind_them():
+    """Found by the frames fuzzer (crashtest/fuzz/frames.py): each empty datagram ended
+    a recv batch, so a peer's run of them held real frames back, one per process()."""
+    a, b = socket_cable()
+    try:
+        b.send([b""] * 40 + [make_test_frame(1, 100)] + [b""] * 3 + [make_test_frame(2, 100)])
+        got = a.recv(64)
+        assert [parse_test_frame(f) for f in got] == [1, 2]
+        assert a.recv(64) == []                 # nothing left, nothing made up
+        b.close()
+        assert a.recv(64) == []                 # EOF: no frame, and no endless loop
+    finally:
+        a.close()

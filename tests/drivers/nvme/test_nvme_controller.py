@@ -379,3 +379,20 @@ def test_an_idle_controller_needs_no_timer():
     rig.drv.submit_read(0, 1, off, "r")
     assert rig.run() == [("r", 0)]
     assert rig.ctrl.next_deadline() is None
+
+
+@pytest.mark.parametrize("off, value", [(R.CSTS, R.CSTS_RDY | R.CSTS_CFS), (R.CSTS, 0xFFFFFFFF),
+                                        (R.CAP, 0), (R.CAP + 4, 0xFFFFFFFF), (R.VS, 7)])
+def test_host_writes_to_read_only_registers_are_ignored(off, value):
+    """Found by the nvme-regs fuzzer (crashtest/fuzz/nvme_regs.py): a driver that wrote
+    CSTS left a stale RDY/CFS there, and no restarted driver could reset the device."""
+    rig = Rig()
+    errors = rig.ctrl.stats["errors"]
+    rig.bar.write32(off, value)
+    rig.ctrl.process()
+    assert rig.ctrl.stats["errors"] == errors + 1 and "read-only" in rig.ctrl.last_error
+    new = NvmeDriverCore(rig.bar_buf, rig.alloc, io_queue_size=8)
+    new.initialize(rig.ctrl.process)
+    buf, _ = rig.buf(4096)
+    new.submit_read(0, 1, buf, "ok")
+    assert new.wait_all(rig.ctrl.process) == [("ok", 0)]

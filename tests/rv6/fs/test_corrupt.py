@@ -155,3 +155,42 @@ def test_a_damaged_inode_found_in_use_stops_the_fs_with_eio_until_remount():
     with pytest.raises(CorruptionError, match="inode 2"):
         fs.stat("/d")
     assert fs.stat("/").is_dir              # a read that found damage changed nothing
+
+
+def _sealed_inode(blocks, inum, **fields):
+    """Rewrite inode `inum`'s fields and its checksum, so the damage passes the CRC."""
+    from redleaf.rv6.fs.format import INODE_SIZE, INODES_PER_BLOCK, Dinode
+    sb = Superblock.unpack(blocks[1], DISK.nblocks)
+    bno = sb.inodestart + inum // INODES_PER_BLOCK
+    raw = bytearray(blocks.get(bno, bytes(4096)))
+    off = (inum % INODES_PER_BLOCK) * INODE_SIZE
+    d = Dinode.unpack(bytes(raw[off:off + INODE_SIZE]), inum)
+    for k, v in fields.items():
+        setattr(d, k, v)
+    raw[off:off + INODE_SIZE] = d.pack()
+    blocks[bno] = bytes(raw)
+
+
+def test_an_orphan_whose_block_count_is_wrong_is_freed_at_mount():
+    """Found by the fsimage fuzzer (crashtest/fuzz/fsimage.py): an unlinked inode counting
+    a block it does not map made the mount's orphan reclaim fail an assertion."""
+    blocks = dict(DISK.blocks)
+    _sealed_inode(blocks, 40, type=2, nlink=0, nblocks=1)
+    assert any(p.kind == "inode" for p in fsck_device(MemDisk(DISK.nblocks, blocks)).problems)
+    fs = FileSystem(MemDisk(DISK.nblocks, blocks), Clock())
+    assert fs.orphans_freed == 1
+    fs.unmount()
+
+
+def test_a_block_count_below_the_mapped_blocks_does_not_underflow():
+    """Found by the fsimage fuzzer: freeing more blocks than an inode counted took the
+    count below 0, and writing the inode back raised struct.error."""
+    blocks = dict(DISK.blocks)
+    f = FileSystem(MemDisk(DISK.nblocks, DISK.blocks), Clock())
+    inum = f.lookup("/d/f0")
+    f.unmount()
+    _sealed_inode(blocks, inum, nblocks=0)
+    fs = FileSystem(MemDisk(DISK.nblocks, blocks), Clock())
+    fs.unlink("/d/f0")
+    fs.unmount()
+    assert fsck_device(MemDisk(DISK.nblocks, fs.dev.blocks)).clean

@@ -1,0 +1,1 @@
+"""Fault-injection campaigns and fuzzers (redleaf crashtest)."""
