@@ -33,7 +33,7 @@ from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_
 from .errors import ControlError, DomainCrashed, DomainUnavailable, InstanceGone, RpcTimeout
 from .interface import spec_of
 from .paths import InstancePaths
-from .proxy import Dispatcher, make_proxy, panic
+from .proxy import Dispatcher, FaultArm, make_proxy, panic
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -160,6 +160,7 @@ class Runtime:
         self.links: dict[tuple[str, type], Link] = {}
         self.calls_served = 0
         self.calls_made = 0
+        self.fault_arm: FaultArm | None = None  # an in-call fault waiting (see _arm_fault)
         self.heartbeat = 0
         self.stop = False
         #: the group host this runtime shares a process with (None: a process of its own)
@@ -272,6 +273,32 @@ class Runtime:
                     self.close_channel(ch)
             elif kind == "stop":
                 self.stop = True
+            elif kind == "inject":
+                self._arm_fault(msg)
+
+    def _arm_fault(self, msg: dict) -> None:
+        """The user's `inject` (supervisor/control.py cmd_inject): arm this domain's
+        dispatchers so that a later call of the method faults inside the call, and
+        tell the supervisor, which answers the user only then, so the fault is armed
+        before the user's next call is sent."""
+        if self.fault_arm is not None:
+            self.fault_arm.disarm()  # the newest arm replaces an older one not yet fired
+            self.fault_arm = None
+        error = ""
+        try:
+            arm = FaultArm(msg.get("method", ""), msg.get("nth", 1), msg.get("action", ""), msg.get("stall_s", 0.0))
+            if arm.arm([e.dispatcher for e in self.exports.values()]):
+                self.fault_arm = arm
+            else:
+                methods = sorted({m.name for e in self.exports.values() for m in e.spec.by_index})
+                error = (f"no export of this domain has a method {arm.method!r}; "
+                         f"its methods: {', '.join(methods) or 'none'}")
+        except (ValueError, TypeError) as e:
+            error = str(e)
+        try:
+            self.ctl.request("inject_ack", error=error, timeout_s=5.0)
+        except ControlError:
+            pass
 
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:
