@@ -465,6 +465,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _tools() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="redleaf.tools")}
+
+
+def cmd_crashtest(args) -> int:
+    """Fault campaigns and fuzzers (issue #18): redleaf.crashtest, found through the
+    'redleaf.tools' entry point as `bench` finds benchmarks (the CLI never imports it,
+    DESIGN §2).  Its own options are parsed by it; the global --name is passed on."""
+    ep = _tools().get("crashtest")
+    if ep is None:
+        raise CliError("crashtest is not installed (no 'redleaf.tools' entry point named crashtest; "
+                       "reinstall the package: make install)")
+    try:
+        fn = ep.load()
+    except ImportError as e:
+        raise CliError(f"crashtest is not available: {e}") from None
+    rest = list(args.rest)
+    # a campaign boots its workload's own instance unless told which one to join:
+    # `redleaf --name N crashtest ...` joins N, as `crashtest --name N` does
+    if args.name != os.environ.get("REDLEAF_INSTANCE", "default") and "--name" not in rest:
+        rest = ["--name", args.name] + rest
+    return fn(rest)
+
+
 def _run_offline_tool(module: str, argv: list[str]) -> int:
     """Run one of Rv6's offline tools as `python -m MODULE ARGV...` and hand back its exit
     status: the supervisor's layer never imports rv6 (tests/test_layers.py), the tool
@@ -617,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bench", metavar="NAME")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp = sub.add_parser("crashtest", help="fault-injection campaigns with invariant checks, and fuzzers "
+                        "(`redleaf crashtest --help`)", add_help=False)
+    sp.set_defaults(fn=cmd_crashtest)
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
     sp = add("mkfs", cmd_mkfs, "make an empty Rv6 file system in an image file (offline)")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("--size", help="image size with K/M/G suffixes (default 64M)")
@@ -635,8 +665,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_tool(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`redleaf [--name N] crashtest ARGS...`: the tool parses its own ARGS (argparse's
+    REMAINDER would not take a leading option such as --help)."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--name":
+            i += 2
+        elif tok.startswith("--name="):
+            i += 1
+        elif tok == "crashtest":
+            return argv[:i + 1], argv[i + 1:]
+        else:
+            break
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, tool_rest = _split_tool(argv)
     args = build_parser().parse_args(argv)
+    if tool_rest is not None:
+        args.rest = tool_rest
     try:
         check_instance_name(args.name)
         return args.fn(args) or 0
