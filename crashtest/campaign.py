@@ -317,8 +317,11 @@ class Campaign:
 
     # ---------------------------------------------------------------------------------- checks
     def _classify_errors(self, wave, hit: set[str], results: list[FaultResult]) -> None:
+        """The workload's errors since the last look: expected or not, given what the
+        wave hit.  Unexpected ones are one violation per error type and wave."""
         errs = self.wrec.errors[self.errors_seen:]
         self.errors_seen += len(errs)
+        unexpected: dict[str, list] = {}
         for t, kind, msg in errs:
             expected = self.workload.expected(kind, hit)
             key = f"{kind} ({'expected' if expected else 'unexpected'})"
@@ -331,9 +334,12 @@ class Campaign:
             if not expected:
                 if len(self.rec.unexpected_errors) < 50:
                     self.rec.unexpected_errors.append((round(t - self.t0, 6), kind, msg))
-                f = wave[0] if wave else None
-                self._violate(f.index if f else None, f.kind if f else "-", ",".join(sorted(hit)) or "-",
-                              f"the workload saw an unexpected {kind}: {msg}")
+                unexpected.setdefault(kind, []).append(msg)
+        f = wave[0] if wave else None
+        for kind, msgs in unexpected.items():
+            self._violate(f.index if f else None, f.kind if f else "-", ",".join(sorted(hit)) or "-",
+                          f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
+                          + f" (first: {msgs[0]})")
 
     def _check(self, wave, results, names) -> None:
         f = wave[0] if wave else None
@@ -352,10 +358,14 @@ class Campaign:
             self.workload.resume()
         for p in dict.fromkeys(problems):
             self._violate(idx, kind, tgt, p)
+        if self._failed:
+            raise _Abort("an entry is failed: the instance cannot recover from here")
 
     def _check_paused(self, results, problems: list) -> None:
         rows = self._settled_status()
-        problems += inv.failed_entries(rows)
+        failed = inv.failed_entries(rows)
+        self._failed = bool(failed)
+        problems += failed
         for r in results:
             problems += inv.recovery_problems(rows, r.target, None) if r.target != "-" else []
         try:
