@@ -66,8 +66,8 @@ class FaultResult:
     recovered_s: float | None = None  # fault fired -> target running again (a new pid if it died)
     restarted: bool = False
     held_s: float = 0.0  # SIGSTOP: how long before SIGCONT (then the same process is back)
-    stall_log: tuple | None = None  # `slow` inside a call: (target's log, its size when armed)
-    stalled_at: float | None = None  # when the log showed the stall begin
+    fire_log: tuple | None = None  # a fault inside a call: (target's log, its size when armed)
+    fired_in_call_at: float | None = None  # when the target's log showed the armed fault fire
     errors_expected: int = 0
     errors_unexpected: int = 0
 
@@ -228,11 +228,10 @@ class Campaign:
         try:
             if kind in IN_CALL_KINDS and methods:
                 method = methods[f.method_pick % len(methods)]
-                if kind == "slow":
-                    # the stall leaves the process in place: its own log line is how we
-                    # see it happen (FaultArm.fire writes it before it stalls)
-                    path = self.ctl.request("logs", name=target)["path"]
-                    res.stall_log = (path, _size(path))
+                # an armed fault fires when the workload's call reaches it, or never:
+                # the target's own log line (FaultArm.fire writes it first) says which
+                path = self.ctl.request("logs", name=target)["path"]
+                res.fire_log = (path, _size(path))
                 try:
                     self.ctl.request("inject", name=target, method=method, nth=f.nth, action=kind,
                                      stall_s=float(self.opts.stall_s))
@@ -284,10 +283,11 @@ class Campaign:
                     res.restarted = True
                 elif ok and row["state"] == "running" and res.held_s and waited > res.held_s:
                     pass  # stopped and continued: the same process, back
-                elif res.stall_log is not None and self._stalled(res, now) and \
-                        now - res.stalled_at > self.opts.stall_s and ok and row["state"] == "running":
+                elif res.kind == "slow" and res.fire_log is not None and self._fired(res, now) and \
+                        now - res.fired_in_call_at > self.opts.stall_s and ok and row["state"] == "running":
                     pass  # the stall is over: the same process, serving
-                elif ok and row["state"] == "running" and res.how.startswith("inject") and waited > FIRE_S:
+                elif ok and row["state"] == "running" and res.fire_log is not None and waited > FIRE_S and \
+                        not self._fired(res, now):
                     res.how += " (not fired: the workload did not make that call in time)"
                 elif ok and row["state"] == "failed":
                     pass  # the restart policy gave up: a verdict, checked below
@@ -303,17 +303,17 @@ class Campaign:
                           f"{res.target} did not come back within {RECOVER_S:g}s of the fault "
                           f"(state {row.get('state', '?')})")
 
-    def _stalled(self, res: FaultResult, now: float) -> bool:
-        if res.stalled_at is None:
-            path, off = res.stall_log
+    def _fired(self, res: FaultResult, now: float) -> bool:
+        if res.fired_in_call_at is None:
+            path, off = res.fire_log
             try:
                 with open(path, "rb") as fh:
                     fh.seek(off)
-                    if b"injected fault: slow" in fh.read():
-                        res.stalled_at = now
+                    if f"injected fault: {res.kind} ".encode() in fh.read():
+                        res.fired_in_call_at = now
             except OSError:
                 pass
-        return res.stalled_at is not None
+        return res.fired_in_call_at is not None
 
     # ---------------------------------------------------------------------------------- checks
     def _classify_errors(self, wave, hit: set[str], results: list[FaultResult]) -> None:

@@ -314,6 +314,14 @@ def cmd_kill(args) -> int:
     return 0
 
 
+def cmd_inject(args) -> int:
+    r = _request(args, "inject", name=args.domain, method=args.method, nth=args.nth, action=args.action,
+                 stall_s=float(args.stall_s))
+    what = f"a {args.stall_s:g}s stall" if args.action == "slow" else args.action
+    print(f"redleaf: armed {what} in call {args.nth} of {args.domain}.{args.method}() (pid {r['pid']})")
+    return 0
+
+
 def cmd_logs(args) -> int:
     paths = InstancePaths(args.name)
     path = paths.log(args.domain)
@@ -630,6 +638,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("kill", cmd_kill, "crash injection")
     sp.add_argument("domain", metavar="NAME")
     sp.add_argument("--how", default="sigkill", choices=["sigkill", "sigsegv", "exception", "exit", "hang"])
+    sp = add("inject", cmd_inject, "crash injection inside a call: the Nth call of METHOD faults")
+    sp.add_argument("domain", metavar="NAME")
+    sp.add_argument("method", metavar="METHOD", help="a method of an interface the domain exports")
+    sp.add_argument("--nth", type=int, default=1, help="which call after arming (default 1: the next)")
+    sp.add_argument("--action", default="exception", choices=["exception", "exit", "hang", "slow"],
+                    help="an undeclared exception (a panic), os._exit, a busy hang, or a stall of --stall-s")
+    sp.add_argument("--stall-s", type=float, default=2.0, help="how long `slow` stalls (default 2)")
     sp = add("logs", cmd_logs, "a domain's log")
     sp.add_argument("domain", metavar="NAME")
     sp.add_argument("-f", "--follow", action="store_true")
