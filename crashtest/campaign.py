@@ -106,9 +106,6 @@ class Campaign:
         from . import workloads
 
         self.opts = opts
-        self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
-        self.workload = workloads.get(opts.workload, self.tmpdir)
-        self.targets = opts.targets or self.workload.targets
         self.progress = progress or (lambda event, **kw: None)
         plan = make_plan(opts.seed, kinds=opts.kinds or _all_kinds(), schedule=opts.schedule,
                          rate=opts.rate, count=opts.count, duration=opts.duration)
@@ -120,6 +117,17 @@ class Campaign:
             f = plan[opts.replay]
             plan = [Fault(**{**f.as_dict(), "at_s": 0.0})]
         self.plan = plan
+        # the workload's files (a disk image) and the instance's cwd; removed by run()
+        self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
+        try:
+            self.workload = workloads.get(opts.workload, self.tmpdir)
+            if opts.name and not self.workload.joinable:
+                raise ValueError(f"workload {opts.workload!r} {self.workload.joinable_why}; "
+                                 f"run it without --name (it boots an instance of its own)")
+        except BaseException:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+        self.targets = opts.targets or self.workload.targets
         self.rec = CampaignRecord(options=_opts_dict(opts, self.targets), plan_size=len(plan))
         self._conts: list[threading.Timer] = []
 
@@ -166,9 +174,9 @@ class Campaign:
                               + (f": {rec.crashed}" if rec.crashed else ""))
                 return
             self.errors_seen = 0
-            self._check(None, [], [])  # the instance is sound before the first fault
-            self.progress("start", plan=len(self.plan), instance=name)
             try:
+                self._check(None, [], [])  # the instance is sound before the first fault
+                self.progress("start", plan=len(self.plan), instance=name)
                 for wave in waves(self.plan):
                     delay = self.t0 + wave[0].at_s - time.monotonic()
                     if delay > 0:
@@ -238,6 +246,7 @@ class Campaign:
                     extra = f" ({self.opts.stall_s:g}s)" if kind == "slow" else ""
                     return f"inject {kind}{extra} at call {f.nth} of {method}"
                 except ControlError as e:
+                    res.fire_log = None
                     if kind == "slow":
                         return f"skipped: inject refused ({e})"
                     # not armed (e.g. the domain is busy): the signal of the same name instead

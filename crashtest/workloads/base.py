@@ -99,6 +99,9 @@ class Workload:
     methods: dict[str, tuple[str, ...]] = {}
     #: the longest call deadline of the workload's calls (for the hung-caller check)
     deadline_s = 10.0
+    #: may it run on an instance it did not boot (--name)?  If not, why not
+    joinable = True
+    joinable_why = ""
 
     def __init__(self, tmpdir: str):
         self.tmpdir = tmpdir

@@ -41,6 +41,9 @@ class NvmeRwWorkload(Workload):
     # the driver serves the shadow's BDev calls; the shadow serves ours
     methods = {"nvme0.driver": ("read", "write"), SHADOW: ("read", "write")}
     deadline_s = 30.0  # BDev's interface deadline
+    joinable = False
+    joinable_why = ("writes raw blocks and expects an empty disk: on a running instance it would overwrite "
+                    "what is there (the default instance's rv6fs lives on nvme0)")
 
     def __init__(self, tmpdir: str):
         super().__init__(tmpdir)

@@ -5,6 +5,7 @@ The campaigns run in this process (`redleaf.crashtest.cli.run`), booting their
 instances through supervisor.instance, so the session's leak check sees them."""
 
 import json
+import os
 
 import pytest
 
@@ -87,15 +88,48 @@ def test_replay_runs_exactly_the_fault_it_names(capsys):
 
 
 def test_bad_options_exit_2_with_a_reason(capsys):
+    import glob
+    import tempfile
+
+    before = set(glob.glob(f"{tempfile.gettempdir()}/redleaf-crashtest-*"))
     assert cli.run(["--faults", "sigkill,nope"]) == 2
     assert "unknown fault kind" in capsys.readouterr().err
     assert cli.run(["--workload", "echo", "--count", "3", "--replay", "5"]) == 2
     assert "has 3 fault(s)" in capsys.readouterr().err
     assert cli.run(["--workload", "nosuch"]) == 2
     assert "unknown workload" in capsys.readouterr().err
+    assert set(glob.glob(f"{tempfile.gettempdir()}/redleaf-crashtest-*")) <= before  # nothing left behind
 
 
 def test_fuzz_without_fuzzers_says_so(capsys, monkeypatch):
     monkeypatch.setattr(cli, "fuzzers", lambda: [])
     assert cli.run(["--fuzz", "control"]) == 2
     assert "no fuzzers installed" in capsys.readouterr().err
+
+
+SLOW = pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="set RUN_SLOW=1 for the long campaigns")
+
+
+@SLOW
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("workload", ["echo", "nvme-rw"])
+@pytest.mark.parametrize("schedule", ["fixed", "poisson", "burst", "simultaneous"])
+def test_long_campaigns_of_every_quick_kind_and_schedule(capsys, workload, schedule):
+    rc, s = _run(capsys, "--workload", workload, "--schedule", schedule, "--count", "150", "--duration", "30",
+                 "--faults", QUICK_KINDS, "--stall-s", "0.3", "--seed", "1")
+    assert s["violations"] == [] and rc == 0
+    assert s["recoveries"]["not_recovered"] == 0
+
+
+@SLOW
+@pytest.mark.timeout(900)
+def test_hangs_inside_echo_calls_end_at_the_callers_deadline(capsys):
+    rc, s = _run(capsys, "--workload", "echo", "--count", "3", "--duration", "1", "--faults", "hang", "--seed", "2")
+    assert s["violations"] == [] and rc == 0
+    assert s["recoveries"]["restarted"] == 3
+    assert s["client_errors"]["by_kind"].get("RpcTimeout (expected)", 0) >= 1
+
+
+def test_nvme_rw_never_scribbles_on_a_running_instance(capsys):
+    assert cli.run(["--workload", "nvme-rw", "--name", "default", "--count", "1"]) == 2
+    assert "would overwrite what is there" in capsys.readouterr().err
