@@ -81,6 +81,19 @@ def _inject(inst, name, method, nth, action, stall_s=0.0):
     return inst.request("inject", name=name, method=method, nth=nth, action=action, stall_s=stall_s)
 
 
+def _wait_restarted(inst, name, n, timeout=20.0):
+    """Until `name` is running after its nth restart (a group member keeps its host's pid)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        row = inst.status()[name]
+        if row["state"] == "running" and row["restarts"] >= n:
+            return row
+        assert time.monotonic() < deadline, f"{name} not back after restart {n}: {row}"
+        time.sleep(0.01)
+
+
 def _check_heap(inst):
     assert inst.request("heap", check=True)["violations"] == []
 
@@ -136,3 +149,23 @@ def test_a_short_stall_is_only_slow(make_instance):
         q = d.lookup("quick", Quick)
         assert [q.inc(i) for i in range(3)] == [1, 2, 3]
     assert inst.status()["quick"]["pid"] == pid
+
+
+def test_in_a_group_only_the_armed_member_panics(make_instance):
+    from tests.domains.test_colocated import manifest
+
+    inst = make_instance(manifest("colocated"))
+    inst.wait_state("probe", "running", timeout=30)
+    before = inst.status()
+    _inject(inst, "echo", "inc", 1, "exception")
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo)
+        with pytest.raises(DomainCrashed):
+            e.inc(1)
+        _wait_restarted(inst, "echo", 1)
+        assert e.inc(1) == 2
+    after = inst.status()
+    assert after["probe"]["pid"] == before["probe"]["pid"] and after["probe"]["restarts"] == 0
+    with pytest.raises(ControlError, match="would end the whole group"):
+        _inject(inst, "echo", "inc", 1, "exit")
+    _check_heap(inst)
