@@ -150,8 +150,10 @@ class Campaign:
             self.rec.instance = name
             self._run_on(name)
         finally:
-            for t in self._conts:
-                t.cancel()
+            for t in self._conts:  # nothing stays stopped after the campaign (a joined instance lives on)
+                if t.is_alive():
+                    t.cancel()
+                    _cont(*t.args)
             if inst is not None:
                 inst.stop()
                 for p in inv.leftover_problems(inst.leftovers()):
