@@ -21,7 +21,8 @@ def _pct(xs: list[float], p: float) -> float | None:
 
 
 def summary(rec) -> dict:
-    fired = [f for f in rec.faults if not f.how.startswith("skipped")]
+    fired = [f for f in rec.faults if not f.how.startswith("skipped") and "(not fired" not in f.how]
+    armed_only = [f for f in rec.faults if "(not fired" in f.how]
     ttr = [f.recovered_s for f in fired if f.recovered_s is not None]
     exp = sum(n for k, n in rec.errors_by_kind.items() if k.endswith("(expected)"))
     unexp = sum(n for k, n in rec.errors_by_kind.items() if k.endswith("(unexpected)"))
@@ -30,7 +31,8 @@ def summary(rec) -> dict:
         "instance": rec.instance,
         "booted": rec.booted,
         "elapsed_s": round(rec.elapsed_s, 3),
-        "faults": {"planned": rec.plan_size, "fired": len(fired), "skipped": len(rec.faults) - len(fired),
+        "faults": {"planned": rec.plan_size, "fired": len(fired), "not_fired": len(armed_only),
+                   "skipped": len(rec.faults) - len(fired) - len(armed_only),
                    "by_kind": dict(sorted(Counter(f.kind for f in fired).items())),
                    "by_target": dict(sorted(Counter(f.target for f in fired).items()))},
         "recoveries": {"restarted": sum(1 for f in fired if f.restarted),
@@ -56,7 +58,8 @@ def text(s: dict) -> str:
         f"seed {o['seed']}, schedule {o['schedule']}" + (f", replay of fault {o['replay']}" if o["replay"] is not None else ""),
         f"  targets {o['targets']!r}, faults {','.join(o['faults'])}, {s['elapsed_s']:.1f}s, "
         f"{s['calls']} workload calls completed",
-        f"faults: {f['fired']} fired of {f['planned']} planned ({f['skipped']} skipped)",
+        f"faults: {f['fired']} fired of {f['planned']} planned ({f['skipped']} skipped, {f['not_fired']} armed "
+        f"in a call the workload did not make in time)",
         "  by kind:   " + (", ".join(f"{k} {n}" for k, n in f["by_kind"].items()) or "-"),
         "  by target: " + (", ".join(f"{k} {n}" for k, n in f["by_target"].items()) or "-"),
         f"recoveries: {s['recoveries']['restarted']} restarted, {s['recoveries']['survived']} survived in place, "
@@ -79,8 +82,11 @@ def text(s: dict) -> str:
 
 
 def _plan_args(o: dict) -> str:
-    """The options that shape the plan, so `--seed S --replay K` finds the same fault K."""
-    out = [f"--schedule {o['schedule']}", f"--faults {','.join(o['faults'])}"]
+    """The options that shape the plan and its faults, so `--seed S --replay K` fires
+    the same fault K the same way."""
+    out = [f"--schedule {o['schedule']}", f"--faults {','.join(o['faults'])}", f"--stall-s {o['stall_s']:g}"]
+    if o.get("name"):
+        out.append(f"--name {o['name']}")
     if o.get("count") is not None:
         out.append(f"--count {o['count']}")
     if o.get("rate") is not None:
@@ -124,7 +130,7 @@ def plot(rec, path: str) -> str:
         a1.plot(xs, ys, lw=0.8, label="workload calls/s")
     # the workload's clock starts just before the campaign's: close enough at this scale
     for f in rec.faults:
-        if not f.how.startswith("skipped"):
+        if not f.how.startswith("skipped") and "(not fired" not in f.how:
             a1.axvline(f.fired_at, color="red", alpha=0.3, lw=0.6)
     a1.set_xlabel("time (s); red: faults")
     a1.set_ylabel("calls/s")
