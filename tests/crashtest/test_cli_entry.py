@@ -41,3 +41,20 @@ def test_redleaf_inject_arms_the_nth_call(echo_instance):
             e.inc(2)
     r = _redleaf("--name", echo_instance.name, "inject", "echo", "nope")
     assert r.returncode == 1 and "no export of this domain has a method 'nope'" in r.stderr
+
+
+def test_the_cli_hands_the_tool_its_arguments_and_the_instance(monkeypatch):
+    from redleaf.supervisor import cli as main_cli
+
+    got = []
+
+    class EP:
+        def load(self):
+            return lambda argv: got.append(argv) or 0
+
+    monkeypatch.setattr(main_cli, "_tools", lambda: {"crashtest": EP()})
+    monkeypatch.delenv("REDLEAF_INSTANCE", raising=False)
+    assert main_cli.main(["crashtest", "--help"]) == 0
+    assert main_cli.main(["--name", "inst1", "crashtest", "--count", "3"]) == 0
+    assert main_cli.main(["crashtest", "--name", "inst2", "--seed", "1"]) == 0
+    assert got == [["--help"], ["--name", "inst1", "--count", "3"], ["--name", "inst2", "--seed", "1"]]
