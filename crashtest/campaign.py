@@ -51,7 +51,7 @@ class Options:
     count: int | None = None
     duration: float | None = None
     seed: int = 0
-    replay: int | None = None
+    replay: tuple[int, ...] | None = None  # fault indices: one, or the faults of one wave
     stall_s: float = 2.0
 
 
@@ -75,13 +75,16 @@ class FaultResult:
 @dataclass
 class Violation:
     seed: int
-    fault: int | None  # None: found at the end
-    kind: str
-    target: str
+    fault: int | None  # the (first) fault of the wave it was found after; None: found at the end
+    kind: str  # the wave's kinds, "+"-joined
+    target: str  # the wave's targets, ","-joined
     what: str
+    wave: tuple = ()  # every fault of that wave: replayed together, as they fired
 
     def replay_args(self) -> str:
-        return f"--seed {self.seed}" + (f" --replay {self.fault}" if self.fault is not None else "")
+        if self.fault is None:
+            return f"--seed {self.seed}"
+        return f"--seed {self.seed} --replay {','.join(map(str, self.wave or (self.fault,)))}"
 
 
 @dataclass
@@ -110,12 +113,12 @@ class Campaign:
         plan = make_plan(opts.seed, kinds=opts.kinds or _all_kinds(), schedule=opts.schedule,
                          rate=opts.rate, count=opts.count, duration=opts.duration)
         if opts.replay is not None:
-            if not 0 <= opts.replay < len(plan):
-                raise ValueError(f"--replay {opts.replay}: the plan of seed {opts.seed} with these options has "
-                                 f"{len(plan)} fault(s) (0..{len(plan) - 1})")
-            # the fault alone, at once (its wave mates are other faults, replayed by their own keys)
-            f = plan[opts.replay]
-            plan = [Fault(**{**f.as_dict(), "at_s": 0.0})]
+            bad = [k for k in opts.replay if not 0 <= k < len(plan)]
+            if bad or not opts.replay:
+                raise ValueError(f"--replay {','.join(map(str, opts.replay))}: the plan of seed {opts.seed} with "
+                                 f"these options has {len(plan)} fault(s) (0..{len(plan) - 1})")
+            # those faults alone, at once; faults of one wave still fire together
+            plan = [Fault(**{**plan[k].as_dict(), "at_s": 0.0}) for k in sorted(set(opts.replay))]
         self.plan = plan
         # the workload's files (a disk image) and the instance's cwd; removed by run()
         self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
@@ -312,7 +315,7 @@ class Campaign:
             row = next((r for r in last_rows if r["name"] == res.target), {})
             self._violate(res.index, res.kind, res.target,
                           f"{res.target} did not come back within {RECOVER_S:g}s of the fault "
-                          f"(state {row.get('state', '?')})")
+                          f"(state {row.get('state', '?')})", tuple(r.index for r in results))
 
     def _fired(self, res: FaultResult, now: float) -> bool:
         if res.fired_in_call_at is None:
@@ -346,19 +349,16 @@ class Campaign:
                 if len(self.rec.unexpected_errors) < 50:
                     self.rec.unexpected_errors.append((round(t - self.t0, 6), kind, msg))
                 unexpected.setdefault(kind, []).append(msg)
-        f = wave[0] if wave else None
         for kind, msgs in unexpected.items():
-            self._violate(f.index if f else None, f.kind if f else "-", ",".join(sorted(hit)) or "-",
-                          f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
+            self._violate_wave(wave, ",".join(sorted(hit)) or "-",
+                               f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
                           + f" (first: {msgs[0]})")
 
     def _check(self, wave, results, names) -> None:
-        f = wave[0] if wave else None
-        idx, kind = (f.index, f.kind) if f else (None, "-")
         tgt = ",".join(names) if names else "-"
         gone = self.ctl.supervisor_gone()
         if gone:
-            self._violate(idx, kind, tgt, f"supervisor not alive: {gone}")
+            self._violate_wave(wave, tgt, f"supervisor not alive: {gone}")
             raise _Abort(gone)
         w = self.wrec
         parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
@@ -368,7 +368,7 @@ class Campaign:
         finally:
             self.workload.resume()
         for p in dict.fromkeys(problems):
-            self._violate(idx, kind, tgt, p)
+            self._violate_wave(wave, tgt, p)
         if self._failed:
             raise _Abort("an entry is failed: the instance cannot recover from here")
 
@@ -401,8 +401,15 @@ class Campaign:
             rows = self._status()
         return rows
 
-    def _violate(self, fault: int | None, kind: str, target: str, what: str) -> None:
-        v = Violation(self.opts.seed, fault, kind, target, what)
+    def _violate_wave(self, wave, target: str, what: str) -> None:
+        if not wave:
+            self._violate(None, "-", target, what)
+        else:
+            self._violate(wave[0].index, "+".join(f.kind for f in wave), target, what,
+                          tuple(f.index for f in wave))
+
+    def _violate(self, fault: int | None, kind: str, target: str, what: str, wave: tuple = ()) -> None:
+        v = Violation(self.opts.seed, fault, kind, target, what, wave)
         self.rec.violations.append(v)
         self.progress("violation", violation=v)
 
@@ -434,4 +441,4 @@ def _all_kinds():
 def _opts_dict(o: Options, targets: str) -> dict:
     return {"workload": o.workload, "name": o.name, "targets": targets, "faults": list(o.kinds or _all_kinds()),
             "schedule": o.schedule, "rate": o.rate, "count": o.count, "duration": o.duration, "seed": o.seed,
-            "replay": o.replay, "stall_s": o.stall_s}
+            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s}

@@ -36,9 +36,20 @@ presets:     --preset soak   {PRESETS['soak']['count']:,} faults, Poisson at {PR
                              `redleaf crashtest --preset soak --workload nvme-rw --seed 1`)
              --preset ci     {PRESETS['ci']['count']} quick faults ({PRESETS['ci']['faults']})
 A violation prints the command that reproduces it: the same options with
---seed S --replay K runs fault K of the same plan alone.
+--seed S --replay K runs fault K of the same plan alone (--replay K,L: the faults
+of one wave, together).
 fuzzers:     --fuzz TARGET [--count N] runs redleaf.crashtest.fuzz.TARGET (--fuzz list shows them)
 """
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--replay takes fault indices like 7 or 4,5, not {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("--replay needs at least one fault index")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="fault arrivals (default: fixed)")
     p.add_argument("--duration", type=float, help="seconds of faults (with --rate)")
     p.add_argument("--seed", type=int, default=0, help="the plan is a function of this (default 0)")
-    p.add_argument("--replay", type=int, metavar="K", help="run only fault K of the plan (the reproducer)")
+    p.add_argument("--replay", type=_indices, metavar="K[,K...]",
+                   help="run only fault K of the plan (the reproducer); a violation after a wave of several "
+                        "faults names them all, and they fire together again")
     p.add_argument("--stall-s", type=float, default=None, help="how long a `slow` fault stalls (default 2.0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--report", metavar="DIR", help="also write report.json, report.txt and plot.png there")

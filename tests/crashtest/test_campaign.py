@@ -145,3 +145,18 @@ def test_a_driver_hang_inside_a_call_stays_below_the_shadow(capsys):
     rc, s = _run(capsys, "--workload", "nvme-rw", "--targets", "nvme0.driver", "--faults", "hang", "--count", "2",
                  "--duration", "1", "--seed", "1", "--replay", "0")
     assert s["violations"] == [] and rc == 0
+
+
+def test_replay_of_a_wave_fires_its_faults_together(capsys):
+    from redleaf.crashtest.schedule import make_plan, waves
+
+    plan = make_plan(5, schedule="simultaneous", kinds=("sigkill",), count=6, duration=1.0)
+    wave = waves(plan)[0]
+    assert len(wave) >= 2
+    keys = ",".join(str(f.index) for f in wave)
+    rc, s = _run(capsys, "--workload", "nvme-rw", "--schedule", "simultaneous", "--faults", "sigkill", "--count", "6",
+                 "--duration", "1", "--seed", "5", "--replay", keys)
+    assert rc == 0 and s["violations"] == []
+    log = s["fault_log"]
+    assert [f["index"] for f in log] == [f.index for f in wave]
+    assert len({f["wave"] for f in log}) == 1 and len({f["target"] for f in log}) == len(log)
