@@ -587,6 +587,11 @@ class Control:
                                       f"long call, hung, or dead); it may still arm later: check `redleaf status`"})
 
     def cmd_heap(self, ident, msg):
+        if msg["check"]:
+            # what is due now (a dead caller's call just ended: its lent slots, what was
+            # moved to it) is released before the check, not up to a tick later, so a
+            # check right after a call ends does not report what is already settled
+            self.channels.settle_deferred()
         out = {"stats": self.heap.stats()}
         if msg["check"]:
             out["violations"] = [str(v) for v in self.heap.check(dead=self.table.dead_ids())]
