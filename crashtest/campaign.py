@@ -378,7 +378,7 @@ class Campaign:
         self._failed = bool(failed)
         problems += failed
         for r in results:
-            problems += inv.recovery_problems(rows, r.target, None) if r.target != "-" else []
+            problems += inv.recovery_problems(rows, r.target) if r.target != "-" else []
         try:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)

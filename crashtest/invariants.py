@@ -29,9 +29,9 @@ def settled(rows: list[dict]) -> bool:
     return not any(r["state"] in UNSETTLED for r in rows)
 
 
-def recovery_problems(rows: list[dict], target: str, old_pid: int | None) -> list[str]:
-    """The target of a fault, once everything settled: running again (a new process if
-    the fault ended the old one), not given up on by its restart policy."""
+def recovery_problems(rows: list[dict], target: str) -> list[str]:
+    """The target of a fault, once everything settled: running again, not given up on
+    by its restart policy."""
     row = next((r for r in rows if r["name"] == target), None)
     if row is None:
         return [f"{target} is gone from the domain table after the fault"]
