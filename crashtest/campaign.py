@@ -218,11 +218,12 @@ class Campaign:
         results = []
         for f, target in zip(wave, names or [None] * len(wave)):
             res = FaultResult(f.index, f.wave, f.kind, target or "-")
-            res.fired_at = time.monotonic() - self.t0
             if target is None:
                 res.how = f"skipped: no running target matches {self.targets!r}"
             else:
                 res.how = self._fire(f, target, by_name[target], res)
+            # delivered now (an inject the target did not ack in time fell back to a signal)
+            res.fired_at = time.monotonic() - self.t0
             results.append(res)
             self.rec.faults.append(res)
         hit = {r.target for r in results if not r.how.startswith("skipped")}
