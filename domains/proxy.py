@@ -72,6 +72,7 @@ def _make_method(spec: InterfaceSpec, m):
     ret_none = m.returns.kind == "none"
     idx = m.index
     raises = m.raises
+    declared = m.timeout_s or spec.timeout_s
     no_args = packb((idx, ())) if nargs == 0 else None  # the same bytes every time
     def call(self, *args):
         if len(args) != nargs:
@@ -93,7 +94,8 @@ def _make_method(spec: InterfaceSpec, m):
             for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
                 h.invalidate()
         try:
-            kind, resp = link.invoke(payload, m.timeout_s or spec.timeout_s, ctx)
+            dl = link.deadline  # a caller's own deadline only ever shortens the interface's
+            kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
         except DomainCrashed:  # not sent: nothing was taken
             if ctx is not None:
                 ctx.revive_moved()

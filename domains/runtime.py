@@ -55,9 +55,10 @@ class Link:
     After the callee dies, the next call looks the name up again and so reaches the
     restarted incarnation (or raises DomainUnavailable if there is none)."""
 
-    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant")
+    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant", "deadline")
 
-    def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True):
+    def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True,
+                 deadline: float | None = None):
         self.rt = rt
         self.name = name
         self.iface = iface
@@ -67,6 +68,7 @@ class Link:
         self.lock = threading.Lock()
         self.broken = True
         self.reentrant = reentrant  # serve inbound calls while waiting on this link
+        self.deadline = deadline  # the caller's own, shorter call deadline (see Runtime.lookup)
 
     def connect(self) -> None:
         if self.ch is not None:
@@ -179,12 +181,16 @@ class Runtime:
         self.idle_sleep_ms = IDLE_SLEEP_MS
 
     # -- naming ----------------------------------------------------------------
-    def lookup(self, name: str, iface: type, reentrant: bool = True):
+    def lookup(self, name: str, iface: type, reentrant: bool = True, deadline_s: float | None = None):
         """A proxy for `name`'s `iface`.  `reentrant=False`: while a call through it
         waits, this process does not serve its own inbound calls (for a domain, such
         as a shadow, whose state must not be re-entered mid-call and whose callee
-        never calls back)."""
-        key = (name, iface, reentrant)
+        never calls back).  `deadline_s`: this caller's deadline for every call
+        through the proxy, when shorter than the interface's (a shadow must give up
+        on a hung driver before its own clients give up on it)."""
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+        key = (name, iface, reentrant, deadline_s)
         link = self.links.get(key)
         if link is None:
             if self.group is not None and self.group.is_local(name):
@@ -192,7 +198,7 @@ class Runtime:
 
                 link = LocalLink(self, name, iface)
             else:
-                link = Link(self, name, iface, reentrant)
+                link = Link(self, name, iface, reentrant, deadline_s)
             link.connect()
             self.links[key] = link
         return make_proxy(iface, link)

@@ -169,3 +169,19 @@ def test_in_a_group_only_the_armed_member_panics(make_instance):
     with pytest.raises(ControlError, match="would end the whole group"):
         _inject(inst, "echo", "inc", 1, "exit")
     _check_heap(inst)
+
+
+def test_a_caller_may_shorten_its_deadline(echo_instance):
+    inst = echo_instance
+    pid = inst.status()["echo"]["pid"]
+    _inject(inst, "echo", "inc", 2, "slow", 30.0)
+    with inst.attach() as d:
+        e = d.lookup("echo", Echo, deadline_s=1.0)  # Echo's own deadline is 10 s
+        assert e.inc(1) == 2
+        with pytest.raises(RpcTimeout, match="within 1s"):
+            e.inc(2)
+        inst.wait_state("echo", "running", pid_not=pid, timeout=20.0)
+        assert e.inc(3) == 4
+        with pytest.raises(ValueError, match="deadline_s must be a positive"):
+            d.lookup("echo", Echo, deadline_s=0)
+    _check_heap(inst)
