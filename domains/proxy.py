@@ -19,7 +19,9 @@ shared_heap errors.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -254,9 +256,6 @@ class FaultArm:
         return True
 
     def fire(self, where: str) -> None:
-        import os
-        import time
-
         sys.stderr.write(f"redleaf: injected fault: {self.action} in call {self.nth} of {where}\n")
         sys.stderr.flush()
         if self.action == "exception":
@@ -439,6 +438,4 @@ def panic(reason: str) -> None:
     sys.stderr.flush()
     if _panic_hook is not None:
         _panic_hook(reason)
-    import os
-
     os._exit(70)
