@@ -161,3 +161,24 @@ def test_replay_of_a_wave_fires_its_faults_together(capsys):
     log = s["fault_log"]
     assert [f["index"] for f in log] == [f.index for f in wave]
     assert len({f["wave"] for f in log}) == 1 and len({f["target"] for f in log}) == len(log)
+
+
+def test_fuzz_runs_the_named_fuzzer_with_count_and_seed(capsys, monkeypatch):
+    import types
+
+    calls = []
+    mod = types.SimpleNamespace(run=lambda count, seed: calls.append((count, seed)) or {"inputs": count, "crashes": 0})
+    real = cli.importlib.import_module
+    monkeypatch.setattr(cli, "fuzzers", lambda: ["control_endpoint"])
+    monkeypatch.setattr(cli.importlib, "import_module",
+                        lambda name: mod if name == "redleaf.crashtest.fuzz.control_endpoint" else real(name))
+    assert cli.run(["--fuzz", "control-endpoint", "--count", "50", "--seed", "3"]) == 0
+    assert calls == [(50, 3)]
+    assert "inputs: 50" in capsys.readouterr().out
+    assert cli.run(["--fuzz", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["control_endpoint"]
+    assert cli.run(["--fuzz", "nope"]) == 2
+    assert "no fuzzer 'nope'; available: control_endpoint" in capsys.readouterr().err
+    mod.run = lambda count, seed: {"inputs": count, "crashes": 2}
+    assert cli.run(["--fuzz", "control_endpoint", "--json"]) == 1
+    assert '"crashes": 2' in capsys.readouterr().out
