@@ -96,7 +96,7 @@ def _make_method(spec: InterfaceSpec, m):
             for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
                 h.invalidate()
         try:
-            dl = link.deadline  # a caller's own deadline only ever shortens the interface's
+            dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
             kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
         except DomainCrashed:  # not sent: nothing was taken
             if ctx is not None:

@@ -190,7 +190,9 @@ class Runtime:
         on a hung driver before its own clients give up on it)."""
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
-        key = (name, iface, reentrant, deadline_s)
+        # (a proxy with its own deadline is another link: the same name may be
+        # called both ways; without one the key keeps its (name, iface, reentrant) shape)
+        key = (name, iface, reentrant) if deadline_s is None else (name, iface, reentrant, deadline_s)
         link = self.links.get(key)
         if link is None:
             if self.group is not None and self.group.is_local(name):
