@@ -79,13 +79,14 @@ class Client:
                 out.setdefault(x["name"], []).append(f"{x['module']}.{x['interface']}")
         return out
 
-    def lookup(self, name: str, iface: type | None = None):
+    def lookup(self, name: str, iface: type | None = None, deadline_s: float | None = None):
         """A proxy to the object exported under `name`. With `iface`, checked against your
         own interface class (the form type checkers follow); without, for the interface
-        the exporting domain registered, imported here from its module."""
+        the exporting domain registered, imported here from its module.  `deadline_s`:
+        your own deadline for its calls, when shorter than the interface's."""
         if iface is None:
             iface = self._registered_interface(name)
-        return self.rt.lookup(name, iface)
+        return self.rt.lookup(name, iface, deadline_s=deadline_s)
 
     def _registered_interface(self, name: str) -> type:
         import importlib

@@ -61,6 +61,8 @@ COMMANDS: dict[str, dict[str, Any]] = {
     "unload": {"name": str},
     "restart": {"name": str},
     "kill": {"name": str, "how": str},
+    "inject": {"name": str, "method": str, "nth": int, "action": str, "stall_s": _num},
+    "inject_ack": {"error": str},
     "lookup": {"name": str, "interface": str, "fingerprint": str},
     "close_channel": {"channel": int},
     "lease": {"kind": str, "count": int},
@@ -76,7 +78,7 @@ COMMANDS: dict[str, dict[str, Any]] = {
 #: commands a domain sends for itself: they need its credential, and act for it alone
 DOMAIN_COMMANDS = frozenset({"hello", "ready", "init_failed", "detach", "lookup", "close_channel", "lease",
                              "register_type", "report_hang", "bind_device",
-                             "spawn_child", "kill_child"})
+                             "spawn_child", "kill_child", "inject_ack"})
 #: read-only commands anyone with either credential may send
 ANY_COMMANDS = frozenset({"ping", "status"})
 #: the user's commands (and attach, which makes a new client): the instance token only

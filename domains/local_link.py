@@ -50,7 +50,7 @@ class LocalEnd:
 class LocalLink:
     """The caller's end of a call to `name` exported by a domain of its group."""
 
-    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "end", "reentrant")
+    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "end", "reentrant", "deadline")
 
     def __init__(self, rt, name: str, iface: type):
         self.rt = rt
@@ -62,6 +62,7 @@ class LocalLink:
         self.disp = None
         self.end = LocalEnd(rt.domain_id, rt.group)
         self.reentrant = True
+        self.deadline = None  # a co-located call runs on the caller's own thread: no deadline applies
 
     def connect(self) -> None:
         spec = spec_of(self.iface)

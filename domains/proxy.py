@@ -19,7 +19,9 @@ shared_heap errors.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -72,6 +74,7 @@ def _make_method(spec: InterfaceSpec, m):
     ret_none = m.returns.kind == "none"
     idx = m.index
     raises = m.raises
+    declared = m.timeout_s or spec.timeout_s
     no_args = packb((idx, ())) if nargs == 0 else None  # the same bytes every time
     def call(self, *args):
         if len(args) != nargs:
@@ -93,7 +96,8 @@ def _make_method(spec: InterfaceSpec, m):
             for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
                 h.invalidate()
         try:
-            kind, resp = link.invoke(payload, m.timeout_s or spec.timeout_s, ctx)
+            dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
+            kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
         except DomainCrashed:  # not sent: nothing was taken
             if ctx is not None:
                 ctx.revive_moved()
@@ -199,13 +203,84 @@ def _free_left(adopted: list) -> None:
                 pass
 
 
+class InjectedCallFault(BaseException):
+    """Raised inside a call by an armed `inject --action exception` (see FaultArm).
+
+    A BaseException, like host.InjectedFault, so that no `except Exception` in the
+    domain's code on the way can swallow it: it escapes the method and panics."""
+
+
+INJECT_ACTIONS = ("exception", "exit", "hang", "slow")
+
+
+class FaultArm:
+    """An in-call fault waiting for its moment: the `nth` call of `method` (counted
+    from arming, across every export of the domain that has the method) does
+    `action` inside the call, after its arguments were taken, as if the method's
+    own code did it.  One-shot: it disarms itself as it fires.
+
+    Pure bookkeeping (`hit`); `fire` is the one impure step."""
+
+    __slots__ = ("method", "nth", "action", "stall_s", "count", "dispatchers")
+
+    def __init__(self, method: str, nth: int, action: str, stall_s: float = 0.0):
+        if action not in INJECT_ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; one of {', '.join(INJECT_ACTIONS)}")
+        if nth < 1:
+            raise ValueError(f"nth must be >= 1 (the first call is 1), got {nth}")
+        self.method, self.nth, self.action, self.stall_s = method, nth, action, float(stall_s)
+        self.count = 0
+        self.dispatchers: list = []
+
+    def arm(self, dispatchers) -> int:
+        """Arm every dispatcher whose interface has the method; how many were armed."""
+        for d in dispatchers:
+            idx = d.method_index(self.method)
+            if idx is not None:
+                d.armed, d.armed_idx = self, idx
+                self.dispatchers.append(d)
+        return len(self.dispatchers)
+
+    def disarm(self) -> None:
+        for d in self.dispatchers:
+            if d.armed is self:
+                d.armed = None
+        self.dispatchers = []
+
+    def hit(self) -> bool:
+        """Count one call of the armed method; True (and disarmed) on the nth."""
+        self.count += 1
+        if self.count < self.nth:
+            return False
+        self.disarm()
+        return True
+
+    def fire(self, where: str) -> None:
+        sys.stderr.write(f"redleaf: injected fault: {self.action} in call {self.nth} of {where}\n")
+        sys.stderr.flush()
+        if self.action == "exception":
+            raise InjectedCallFault(f"fault injected into call {self.nth} of {where}")
+        if self.action == "exit":
+            os._exit(0)
+        if self.action == "hang":
+            while True:  # no heartbeat, no answer: the caller's deadline or the watchdog ends it
+                pass
+        time.sleep(self.stall_s)  # "slow": stall, then go on as if nothing happened
+
+
 class Dispatcher:
     """Serves calls for one exported object: decode, re-check, call, encode.
 
     Nothing a caller sends can end the callee: a malformed request, a bad method
     index or argument, a refused handle, or a return value the interface cannot
     carry is an error answered to the caller.  Only an undeclared exception of the
-    method itself is a panic."""
+    method itself is a panic.
+
+    `armed` is a FaultArm or None: the only cost of fault injection on the call path
+    is that one attribute test while nothing is armed."""
+
+    armed = None
+    armed_idx = -1
 
     def __init__(self, name: str, iface_spec: InterfaceSpec, obj):
         self.name = name
@@ -219,6 +294,12 @@ class Dispatcher:
             ret_enc = compile_encode(m.returns, f"{where}() return value")
             self.table.append((getattr(obj, m.name), decs, plain_args, ret_check, ret_enc, m.raises, m))
         self.n_methods = len(self.table)
+
+    def method_index(self, name: str) -> int | None:
+        for m in self.spec.by_index:
+            if m.name == name:
+                return m.index
+        return None
 
     def serve(self, rt, ch: chan.Channel, req) -> tuple[int, bytes]:
         try:
@@ -247,6 +328,9 @@ class Dispatcher:
             return chan.REJECTED, packb((_kind_of(e), f"{self.name}.{m.name}(): {e}"))
         declared = exhausted = None
         try:
+            arm = self.armed
+            if arm is not None and idx == self.armed_idx and arm.hit():
+                arm.fire(f"{self.name}.{m.name}()")
             result = fn(*args)
         except raises as e:
             declared = packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
@@ -354,6 +438,4 @@ def panic(reason: str) -> None:
     sys.stderr.flush()
     if _panic_hook is not None:
         _panic_hook(reason)
-    import os
-
     os._exit(70)

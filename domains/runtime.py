@@ -33,7 +33,7 @@ from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_
 from .errors import ControlError, DomainCrashed, DomainUnavailable, InstanceGone, RpcTimeout
 from .interface import spec_of
 from .paths import InstancePaths
-from .proxy import Dispatcher, make_proxy, panic
+from .proxy import Dispatcher, FaultArm, make_proxy, panic
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -55,9 +55,10 @@ class Link:
     After the callee dies, the next call looks the name up again and so reaches the
     restarted incarnation (or raises DomainUnavailable if there is none)."""
 
-    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant")
+    __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant", "deadline")
 
-    def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True):
+    def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True,
+                 deadline: float | None = None):
         self.rt = rt
         self.name = name
         self.iface = iface
@@ -67,6 +68,7 @@ class Link:
         self.lock = threading.Lock()
         self.broken = True
         self.reentrant = reentrant  # serve inbound calls while waiting on this link
+        self.deadline = deadline  # the caller's own, shorter call deadline (see Runtime.lookup)
 
     def connect(self) -> None:
         if self.ch is not None:
@@ -164,6 +166,7 @@ class Runtime:
         self.links: dict[tuple[str, type], Link] = {}
         self.calls_served = 0
         self.calls_made = 0
+        self.fault_arm: FaultArm | None = None  # an in-call fault waiting (see _arm_fault)
         self.heartbeat = 0
         self.stop = False
         #: the group host this runtime shares a process with (None: a process of its own)
@@ -182,12 +185,18 @@ class Runtime:
         self.idle_sleep_ms = IDLE_SLEEP_MS
 
     # -- naming ----------------------------------------------------------------
-    def lookup(self, name: str, iface: type, reentrant: bool = True):
+    def lookup(self, name: str, iface: type, reentrant: bool = True, deadline_s: float | None = None):
         """A proxy for `name`'s `iface`.  `reentrant=False`: while a call through it
         waits, this process does not serve its own inbound calls (for a domain, such
         as a shadow, whose state must not be re-entered mid-call and whose callee
-        never calls back)."""
-        key = (name, iface, reentrant)
+        never calls back).  `deadline_s`: this caller's deadline for every call
+        through the proxy, when shorter than the interface's (a shadow must give up
+        on a hung driver before its own clients give up on it)."""
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+        # (a proxy with its own deadline is another link: the same name may be
+        # called both ways; without one the key keeps its (name, iface, reentrant) shape)
+        key = (name, iface, reentrant) if deadline_s is None else (name, iface, reentrant, deadline_s)
         link = self.links.get(key)
         if link is None:
             if self.group is not None and self.group.is_local(name):
@@ -195,7 +204,7 @@ class Runtime:
 
                 link = LocalLink(self, name, iface)
             else:
-                link = Link(self, name, iface, reentrant)
+                link = Link(self, name, iface, reentrant, deadline_s)
             link.connect()
             self.links[key] = link
         return make_proxy(iface, link)
@@ -280,6 +289,32 @@ class Runtime:
                 self.stop = True
             elif kind == "child_exit":
                 self.child_exits.append(msg)
+            elif kind == "inject":
+                self._arm_fault(msg)
+
+    def _arm_fault(self, msg: dict) -> None:
+        """The user's `inject` (supervisor/control.py cmd_inject): arm this domain's
+        dispatchers so that a later call of the method faults inside the call, and
+        tell the supervisor, which answers the user only then, so the fault is armed
+        before the user's next call is sent."""
+        if self.fault_arm is not None:
+            self.fault_arm.disarm()  # the newest arm replaces an older one not yet fired
+            self.fault_arm = None
+        error = ""
+        try:
+            arm = FaultArm(msg.get("method", ""), msg.get("nth", 1), msg.get("action", ""), msg.get("stall_s", 0.0))
+            if arm.arm([e.dispatcher for e in self.exports.values()]):
+                self.fault_arm = arm
+            else:
+                methods = sorted({m.name for e in self.exports.values() for m in e.spec.by_index})
+                error = (f"no export of this domain has a method {arm.method!r}; "
+                         f"its methods: {', '.join(methods) or 'none'}")
+        except (ValueError, TypeError) as e:
+            error = str(e)
+        try:
+            self.ctl.request("inject_ack", error=error, timeout_s=5.0)
+        except ControlError:
+            pass
 
     # -- serving -----------------------------------------------------------------
     def serve_pending(self) -> int:

@@ -45,6 +45,9 @@ class ChannelRec:
     map_by: float  # the deadline for both parties to map it
     ends: set = field(default_factory=set)
     deferred: list = field(default_factory=list)  # heap slots lent to the callee by a dead caller
+    #: the caller died with a call in flight: what the callee moves back to it when that
+    #: call ends lands owned by a dead id, after its reclaim ran; sweep then
+    sweep_after: bool = False
 
 
 class Channels:
@@ -123,6 +126,8 @@ class Channels:
                 self.ring(rec.caller)  # even with nothing seen in flight: a racing post sees the mark
                 rec.ends.discard(did)
             elif rec.caller == did:
+                if _U64.unpack_from(rec.buf, chan.REQ_SEQ)[0] != _U64.unpack_from(rec.buf, chan.RESP_SEQ)[0]:
+                    rec.sweep_after = True
                 chan.set_state(rec.buf, chan.CALLER_DEAD)
                 rec.ends.discard(did)
                 self._notify_closed(rec, did)
@@ -140,7 +145,7 @@ class Channels:
             self.maybe_free(rec)
 
     def maybe_free(self, rec: ChannelRec) -> None:
-        if rec.ends or rec.deferred:
+        if rec.ends or rec.deferred or rec.sweep_after:
             return
         chan.set_state(rec.buf, chan.CLOSED)
         self._let_go(rec)
@@ -151,9 +156,11 @@ class Channels:
         return e is not None and e.alive
 
     def settle_deferred(self) -> None:
-        """Release lent slots whose borrowing call has ended (or whose callee is gone)."""
+        """Release lent slots whose borrowing call has ended (or whose callee is gone),
+        and once a dead caller's last call has ended, free what the callee moved to it
+        (the answer is posted after the move: a move never lands after the sweep)."""
         for rec in list(self.channels.values()):
-            if not rec.deferred:
+            if not rec.deferred and not rec.sweep_after:
                 continue
             callee = self.table.by_id.get(rec.callee)
             buf = rec.buf
@@ -162,4 +169,7 @@ class Channels:
                 for slot in rec.deferred:
                     self.heap.release_deferred(slot)
                 rec.deferred.clear()
+                if rec.sweep_after:
+                    rec.sweep_after = False
+                    self.heap.sweep_orphans()
                 self.maybe_free(rec)

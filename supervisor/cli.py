@@ -317,6 +317,14 @@ def cmd_kill(args) -> int:
     return 0
 
 
+def cmd_inject(args) -> int:
+    r = _request(args, "inject", name=args.domain, method=args.method, nth=args.nth, action=args.action,
+                 stall_s=float(args.stall_s))
+    what = f"a {args.stall_s:g}s stall" if args.action == "slow" else args.action
+    print(f"redleaf: armed {what} in call {args.nth} of {args.domain}.{args.method}() (pid {r['pid']})")
+    return 0
+
+
 def cmd_logs(args) -> int:
     paths = InstancePaths(args.name)
     path = paths.log(args.domain)
@@ -466,6 +474,32 @@ def cmd_bench(args) -> int:
     rows = fn(rest)
     print(json.dumps(rows) if as_json else format_rows(rows))
     return 0
+
+
+def _tools() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="redleaf.tools")}
+
+
+def cmd_crashtest(args) -> int:
+    """Fault campaigns and fuzzers (issue #18): redleaf.crashtest, found through the
+    'redleaf.tools' entry point as `bench` finds benchmarks (the CLI never imports it,
+    DESIGN §2).  Its own options are parsed by it; the global --name is passed on."""
+    ep = _tools().get("crashtest")
+    if ep is None:
+        raise CliError("crashtest is not installed (no 'redleaf.tools' entry point named crashtest; "
+                       "reinstall the package: make install)")
+    try:
+        fn = ep.load()
+    except ImportError as e:
+        raise CliError(f"crashtest is not available: {e}") from None
+    rest = list(args.rest)
+    # a campaign boots its workload's own instance unless told which one to join:
+    # `redleaf --name N crashtest ...` joins N, as `crashtest --name N` does
+    if args.name != os.environ.get("REDLEAF_INSTANCE", "default") and "--name" not in rest:
+        rest = ["--name", args.name] + rest
+    return fn(rest)
 
 
 def _run_offline_tool(module: str, argv: list[str]) -> int:
@@ -623,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("kill", cmd_kill, "crash injection")
     sp.add_argument("domain", metavar="NAME")
     sp.add_argument("--how", default="sigkill", choices=["sigkill", "sigsegv", "exception", "exit", "hang"])
+    sp = add("inject", cmd_inject, "crash injection inside a call: the Nth call of METHOD faults")
+    sp.add_argument("domain", metavar="NAME")
+    sp.add_argument("method", metavar="METHOD", help="a method of an interface the domain exports")
+    sp.add_argument("--nth", type=int, default=1, help="which call after arming (default 1: the next)")
+    sp.add_argument("--action", default="exception", choices=["exception", "exit", "hang", "slow"],
+                    help="an undeclared exception (a panic), os._exit, a busy hang, or a stall of --stall-s")
+    sp.add_argument("--stall-s", type=float, default=2.0, help="how long `slow` stalls (default 2)")
     sp = add("logs", cmd_logs, "a domain's log")
     sp.add_argument("domain", metavar="NAME")
     sp.add_argument("-f", "--follow", action="store_true")
@@ -635,6 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("bench", cmd_bench, "benchmarks with peers in the same run")
     sp.add_argument("bench", metavar="NAME")
     sp.add_argument("--json", action="store_true")
+    sp.add_argument("rest", nargs=argparse.REMAINDER)
+    sp = sub.add_parser("crashtest", help="fault-injection campaigns with invariant checks, and fuzzers "
+                        "(`redleaf crashtest --help`)", add_help=False)
+    sp.set_defaults(fn=cmd_crashtest)
     sp.add_argument("rest", nargs=argparse.REMAINDER)
     sp = add("mkfs", cmd_mkfs, "make a new Rv6 file system, user programs in /bin, in an image file (offline)")
     sp.add_argument("image", metavar="IMAGE")
@@ -659,8 +704,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split_tool(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`redleaf [--name N] crashtest ARGS...`: the tool parses its own ARGS (argparse's
+    REMAINDER would not take a leading option such as --help)."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--name":
+            i += 2
+        elif tok.startswith("--name="):
+            i += 1
+        elif tok == "crashtest":
+            return argv[:i + 1], argv[i + 1:]
+        else:
+            break
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, tool_rest = _split_tool(argv)
     args = build_parser().parse_args(argv)
+    if tool_rest is not None:
+        args.rest = tool_rest
     try:
         check_instance_name(args.name)
         return args.fn(args) or 0

@@ -50,6 +50,7 @@ from redleaf.domains import channel as chan
 from redleaf.domains.control import ANY_COMMANDS, COMMANDS, DOMAIN_COMMANDS, ProtocolError, decode_request, encode
 from redleaf.domains.doorbell import RA_CALLS_MADE, RA_CALLS_SERVED
 from redleaf.domains.host import SIG_HANG
+from redleaf.domains.proxy import INJECT_ACTIONS
 
 from .manifest import DomainSpec, ManifestError, check_config_size, domain_spec
 from .table import RUNNING, Entry, Refusal
@@ -62,6 +63,8 @@ KILL_SIGNALS = {
     "hang": SIG_HANG,
 }
 _U64 = struct.Struct("<Q")
+#: how long `inject` waits for the domain to say it armed the fault
+INJECT_ACK_S = 5.0
 #: how long an attach nonce is good for (the client writes it and asks at once)
 ATTACH_PROOF_S = 10.0
 MAX_PENDING_PROOFS = 256
@@ -120,6 +123,8 @@ class Control:
             "unload": self.cmd_unload,
             "restart": self.cmd_restart,
             "kill": self.cmd_kill,
+            "inject": self.cmd_inject,
+            "inject_ack": self.cmd_inject_ack,
             "lookup": self.cmd_lookup,
             "close_channel": self.cmd_close_channel,
             "lease": self.cmd_lease,
@@ -135,6 +140,8 @@ class Control:
         check_table(self.handlers, self)
         self.proofs: dict[bytes, tuple[int, str, float]] = {}  # ident -> (pid, nonce, deadline)
         self._child_seq = 0  # spawned children are named <spawner>.child<n>
+        #: domain id -> (pid, user's ident, rid) of an `inject` waiting for the domain's ack
+        self.inject_waiters: dict[int, tuple[int, bytes, int | None]] = {}
 
     # ------------------------------------------------------------------ dispatch
     def drain(self) -> None:
@@ -557,7 +564,69 @@ class Control:
             pass
         return {"pid": e.pid, "group": group, "hits": hits}
 
+    def cmd_inject(self, ident, msg):
+        """Arm an in-call fault in a domain (crash injection *inside* a call, DESIGN §5:
+        the Nth call of `method` raises an undeclared exception, exits, hangs or stalls).
+
+        Delivered as a push on the domain's own control connection, like channel
+        notices; the domain arms its dispatchers and acks (`inject_ack`), and only then
+        is the user answered, so a call the user sends after the reply is counted."""
+        e = self._entry(msg["name"])
+        action, nth, stall = msg["action"], msg["nth"], float(msg["stall_s"])
+        if action not in INJECT_ACTIONS:
+            raise Refusal("BadRequest", f"action must be one of {', '.join(INJECT_ACTIONS)}, not {action!r}")
+        if not 1 <= nth <= 1 << 31:
+            raise Refusal("BadRequest", f"nth must be between 1 and 2^31 (the first call after arming is 1), got {nth}")
+        if not 0.0 <= stall <= 3600.0:
+            raise Refusal("BadRequest", f"stall_s must be between 0 and 3600 seconds, got {stall}")
+        if e.kind != "domain":
+            raise Refusal("BadRequest", f"{e.name} is a {e.kind}: only a domain's calls can be armed; "
+                                        f"use `redleaf kill` for a {e.kind}")
+        if e.state != RUNNING or not e.pid or e.ident is None:
+            raise Refusal("DomainUnavailable", f"{e.name} is {e.state}, not running; wait until it is")
+        if action == "exit" and e.spec is not None and e.spec.group:
+            raise Refusal("BadRequest", f"{e.name} shares its process with group {e.spec.group}: an in-call "
+                                        f"exit would end the whole group; use `redleaf kill {e.name} --how exit`")
+        if e.id in self.inject_waiters:
+            raise Refusal("Busy", f"an inject into {e.name} is still waiting for its acknowledgement; try again")
+        log.info("crash injection: %s %s at call %d of %s (pid %d)", e.name, action, nth, msg["method"], e.pid)
+        self.inject_waiters[e.id] = (e.pid, ident, msg["rid"])
+        self.out.send(e.ident, {"push": "inject", "method": msg["method"], "nth": nth, "action": action,
+                                "stall_s": stall})
+        self.channels.ring(e.id)  # a sleeping domain reads its pushes when woken
+        self.loop.after(INJECT_ACK_S, self._inject_timeout, e.id, e.pid, msg["rid"])
+        return None
+
+    def cmd_inject_ack(self, ident, msg):
+        e = self._caller(msg)
+        w = self.inject_waiters.get(e.id)
+        if w is None or w[0] != e.pid:
+            return {}  # answered already (timed out), or meant for an earlier incarnation
+        del self.inject_waiters[e.id]
+        _pid, uident, rid = w
+        if msg["error"]:
+            self.out.send(uident, {"ok": False, "kind": "BadRequest", "error": f"{e.name}: {msg['error']}", "rid": rid})
+        else:
+            self.out.send(uident, {"ok": True, "pid": e.pid, "rid": rid})
+        return {}
+
+    def _inject_timeout(self, did: int, pid: int, rid) -> None:
+        w = self.inject_waiters.get(did)
+        if w is None or w[0] != pid or w[2] != rid:
+            return
+        del self.inject_waiters[did]
+        e = self.table.by_id.get(did)
+        name = e.name if e is not None else f"domain {did}"
+        self.out.send(w[1], {"ok": False, "kind": "NotArmed", "rid": rid,
+                             "error": f"{name} did not acknowledge the fault within {INJECT_ACK_S:g}s (busy in a "
+                                      f"long call, hung, or dead); it may still arm later: check `redleaf status`"})
+
     def cmd_heap(self, ident, msg):
+        if msg["check"]:
+            # what is due now (a dead caller's call just ended: its lent slots, what was
+            # moved to it) is released before the check, not up to a tick later, so a
+            # check right after a call ends does not report what is already settled
+            self.channels.settle_deferred()
         out = {"stats": self.heap.stats()}
         if msg["check"]:
             out["violations"] = [str(v) for v in self.heap.check(dead=self.table.dead_ids())]

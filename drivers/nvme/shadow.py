@@ -153,6 +153,11 @@ class NvmeShadow(OneClientAtATime, BDev, NvmeBDev):
         cfg = ctx.config
         self.driver_name = cfg.get("driver", f"{ctx.name}.driver")
         self.restart_timeout = float(cfg.get("restart_timeout_s", 30.0))
+        # A driver that hangs inside a call is found by its caller's deadline.  Ours
+        # must pass well before our clients' (BDev's 30 s), with room left to wait
+        # for the restart and re-issue: else a driver hang reaches the client as
+        # RpcTimeout, and the shadow runs out of restart_timeout (found by crashtest).
+        self.driver_deadline = float(cfg.get("driver_deadline_s", 10.0))
         # Links that do not serve our own inbound calls while a driver call waits:
         # the shadow's bookkeeping must not be re-entered mid-call.
         deadline = time.monotonic() + self.restart_timeout
@@ -176,7 +181,8 @@ class NvmeShadow(OneClientAtATime, BDev, NvmeBDev):
     def _connect(self, iface: type, deadline: float):
         while True:
             try:
-                return self.ctx.rt.lookup(self.driver_name, iface, reentrant=False)
+                return self.ctx.rt.lookup(self.driver_name, iface, reentrant=False,
+                                          deadline_s=self.driver_deadline)
             except DRIVER_GONE:
                 if time.monotonic() > deadline:
                     raise DriverLost(f"{self.driver_name} is not running") from None

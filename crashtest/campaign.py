@@ -1,0 +1,445 @@
+"""A campaign: the I/O shell around the plan (schedule.py) and the checks
+(invariants.py).
+
+It boots the workload's instance (or joins the one `--name` names), starts the
+workload's client loop, and fires the plan wave by wave: each fault through the
+supervisor's control endpoint (`kill` for signals, `inject` for faults inside a call)
+or, for `stop`, SIGSTOP and a later SIGCONT of the target's pid.  After each wave it
+waits until every entry has settled (its targets back RUNNING), takes snapshots
+(`status`, `heap --check`, the workload's record) and checks the invariants; at the
+end it stops the workload, re-checks, brings the instance down (if it booted it) and
+checks that nothing was left behind.  Everything goes into a CampaignRecord, which
+report.py turns into text, JSON and plots.
+
+May call: supervisor.instance, domains (control client, errors), crashtest.schedule,
+crashtest.invariants, crashtest.workloads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from redleaf.domains.errors import ControlError
+
+from . import invariants as inv
+from .schedule import IN_CALL_KINDS, Fault, make_plan, resolve_targets, waves
+
+#: how long a wave's targets may take to come back (an in-call hang waits for its
+#: caller's deadline, up to 30 s behind a shadow, then the hang is confirmed)
+RECOVER_S = 60.0
+#: how long an armed in-call fault may wait for the workload to make the call
+FIRE_S = 5.0
+#: a call may overrun its deadline by this much before its caller counts as hung
+GRACE_S = 15.0
+POLL_S = 0.01
+
+
+@dataclass
+class Options:
+    workload: str = "echo"
+    name: str | None = None
+    targets: str | None = None
+    kinds: tuple = ()
+    schedule: str = "fixed"
+    rate: float | None = None
+    count: int | None = None
+    duration: float | None = None
+    seed: int = 0
+    replay: tuple[int, ...] | None = None  # fault indices: one, or the faults of one wave
+    stall_s: float = 2.0
+
+
+@dataclass
+class FaultResult:
+    index: int
+    wave: int
+    kind: str
+    target: str
+    how: str = ""  # "kill sigkill", "inject exception at call 2 of checksum", "sigstop 0.2s", "skipped: ..."
+    fired_at: float = 0.0  # seconds from the campaign's start
+    recovered_s: float | None = None  # fault fired -> target running again (a new pid if it died)
+    restarted: bool = False
+    held_s: float = 0.0  # SIGSTOP: how long before SIGCONT (then the same process is back)
+    fire_log: tuple | None = None  # a fault inside a call: (target's log, its size when armed)
+    fired_in_call_at: float | None = None  # when the target's log showed the armed fault fire
+    errors_expected: int = 0
+    errors_unexpected: int = 0
+
+
+@dataclass
+class Violation:
+    seed: int
+    fault: int | None  # the (first) fault of the wave it was found after; None: found at the end
+    kind: str  # the wave's kinds, "+"-joined
+    target: str  # the wave's targets, ","-joined
+    what: str
+    wave: tuple = ()  # every fault of that wave: replayed together, as they fired
+
+    def replay_args(self) -> str:
+        if self.fault is None:
+            return f"--seed {self.seed}"
+        return f"--seed {self.seed} --replay {','.join(map(str, self.wave or (self.fault,)))}"
+
+
+@dataclass
+class CampaignRecord:
+    options: dict
+    instance: str = ""
+    booted: bool = False
+    plan_size: int = 0
+    started_wall: float = 0.0
+    elapsed_s: float = 0.0
+    faults: list = field(default_factory=list)  # FaultResult
+    violations: list = field(default_factory=list)  # Violation
+    ops: int = 0
+    buckets: dict = field(default_factory=dict)  # bucket index -> calls completed
+    bucket_s: float = 0.1
+    errors_by_kind: dict = field(default_factory=dict)  # (kind, expected) -> count
+    unexpected_errors: list = field(default_factory=list)  # first few (time, kind, message)
+
+
+class Campaign:
+    def __init__(self, opts: Options, progress=None):
+        from . import workloads
+
+        self.opts = opts
+        self.progress = progress or (lambda event, **kw: None)
+        plan = make_plan(opts.seed, kinds=opts.kinds or _all_kinds(), schedule=opts.schedule,
+                         rate=opts.rate, count=opts.count, duration=opts.duration)
+        if opts.replay is not None:
+            bad = [k for k in opts.replay if not 0 <= k < len(plan)]
+            if bad or not opts.replay:
+                raise ValueError(f"--replay {','.join(map(str, opts.replay))}: the plan of seed {opts.seed} with "
+                                 f"these options has {len(plan)} fault(s) (0..{len(plan) - 1})")
+            # those faults alone, at once; faults of one wave still fire together
+            plan = [Fault(**{**plan[k].as_dict(), "at_s": 0.0}) for k in sorted(set(opts.replay))]
+        self.plan = plan
+        # the workload's files (a disk image) and the instance's cwd; removed by run()
+        self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
+        try:
+            self.workload = workloads.get(opts.workload, self.tmpdir)
+            if opts.name and not self.workload.joinable:
+                raise ValueError(f"workload {opts.workload!r} {self.workload.joinable_why}; "
+                                 f"run it without --name (it boots an instance of its own)")
+        except BaseException:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+        self.targets = opts.targets or self.workload.targets
+        self.rec = CampaignRecord(options=_opts_dict(opts, self.targets), plan_size=len(plan))
+        self._conts: list[threading.Timer] = []
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self) -> CampaignRecord:
+        from redleaf.supervisor.instance import Instance
+
+        inst = None
+        try:
+            if self.opts.name:
+                name = self.opts.name
+            else:
+                manifest = self.workload.manifest()
+                if manifest is None:
+                    raise ValueError(f"workload {self.opts.workload!r} boots no instance of its own: "
+                                     f"give --name of a running one")
+                inst = Instance(manifest, cwd=self.tmpdir).start(timeout=60.0)
+                name = inst.name
+                self.rec.booted = True
+            self.rec.instance = name
+            self._run_on(name)
+        finally:
+            for t in self._conts:  # nothing stays stopped after the campaign (a joined instance lives on)
+                if t.is_alive():
+                    t.cancel()
+                    _cont(*t.args)
+            if inst is not None:
+                inst.stop()
+                for p in inv.leftover_problems(inst.leftovers()):
+                    self._violate(None, "-", "-", p)
+                inst.cleanup_log()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return self.rec
+
+    def _run_on(self, name: str) -> None:
+        from redleaf.domains.control import ControlClient
+
+        self.ctl = ControlClient(name, timeout_s=30.0)
+        try:
+            self.t0 = time.monotonic()
+            self.rec.started_wall = time.time()
+            wl = self.workload
+            rec = self.wrec = wl.start(name)
+            if not rec.started.wait(60.0) or rec.crashed:
+                self._violate(None, "-", "-", f"the workload never completed a call"
+                              + (f": {rec.crashed}" if rec.crashed else ""))
+                return
+            self.errors_seen = 0
+            try:
+                self._check(None, [], [])  # the instance is sound before the first fault
+                self.progress("start", plan=len(self.plan), instance=name)
+                for wave in waves(self.plan):
+                    delay = self.t0 + wave[0].at_s - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)  # the schedule's clock, not a synchronisation
+                    self._wave(wave)
+                    if rec.crashed:
+                        break
+            except _Abort:
+                wl.stop(timeout=1.0)
+                return
+            ended = wl.stop(timeout=wl.deadline_s + GRACE_S)
+            if not ended:
+                self._violate(None, "-", "-", f"the workload's loop did not stop: "
+                              f"{rec.hung_call(time.monotonic(), 0) or 'a call never returned'}")
+            self._classify_errors(None, set(), [])
+            self._check(None, [], [])
+            for p in wl.final_problems():
+                self._violate(None, "-", "-", p)
+        finally:
+            self.rec.elapsed_s = time.monotonic() - self.t0
+            w = getattr(self, "wrec", None)
+            if w is not None:
+                self.rec.ops, self.rec.buckets = w.ops, dict(w.buckets)
+                if w.crashed:
+                    self._violate(None, "-", "-", f"the workload's loop died: {w.crashed}")
+            self.ctl.close()
+
+    # ---------------------------------------------------------------------------------- a wave
+    def _wave(self, wave: list[Fault]) -> None:
+        rows = self._status()
+        targets = inv.matching_targets(rows, self.targets)
+        names = resolve_targets(wave, targets)
+        by_name = {r["name"]: r for r in rows}
+        results = []
+        for f, target in zip(wave, names or [None] * len(wave)):
+            res = FaultResult(f.index, f.wave, f.kind, target or "-")
+            if target is None:
+                res.how = f"skipped: no running target matches {self.targets!r}"
+            else:
+                res.how = self._fire(f, target, by_name[target], res)
+            # delivered now (an inject the target did not ack in time fell back to a signal)
+            res.fired_at = time.monotonic() - self.t0
+            results.append(res)
+            self.rec.faults.append(res)
+        hit = {r.target for r in results if not r.how.startswith("skipped")}
+        old = {r.target: by_name[r.target]["pid"] for r in results if r.target in by_name}
+        self._await_recovery(results, old)
+        self._classify_errors(wave, hit, results)
+        self._check(wave, results, names)
+        self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
+                      ops=self.wrec.ops)
+
+    def _fire(self, f: Fault, target: str, row: dict, res: FaultResult) -> str:
+        """Deliver one fault; what was done, in words."""
+        kind = f.kind
+        pid = row["pid"]
+        methods = self.workload.methods_for(target) if row["kind"] == "domain" else ()
+        try:
+            if kind in IN_CALL_KINDS and methods:
+                method = methods[f.method_pick % len(methods)]
+                # an armed fault fires when the workload's call reaches it, or never:
+                # the target's own log line (FaultArm.fire writes it first) says which
+                path = self.ctl.request("logs", name=target)["path"]
+                res.fire_log = (path, _size(path))
+                try:
+                    self.ctl.request("inject", name=target, method=method, nth=f.nth, action=kind,
+                                     stall_s=float(self.opts.stall_s))
+                    extra = f" ({self.opts.stall_s:g}s)" if kind == "slow" else ""
+                    return f"inject {kind}{extra} at call {f.nth} of {method}"
+                except ControlError as e:
+                    res.fire_log = None
+                    if kind == "slow":
+                        return f"skipped: inject refused ({e})"
+                    # not armed (e.g. the domain is busy): the signal of the same name instead
+            if kind in ("sigkill", "sigsegv", "exception", "exit", "hang"):
+                self.ctl.request("kill", name=target, how=kind)
+                return f"kill --how {kind}"
+            # stop, and slow at a target the workload does not call: the process stands still
+            hold = f.hold_s if kind == "stop" else float(self.opts.stall_s)
+            os.kill(pid, signal.SIGSTOP)
+            t = threading.Timer(hold, _cont, args=(pid,))
+            t.daemon = True
+            t.start()
+            self._conts.append(t)
+            res.held_s = hold
+            return f"SIGSTOP, SIGCONT after {hold:g}s"
+        except ControlError as e:
+            return f"skipped: {e}"
+        except ProcessLookupError:
+            return "skipped: the target's process was gone"
+
+    def _await_recovery(self, results: list[FaultResult], old: dict) -> None:
+        """Until everything settled and each target is running again: a new pid for a
+        fault that ends the process, or the same one once a stop or stall is over (the
+        watchdog may have replaced it meanwhile).  An armed in-call fault that the
+        workload's calls did not reach within FIRE_S is recorded as not fired."""
+        t_start = time.monotonic()
+        pending = {r.index: r for r in results if not r.how.startswith("skipped")}
+        deadline = t_start + RECOVER_S
+        last_rows = []
+        while pending and time.monotonic() < deadline:
+            rows = self._status()
+            last_rows = rows
+            now = time.monotonic()
+            by = {r["name"]: r for r in rows}
+            ok = inv.settled(rows)
+            for idx, res in list(pending.items()):
+                row = by.get(res.target)
+                if row is None:
+                    continue
+                new_pid = row["pid"] != old.get(res.target)
+                waited = now - t_start
+                if ok and row["state"] == "running" and new_pid:
+                    res.restarted = True
+                elif ok and row["state"] == "running" and res.held_s and waited > res.held_s:
+                    pass  # stopped and continued: the same process, back
+                elif res.kind == "slow" and res.fire_log is not None and self._fired(res, now) and \
+                        now - res.fired_in_call_at > self.opts.stall_s and ok and row["state"] == "running":
+                    pass  # the stall is over: the same process, serving
+                elif ok and row["state"] == "running" and res.fire_log is not None and waited > FIRE_S and \
+                        not self._fired(res, now):
+                    res.how += " (not fired: the workload did not make that call in time)"
+                elif ok and row["state"] == "failed":
+                    pass  # the restart policy gave up: a verdict, checked below
+                else:
+                    continue
+                res.recovered_s = round(now - (self.t0 + res.fired_at), 6)
+                del pending[idx]
+            if pending:
+                time.sleep(POLL_S)
+        for res in pending.values():
+            row = next((r for r in last_rows if r["name"] == res.target), {})
+            self._violate(res.index, res.kind, res.target,
+                          f"{res.target} did not come back within {RECOVER_S:g}s of the fault "
+                          f"(state {row.get('state', '?')})", tuple(r.index for r in results))
+
+    def _fired(self, res: FaultResult, now: float) -> bool:
+        if res.fired_in_call_at is None:
+            path, off = res.fire_log
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(off)
+                    if f"injected fault: {res.kind} ".encode() in fh.read():
+                        res.fired_in_call_at = now
+            except OSError:
+                pass
+        return res.fired_in_call_at is not None
+
+    # ---------------------------------------------------------------------------------- checks
+    def _classify_errors(self, wave, hit: set[str], results: list[FaultResult]) -> None:
+        """The workload's errors since the last look: expected or not, given what the
+        wave hit.  Unexpected ones are one violation per error type and wave."""
+        errs = self.wrec.errors[self.errors_seen:]
+        self.errors_seen += len(errs)
+        unexpected: dict[str, list] = {}
+        for t, kind, msg in errs:
+            expected = self.workload.expected(kind, hit)
+            key = f"{kind} ({'expected' if expected else 'unexpected'})"
+            self.rec.errors_by_kind[key] = self.rec.errors_by_kind.get(key, 0) + 1
+            if results:  # a wave's errors are counted on its first fault
+                if expected:
+                    results[0].errors_expected += 1
+                else:
+                    results[0].errors_unexpected += 1
+            if not expected:
+                if len(self.rec.unexpected_errors) < 50:
+                    self.rec.unexpected_errors.append((round(t - self.t0, 6), kind, msg))
+                unexpected.setdefault(kind, []).append(msg)
+        for kind, msgs in unexpected.items():
+            self._violate_wave(wave, ",".join(sorted(hit)) or "-",
+                               f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
+                          + f" (first: {msgs[0]})")
+
+    def _check(self, wave, results, names) -> None:
+        tgt = ",".join(names) if names else "-"
+        gone = self.ctl.supervisor_gone()
+        if gone:
+            self._violate_wave(wave, tgt, f"supervisor not alive: {gone}")
+            raise _Abort(gone)
+        w = self.wrec
+        parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
+        try:
+            problems = [] if parked else [w.hung_call(time.monotonic(), 0) or "the workload's loop did not pause"]
+            self._check_paused(results, problems)
+        finally:
+            self.workload.resume()
+        for p in dict.fromkeys(problems):
+            self._violate_wave(wave, tgt, p)
+        if self._failed:
+            raise _Abort("an entry is failed: the instance cannot recover from here")
+
+    def _check_paused(self, results, problems: list) -> None:
+        rows = self._settled_status()
+        failed = inv.failed_entries(rows)
+        self._failed = bool(failed)
+        problems += failed
+        for r in results:
+            problems += inv.recovery_problems(rows, r.target) if r.target != "-" else []
+        try:
+            heap = self.ctl.request("heap", check=True)
+            problems += inv.heap_problems(heap, rows)
+        except ControlError as e:
+            problems.append(f"heap --check failed: {e}")
+        w = self.wrec
+        problems += [p for _t, p in w.problems[getattr(self, "_problems_seen", 0):]]
+        self._problems_seen = len(w.problems)
+        problems += inv.deadline_problems(w.slow_calls[getattr(self, "_slow_seen", 0):], GRACE_S)
+        self._slow_seen = len(w.slow_calls)
+
+    def _status(self) -> list[dict]:
+        return self.ctl.request("status")["domains"]
+
+    def _settled_status(self) -> list[dict]:
+        deadline = time.monotonic() + RECOVER_S
+        rows = self._status()
+        while not inv.settled(rows) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            rows = self._status()
+        return rows
+
+    def _violate_wave(self, wave, target: str, what: str) -> None:
+        if not wave:
+            self._violate(None, "-", target, what)
+        else:
+            self._violate(wave[0].index, "+".join(f.kind for f in wave), target, what,
+                          tuple(f.index for f in wave))
+
+    def _violate(self, fault: int | None, kind: str, target: str, what: str, wave: tuple = ()) -> None:
+        v = Violation(self.opts.seed, fault, kind, target, what, wave)
+        self.rec.violations.append(v)
+        self.progress("violation", violation=v)
+
+
+class _Abort(Exception):
+    """The supervisor is gone: the campaign cannot go on (recorded as a violation)."""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _cont(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # killed meanwhile (the watchdog took it for hung)
+
+
+def _all_kinds():
+    from .schedule import FAULT_KINDS
+
+    return FAULT_KINDS
+
+
+def _opts_dict(o: Options, targets: str) -> dict:
+    return {"workload": o.workload, "name": o.name, "targets": targets, "faults": list(o.kinds or _all_kinds()),
+            "schedule": o.schedule, "rate": o.rate, "count": o.count, "duration": o.duration, "seed": o.seed,
+            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s}

@@ -1,0 +1,184 @@
+"""Short campaigns of each built-in workload, a workload whose own check fails (a
+violation with its replay key, exit status 1), and `--replay`.
+
+The campaigns run in this process (`redleaf.crashtest.cli.run`), booting their
+instances through supervisor.instance, so the session's leak check sees them."""
+
+import json
+import os
+
+import pytest
+
+from redleaf.crashtest import cli
+
+pytestmark = pytest.mark.timeout(300)  # a campaign boots an instance and waits out every recovery
+
+QUICK_KINDS = "sigkill,sigsegv,exception,exit,stop,slow"
+FIELDS = {"options", "instance", "faults", "recoveries", "time_to_recovery_s", "calls", "client_errors",
+          "violations", "fault_log"}
+
+
+def _run(capsys, *argv):
+    rc = cli.run(["--json", *argv])
+    out = capsys.readouterr().out
+    return rc, json.loads(out)
+
+
+@pytest.mark.parametrize("workload,count", [("echo", 24), ("nvme-rw", 20)])
+def test_a_short_campaign_passes_with_no_violation(capsys, workload, count):
+    rc, s = _run(capsys, "--workload", workload, "--count", str(count), "--duration", "3", "--faults", QUICK_KINDS,
+                 "--stall-s", "0.3", "--seed", "11")
+    assert s["violations"] == [], s["violations"]
+    assert rc == 0
+    assert FIELDS <= set(s)
+    assert s["faults"]["planned"] == count
+    f = s["faults"]
+    assert f["fired"] + f["skipped"] + f["not_fired"] == count and f["fired"] > 0
+    assert sum(s["faults"]["by_kind"].values()) == s["faults"]["fired"]
+    assert s["recoveries"]["not_recovered"] == 0
+    assert s["recoveries"]["restarted"] > 0
+    t = s["time_to_recovery_s"]
+    assert t["count"] == s["faults"]["fired"] and 0 < t["median"] <= t["p99"] <= t["max"]
+    assert s["client_errors"]["unexpected"] == 0
+    assert s["calls"] > 0
+
+
+def test_a_campaign_of_simultaneous_faults_on_every_nvme_process(capsys):
+    rc, s = _run(capsys, "--workload", "nvme-rw", "--schedule", "simultaneous", "--count", "9", "--duration", "2",
+                 "--faults", "sigkill,exception", "--seed", "5")
+    assert s["violations"] == [] and rc == 0
+    log = s["fault_log"]
+    waves = {}
+    for f in log:
+        waves.setdefault(f["wave"], []).append(f["target"])
+    assert any(len(set(t)) > 1 for t in waves.values())  # several targets hit in one instant
+
+
+BROKEN = "tests.crashtest.broken_workload:run"
+
+
+def test_a_failing_workload_check_is_a_violation_with_its_replay_key(capsys, tmp_path):
+    rc, s = _run(capsys, "--workload", BROKEN, "--count", "3", "--duration", "1", "--faults", "sigkill",
+                 "--seed", "4", "--report", str(tmp_path / "rep"))
+    assert rc == 1
+    v = s["violations"]
+    assert v and all("deliberately broken check" in x["what"] for x in v)
+    first = v[0]
+    assert first["seed"] == 4 and first["fault"] == 0 and first["kind"] == "sigkill" and first["target"] == "echo"
+    assert first["replay"] == "--seed 4 --replay 0"
+    files = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert files == ["plot.png", "report.json", "report.txt"]
+    assert "reproduce: redleaf crashtest --workload " + BROKEN in (tmp_path / "rep" / "report.txt").read_text()
+    # the reproducer: the same options, fault 0 alone, the same violation
+    rc, s = _run(capsys, "--workload", BROKEN, "--count", "3", "--duration", "1", "--faults", "sigkill",
+                 "--seed", "4", "--replay", "0")
+    assert rc == 1
+    assert s["faults"]["fired"] == 1 and s["fault_log"][0]["index"] == 0
+    assert s["violations"][0]["fault"] == 0
+
+
+def test_replay_runs_exactly_the_fault_it_names(capsys):
+    from redleaf.crashtest.schedule import make_plan, parse_kinds
+
+    plan = make_plan(8, kinds=parse_kinds(QUICK_KINDS), count=10, duration=1.0)
+    rc, s = _run(capsys, "--workload", "echo", "--count", "10", "--duration", "1", "--faults", QUICK_KINDS,
+                 "--stall-s", "0.3", "--seed", "8", "--replay", "7")
+    assert rc == 0 and s["violations"] == []
+    assert [f["index"] for f in s["fault_log"]] == [7]
+    assert s["fault_log"][0]["kind"] == plan[7].kind
+
+
+def test_bad_options_exit_2_with_a_reason(capsys, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a campaign makes its directory
+    assert cli.run(["--faults", "sigkill,nope"]) == 2
+    assert "unknown fault kind" in capsys.readouterr().err
+    assert cli.run(["--workload", "echo", "--count", "3", "--replay", "5"]) == 2
+    assert "has 3 fault(s)" in capsys.readouterr().err
+    assert cli.run(["--workload", "nosuch"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # a refused campaign leaves no directory behind
+
+
+def test_fuzz_without_fuzzers_says_so(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "fuzzers", lambda: [])
+    assert cli.run(["--fuzz", "control"]) == 2
+    assert "no fuzzers installed" in capsys.readouterr().err
+
+
+SLOW = pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="set RUN_SLOW=1 for the long campaigns")
+
+
+@SLOW
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("workload", ["echo", "nvme-rw"])
+@pytest.mark.parametrize("schedule", ["fixed", "poisson", "burst", "simultaneous"])
+def test_long_campaigns_of_every_quick_kind_and_schedule(capsys, workload, schedule):
+    rc, s = _run(capsys, "--workload", workload, "--schedule", schedule, "--count", "150", "--duration", "30",
+                 "--faults", QUICK_KINDS, "--stall-s", "0.3", "--seed", "1")
+    assert s["violations"] == [] and rc == 0
+    assert s["recoveries"]["not_recovered"] == 0
+
+
+@SLOW
+@pytest.mark.timeout(900)
+def test_hangs_inside_echo_calls_end_at_the_callers_deadline(capsys):
+    rc, s = _run(capsys, "--workload", "echo", "--count", "3", "--duration", "1", "--faults", "hang", "--seed", "2")
+    assert s["violations"] == [] and rc == 0
+    assert s["recoveries"]["restarted"] == 3
+    assert s["client_errors"]["by_kind"].get("RpcTimeout (expected)", 0) >= 1
+
+
+def test_nvme_rw_never_scribbles_on_a_running_instance(capsys):
+    assert cli.run(["--workload", "nvme-rw", "--name", "default", "--count", "1"]) == 2
+    assert "would overwrite what is there" in capsys.readouterr().err
+
+
+def test_a_driver_hang_inside_a_call_stays_below_the_shadow(capsys):
+    """Found by a campaign: a hang of nvme0.driver inside a call lasted the shadow's call
+    deadline (BDev's 30 s, +1 s to confirm); the client's own 30 s deadline to the
+    shadow passed first (RpcTimeout), and the shadow had no restart_timeout left
+    (DriverLost: it panicked).  The shadow now calls its driver with a shorter one."""
+    rc, s = _run(capsys, "--workload", "nvme-rw", "--targets", "nvme0.driver", "--faults", "hang", "--count", "2",
+                 "--duration", "1", "--seed", "1", "--replay", "0")
+    assert s["violations"] == [] and rc == 0
+    f = s["fault_log"][0]
+    assert f["how"].startswith("inject hang") and f["restarted"]
+    assert s["client_errors"]["expected"] == s["client_errors"]["unexpected"] == 0  # the shadow hid it
+
+
+def test_replay_of_a_wave_fires_its_faults_together(capsys):
+    from redleaf.crashtest.schedule import make_plan, waves
+
+    plan = make_plan(5, schedule="simultaneous", kinds=("sigkill",), count=6, duration=1.0)
+    wave = waves(plan)[0]
+    assert len(wave) >= 2
+    keys = ",".join(str(f.index) for f in wave)
+    rc, s = _run(capsys, "--workload", "nvme-rw", "--schedule", "simultaneous", "--faults", "sigkill", "--count", "6",
+                 "--duration", "1", "--seed", "5", "--replay", keys)
+    assert rc == 0 and s["violations"] == []
+    log = s["fault_log"]
+    assert [f["index"] for f in log] == [f.index for f in wave]
+    assert len({f["wave"] for f in log}) == 1 and len({f["target"] for f in log}) == len(log)
+
+
+def test_fuzz_runs_the_named_fuzzer_with_count_and_seed(capsys, monkeypatch):
+    import types
+
+    calls = []
+    mod = types.SimpleNamespace(run=lambda count, seed: calls.append((count, seed)) or {"inputs": count, "crashes": 0})
+    real = cli.importlib.import_module
+    monkeypatch.setattr(cli, "fuzzers", lambda: ["control_endpoint"])
+    monkeypatch.setattr(cli.importlib, "import_module",
+                        lambda name: mod if name == "redleaf.crashtest.fuzz.control_endpoint" else real(name))
+    assert cli.run(["--fuzz", "control-endpoint", "--count", "50", "--seed", "3"]) == 0
+    assert calls == [(50, 3)]
+    assert "inputs: 50" in capsys.readouterr().out
+    assert cli.run(["--fuzz", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["control_endpoint"]
+    assert cli.run(["--fuzz", "nope"]) == 2
+    assert "no fuzzer 'nope'; available: control_endpoint" in capsys.readouterr().err
+    mod.run = lambda count, seed: {"inputs": count, "crashes": 2}
+    assert cli.run(["--fuzz", "control_endpoint", "--json"]) == 1
+    assert '"crashes": 2' in capsys.readouterr().out
