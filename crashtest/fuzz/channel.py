@@ -32,6 +32,7 @@ from redleaf.domains.builtin.echo import Echo
 from redleaf.domains.errors import DomainCrashed, RpcError
 from redleaf.domains.interface import spec_of
 
+from .harness import check_heap, drive, on_instance
 from .tally import Tally
 
 MANIFEST = """
@@ -199,37 +200,12 @@ class ChannelFuzzer:
 def fuzz(inst, count: int, seed: int, tally: Tally | None = None) -> Tally:
     tally = tally or Tally("channel", seed)
     rng = random.Random(seed)
-    pid = inst.status()["echo"]["pid"]
     with inst.attach() as d:
         f = ChannelFuzzer(d, inst, tally)
-        for i in range(count):
-            try:
-                f.one(rng)
-            except RpcError as e:   # echo is gone (restarting, failed): an innocent domain died
-                tally.crash(f"echo became unreachable: {type(e).__name__}: {e}")
-                break
-            if (i + 1) % CHECK_EVERY == 0 or i + 1 == count:
-                row = inst.status()["echo"]
-                if (row["pid"], row["state"]) != (pid, "running"):
-                    tally.crash(f"echo was pid {pid}; now {row['pid']} {row['state']}", counted=False)
-                    break
-    v = inst.request("heap", check=True)["violations"]
-    if v:
-        tally.crash(f"heap --check: {v}", counted=False)
+        drive(inst, tally, count, lambda: f.one(rng), "echo", CHECK_EVERY)
+    check_heap(inst, tally)
     return tally
 
 
 def run(count: int, seed: int) -> dict:
-    from redleaf.supervisor.instance import Instance
-
-    tally = Tally("channel", seed)
-    inst = Instance(MANIFEST).start()
-    try:
-        fuzz(inst, count, seed, tally)
-    finally:
-        inst.stop()
-        left = inst.leftovers()
-        inst.cleanup_log()
-    if left:
-        tally.crash(f"the instance left things behind: {left}", counted=False)
-    return tally.result()
+    return on_instance("channel", MANIFEST, count, seed, fuzz)

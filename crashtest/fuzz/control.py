@@ -37,6 +37,7 @@ import zmq
 
 from redleaf.domains.control import COMMANDS, MAX_FRAME, PROTOCOL_VERSION
 
+from .harness import on_instance
 from .tally import Tally
 
 #: refusal kinds the supervisor gives for bad input; anything else is a finding
@@ -271,16 +272,4 @@ def fuzz(inst, count: int, seed: int, tally: Tally | None = None) -> Tally:
 
 def run(count: int, seed: int) -> dict:
     """Start an echo instance, send `count` inputs, stop it; the report."""
-    from redleaf.supervisor.instance import Instance
-
-    tally = Tally("control", seed)
-    inst = Instance(MANIFEST).start()
-    try:
-        fuzz(inst, count, seed, tally)
-    finally:
-        inst.stop()
-        left = inst.leftovers()
-        inst.cleanup_log()
-    if left:
-        tally.crash(f"the instance left things behind: {left}", counted=False)
-    return tally.result()
+    return on_instance("control", MANIFEST, count, seed, fuzz)
