@@ -133,6 +133,7 @@ class Campaign:
         self.targets = opts.targets or self.workload.targets
         self.rec = CampaignRecord(options=_opts_dict(opts, self.targets), plan_size=len(plan))
         self._conts: list[threading.Timer] = []
+        self._log_paths: dict[str, str] = {}  # domain -> its log file (stable across restarts)
 
     # ---------------------------------------------------------------------------------- run
     def run(self) -> CampaignRecord:
@@ -220,62 +221,103 @@ class Campaign:
             res = FaultResult(f.index, f.wave, f.kind, target or "-")
             if target is None:
                 res.how = f"skipped: no running target matches {self.targets!r}"
-            else:
-                res.how = self._fire(f, target, by_name[target], res)
-            # delivered now (an inject the target did not ack in time fell back to a signal)
-            res.fired_at = time.monotonic() - self.t0
+                res.fired_at = time.monotonic() - self.t0
             results.append(res)
             self.rec.faults.append(res)
+        self._fire_wave([(f, r, by_name.get(r.target)) for f, r in zip(wave, results) if r.target != "-"])
         hit = {r.target for r in results if not r.how.startswith("skipped")}
-        old = {r.target: by_name[r.target]["pid"] for r in results if r.target in by_name}
+        # an incarnation is (pid, restarts): a co-located domain restarts in its group's
+        # process, under the same pid
+        old = {r.target: _incarnation(by_name[r.target]) for r in results if r.target in by_name}
         self._await_recovery(results, old)
         self._classify_errors(wave, hit, results)
         self._check(wave, results, names)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
 
-    def _fire(self, f: Fault, target: str, row: dict, res: FaultResult) -> str:
-        """Deliver one fault; what was done, in words."""
-        kind = f.kind
-        pid = row["pid"]
-        methods = self.workload.methods_for(target) if row["kind"] == "domain" else ()
-        try:
-            if kind in IN_CALL_KINDS and methods:
-                method = methods[f.method_pick % len(methods)]
-                # an armed fault fires when the workload's call reaches it, or never:
-                # the target's own log line (FaultArm.fire writes it first) says which
-                path = self.ctl.request("logs", name=target)["path"]
-                res.fire_log = (path, _size(path))
+    def _fire_wave(self, todo: list) -> None:
+        """Deliver the faults of a wave, (fault, result, status row) each, in one
+        instant: every control request is sent before any reply is awaited.  Each
+        result's `how` says what was done; `fired_at` is when it was delivered."""
+        first: dict[int, tuple] = {}  # rid -> (fault, result, row, request)
+        for f, res, row in todo:
+            req = self._request_for(f, res, row)
+            if req is None:
+                res.fired_at = time.monotonic() - self.t0
+                continue
+            try:
+                first[self.ctl.submit(req[0], **req[1])] = (f, res, row, req)
+            except ControlError as e:
+                res.how = f"skipped: {e}"
+        retry: dict[int, tuple] = {}
+        for rid, reply in self._collect(first).items():
+            f, res, row, (cmd, fields) = first[rid]
+            if isinstance(reply, ControlError) and cmd == "inject" and f.kind != "slow":
+                # not armed (e.g. the domain is busy): the signal of the same name instead
+                res.fire_log = None
+                fields = {"name": res.target, "how": f.kind}
+                retry[self.ctl.submit("kill", **fields)] = (f, res, row, ("kill", fields))
+                continue
+            self._record_fired(f, res, cmd, reply)
+        for rid, reply in self._collect(retry).items():
+            f, res, _row, (cmd, _fields) = retry[rid]
+            self._record_fired(f, res, cmd, reply)
+
+    def _collect(self, sent: dict) -> dict:
+        return self.ctl.collect(list(sent), 30.0, "a fault") if sent else {}
+
+    def _record_fired(self, f: Fault, res: FaultResult, cmd: str, reply) -> None:
+        res.fired_at = time.monotonic() - self.t0
+        if isinstance(reply, ControlError):
+            res.fire_log = None
+            res.how = f"skipped: {'inject refused: ' if cmd == 'inject' else ''}{reply}"
+        elif cmd == "inject":
+            extra = f" ({self.opts.stall_s:g}s)" if f.kind == "slow" else ""
+            res.how = f"inject {f.kind}{extra} at call {f.nth} of {self._method(f, res)}"
+        else:
+            res.how = f"kill --how {f.kind}"
+
+    def _method(self, f: Fault, res: FaultResult) -> str:
+        methods = self.workload.methods_for(res.target)
+        return methods[f.method_pick % len(methods)]
+
+    def _request_for(self, f: Fault, res: FaultResult, row: dict):
+        """The control request that delivers `f` at `res.target`, as (cmd, fields); or
+        None when it was delivered here (a SIGSTOP) or cannot be (`res.how` says)."""
+        kind, target = f.kind, res.target
+        if kind in IN_CALL_KINDS and row["kind"] == "domain" and self.workload.methods_for(target):
+            # an armed fault fires when the workload's call reaches it, or never: the
+            # target's own log line (FaultArm.fire writes it first) says which
+            path = self._log_paths.get(target)
+            if path is None:
                 try:
-                    self.ctl.request("inject", name=target, method=method, nth=f.nth, action=kind,
-                                     stall_s=float(self.opts.stall_s))
-                    extra = f" ({self.opts.stall_s:g}s)" if kind == "slow" else ""
-                    return f"inject {kind}{extra} at call {f.nth} of {method}"
+                    path = self._log_paths[target] = self.ctl.request("logs", name=target)["path"]
                 except ControlError as e:
-                    res.fire_log = None
-                    if kind == "slow":
-                        return f"skipped: inject refused ({e})"
-                    # not armed (e.g. the domain is busy): the signal of the same name instead
-            if kind in ("sigkill", "sigsegv", "exception", "exit", "hang"):
-                self.ctl.request("kill", name=target, how=kind)
-                return f"kill --how {kind}"
-            # stop, and slow at a target the workload does not call: the process stands still
-            hold = f.hold_s if kind == "stop" else float(self.opts.stall_s)
-            os.kill(pid, signal.SIGSTOP)
-            t = threading.Timer(hold, _cont, args=(pid,))
-            t.daemon = True
-            t.start()
-            self._conts.append(t)
-            res.held_s = hold
-            return f"SIGSTOP, SIGCONT after {hold:g}s"
-        except ControlError as e:
-            return f"skipped: {e}"
+                    res.how = f"skipped: {e}"
+                    return None
+            res.fire_log = (path, _size(path))
+            return "inject", {"name": target, "method": self._method(f, res), "nth": f.nth, "action": kind,
+                              "stall_s": float(self.opts.stall_s)}
+        if kind in ("sigkill", "sigsegv", "exception", "exit", "hang"):
+            return "kill", {"name": target, "how": kind}
+        # stop, and slow at a target the workload does not call: the process stands still
+        hold = f.hold_s if kind == "stop" else float(self.opts.stall_s)
+        try:
+            os.kill(row["pid"], signal.SIGSTOP)
         except ProcessLookupError:
-            return "skipped: the target's process was gone"
+            res.how = "skipped: the target's process was gone"
+            return None
+        t = threading.Timer(hold, _cont, args=(row["pid"],))
+        t.daemon = True
+        t.start()
+        self._conts.append(t)
+        res.held_s = hold
+        res.how = f"SIGSTOP, SIGCONT after {hold:g}s"
+        return None
 
     def _await_recovery(self, results: list[FaultResult], old: dict) -> None:
-        """Until everything settled and each target is running again: a new pid for a
-        fault that ends the process, or the same one once a stop or stall is over (the
+        """Until everything settled and each target is running again: a new incarnation
+        for a fault that ends the domain, or the same one once a stop or stall is over (the
         watchdog may have replaced it meanwhile).  An armed in-call fault that the
         workload's calls did not reach within FIRE_S is recorded as not fired."""
         t_start = time.monotonic()
@@ -292,7 +334,7 @@ class Campaign:
                 row = by.get(res.target)
                 if row is None:
                     continue
-                new_pid = row["pid"] != old.get(res.target)
+                new_pid = _incarnation(row) != old.get(res.target)
                 waited = now - t_start
                 if ok and row["state"] == "running" and new_pid:
                     res.restarted = True
@@ -337,8 +379,8 @@ class Campaign:
         errs = self.wrec.errors[self.errors_seen:]
         self.errors_seen += len(errs)
         unexpected: dict[str, list] = {}
-        for t, kind, msg in errs:
-            expected = self.workload.expected(kind, hit)
+        for t, kind, msg, what in errs:
+            expected = self.workload.expected(kind, hit, what)
             key = f"{kind} ({'expected' if expected else 'unexpected'})"
             self.rec.errors_by_kind[key] = self.rec.errors_by_kind.get(key, 0) + 1
             if results:  # a wave's errors are counted on its first fault
@@ -417,6 +459,10 @@ class Campaign:
 
 class _Abort(Exception):
     """The supervisor is gone: the campaign cannot go on (recorded as a violation)."""
+
+
+def _incarnation(row: dict) -> tuple:
+    return row.get("pid"), row.get("restarts", 0)
 
 
 def _size(path: str) -> int:

@@ -55,7 +55,8 @@ def text(s: dict) -> str:
     ms = (lambda v: "-" if v is None else f"{v * 1000:.1f} ms")
     lines = [
         f"crashtest: workload {o['workload']} on instance {s['instance']} ({'booted' if s['booted'] else 'joined'}), "
-        f"seed {o['seed']}, schedule {o['schedule']}" + (f", replay of fault(s) {','.join(map(str, o['replay']))}" if o["replay"] is not None else ""),
+        + (f"{o['parallel']} campaigns at once, seeds {','.join(map(str, o['seeds']))}" if o.get("parallel")
+           else f"seed {o['seed']}") + f", schedule {o['schedule']}" + (f", replay of fault(s) {','.join(map(str, o['replay']))}" if o["replay"] is not None else ""),
         f"  targets {o['targets']!r}, faults {','.join(o['faults'])}, {s['elapsed_s']:.1f}s, "
         f"{s['calls']} workload calls completed",
         f"faults: {f['fired']} fired of {f['planned']} planned ({f['skipped']} skipped, {f['not_fired']} armed "

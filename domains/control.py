@@ -147,6 +147,10 @@ class ControlClient:
             self.sock.setsockopt(zmq.IDENTITY, identity)
         self.sock.connect(self.paths.control)
         self._rids = itertools.count(1)
+        #: submitted requests not yet collected, and replies that came for them while
+        #: another request was being waited on
+        self._outstanding: set[int] = set()
+        self._early: dict[int, dict] = {}
         self.pushes: collections.deque[dict] = collections.deque()
         self._sup = self._supervisor_record()
 
@@ -177,6 +181,16 @@ class ControlClient:
                 f"`redleaf up --name {self.instance}` cleans up and starts again")
 
     def request(self, cmd: str, timeout_s: float | None = None, **fields) -> dict:
+        rid = self.submit(cmd, **fields)
+        reply = self.collect([rid], timeout_s, cmd)[rid]
+        if isinstance(reply, ControlError):
+            raise reply
+        return reply
+
+    def submit(self, cmd: str, **fields) -> int:
+        """Send a request without waiting; its answer comes from `collect`.  Several
+        may be outstanding (the replies carry their rid): a crash campaign fires the
+        faults of one wave this way, in the same instant."""
         rid = next(self._rids)
         gone = self.supervisor_gone()
         if gone:
@@ -187,9 +201,23 @@ class ControlClient:
         else:
             msg["token"] = self.token
         self.sock.send(encode(msg))
+        self._outstanding.add(rid)
+        return rid
+
+    def collect(self, rids: list[int], timeout_s: float | None = None, what: str = "") -> dict:
+        """The replies to the submitted requests `rids`: rid -> reply, or the
+        ControlError it was refused with.  InstanceNotRunning if the supervisor dies or
+        does not answer them all in time."""
         timeout_ms = self.timeout_ms if timeout_s is None else int(timeout_s * 1000)
         deadline = time.monotonic() + timeout_ms / 1000
-        while True:
+        want = set(rids)
+        out: dict = {}
+        for rid in list(want):
+            if rid in self._early:
+                out[rid] = self._reply(self._early.pop(rid))
+                want.discard(rid)
+                self._outstanding.discard(rid)
+        while want:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0 or not self.sock.poll(min(left_ms, _LIVENESS_SLICE_MS)):
                 gone = self.supervisor_gone()
@@ -197,18 +225,30 @@ class ControlClient:
                     raise InstanceNotRunning(gone)
                 if left_ms > 0:
                     continue
+                self._outstanding -= want  # their replies, if they ever come, are dropped
                 raise InstanceNotRunning(
-                    f"the supervisor of {self.instance!r} did not answer {cmd!r} within {timeout_ms / 1000:.1f}s"
+                    f"the supervisor of {self.instance!r} did not answer {what or 'a request'!r} "
+                    f"within {timeout_ms / 1000:.1f}s"
                 )
             reply = msgpack.unpackb(self.sock.recv(), raw=False)
             if "push" in reply:
                 self.pushes.append(reply)
                 continue
-            if reply.get("rid") not in (rid, None):
-                continue  # a late reply to an earlier, timed-out request
-            if not reply.get("ok"):
-                raise ControlError(reply.get("kind", "Error"), reply.get("error", "request failed"))
-            return reply
+            rid = reply.get("rid")
+            if rid is None and len(want) == 1:
+                rid = next(iter(want))  # a refusal of a request it could not parse carries no rid
+            if rid not in want:
+                if rid in self._outstanding:
+                    self._early[rid] = reply  # another submitted request's: kept for its collect
+                continue  # else a late reply to an earlier, timed-out request
+            want.discard(rid)
+            self._outstanding.discard(rid)
+            out[rid] = self._reply(reply)
+        return out
+
+    @staticmethod
+    def _reply(reply: dict):
+        return reply if reply.get("ok") else ControlError(reply.get("kind", "Error"), reply.get("error", "request failed"))
 
     def poll_pushes(self) -> None:
         """Move any pushed messages waiting on the socket into `pushes` (non-blocking)."""

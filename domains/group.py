@@ -53,6 +53,8 @@ from .errors import ControlError
 from .proxy import DomainPanic, set_panic_hook
 
 SPIN_NS = 1_000_000
+#: how often a busy loop reads its control pushes (a fault to arm, a member to add)
+PUSH_CHECK_NS = 5_000_000
 IDLE_POLL_MS = 100
 #: a host left without members exits after this long (the zygote forks a new one
 #: for the group's next spec; one that arrives meanwhile dies with this host, and
@@ -362,7 +364,7 @@ class Group:
         """The host's loop: run the member that has a loop of its own (its loop serves
         the rest), else serve, spin a little, and sleep on every doorbell."""
         now = time.monotonic_ns
-        idle_since = now()
+        idle_since = checked = now()
         spins = 0
         self.handle_pushes()
         while not self.stop:
@@ -372,9 +374,10 @@ class Group:
                 idle_since = now()
                 continue
             if self.serve_all():
-                idle_since = now()
+                idle_since = t = now()
                 spins += 1
-                if spins & 0xFFF == 0:
+                if t - checked > PUSH_CHECK_NS:  # busy: pushes (faults, members) within ms
+                    checked = t
                     self.beat_all()
                     self.handle_pushes()
                 continue

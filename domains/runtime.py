@@ -44,6 +44,8 @@ _U32 = struct.Struct("<I")
 #: hop.  Yielding spinners hand the CPU over without either cost; with a free core
 #: the yield returns at once.
 SPIN_NS = 1_000_000
+#: how often a busy loop reads its control pushes (a fault to arm, a notice)
+PUSH_CHECK_NS = 5_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
 IDLE_SLEEP_MS = 1000  # a domain with nothing to do: its doorbell or a signal wakes it sooner
 SUPERVISOR_CHECK_NS = 200_000_000  # a call waiting this long checks that the supervisor lives
@@ -577,14 +579,15 @@ class Runtime:
             self.group.run_forever()
             return
         now = time.monotonic_ns
-        idle_since = now()
+        idle_since = checked = now()
         spins = 0
         self.handle_pushes()
         while not self.stop:
             if self.serve_pending():
-                idle_since = now()
+                idle_since = t = now()
                 spins += 1
-                if spins & 0xFFF == 0:
+                if t - checked > PUSH_CHECK_NS:  # busy: pushes (faults, members) within ms
+                    checked = t
                     self.beat()
                     self.handle_pushes()
                 continue

@@ -610,6 +610,15 @@ class Control:
             self.out.send(uident, {"ok": True, "pid": e.pid, "rid": rid})
         return {}
 
+    def domain_died(self, did: int) -> None:
+        """An inject waiting on a domain that died is answered at once, not at its timeout."""
+        w = self.inject_waiters.pop(did, None)
+        if w is not None:
+            e = self.table.by_id.get(did)
+            name = e.name if e is not None else f"domain {did}"
+            self.out.send(w[1], {"ok": False, "kind": "NotArmed", "rid": w[2],
+                                 "error": f"{name} died before it acknowledged the fault (nothing was armed)"})
+
     def _inject_timeout(self, did: int, pid: int, rid) -> None:
         w = self.inject_waiters.get(did)
         if w is None or w[0] != pid or w[2] != rid:

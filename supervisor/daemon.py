@@ -102,6 +102,7 @@ class Supervisor:
         self.watchdog.channels = self.channels
         self.control = Control(self, self.table, self.life, self.channels, self.devices, self.heap, self.loop,
                                self.out)
+        self.life.death_hooks.append(self.control.domain_died)
         self.loop.add_reader(self.out.router, self.control.drain)
         self.loop.add_reader(self.life.zygote.fileno(), self.life.zygote.drain)
         self.loop.periodic.append(self._tick)

@@ -90,6 +90,9 @@ class Lifecycle:
                                  on_timeout=self.on_spawn_timeout, on_lost=self.on_zygote_lost,
                                  on_member_exit=self.on_member_exit)
         self.zygote_pid = 0
+        #: called with a domain id as it dies, after its calls in flight failed (the
+        #: control endpoint answers requests that waited on that domain)
+        self.death_hooks: list = []
         self.spawning: dict[int, Entry] = {}  # zygote request id -> entry being started
         self.probes: dict[int, Probe] = {}  # zygote request id -> shadow probe
         self.probe_pids: dict[int, int] = {}  # probe pid -> request id
@@ -353,8 +356,11 @@ class Lifecycle:
             e.pidfd = -1
         # its spawned children die with it (their one capability is gone)
         self.kill_children(e, did)
-        # 2. fail every call in flight to it (and mark the channels it called through)
+        # 2. fail every call in flight to it (and mark the channels it called through),
+        # and answer what waited on it (an `inject` waiting for its acknowledgement)
         self.channels.party_died(did)
+        for hook in self.death_hooks:
+            hook(did)
         if e.kind == "device":
             self.kill_dependents(e)
         # 3. stop its devices' DMA into its memory, then reclaim that memory

@@ -5,6 +5,8 @@ loop it runs in a thread of the campaign's process (attached as a client domain)
 its own data checks, and the errors it expects when a given target is hit.
 
   echo     calls with RRefs on the builtin Echo domain, contents verified
+  fleet    the echo rounds on four Echo domains, two apart and two co-located in one
+           group (the fast workload behind `--preset soak`)
   nvme-rw  random 4 KiB reads and writes through the NVMe driver's shadow, every
            block versioned: a read returns the last acknowledged write
   MODULE:FUNCTION  a user's loop (see user.py)
@@ -14,7 +16,7 @@ May call: domains, drivers, supervisor (manifests only through drivers), shared_
 
 from __future__ import annotations
 
-BUILTIN = ("echo", "nvme-rw")
+BUILTIN = ("echo", "fleet", "nvme-rw")
 
 
 def get(name: str, tmpdir: str):
@@ -23,6 +25,10 @@ def get(name: str, tmpdir: str):
         from .echo import EchoWorkload
 
         return EchoWorkload(tmpdir)
+    if name == "fleet":
+        from .fleet import FleetWorkload
+
+        return FleetWorkload(tmpdir)
     if name == "nvme-rw":
         from .nvme_rw import NvmeRwWorkload
 

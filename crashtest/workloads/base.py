@@ -47,7 +47,7 @@ class _Call:
 
         if isinstance(ev, RpcError):
             self.failed = True
-            rec.error(type(ev).__name__, str(ev), t1)
+            rec.error(type(ev).__name__, str(ev), t1, self.what)
             return True  # an RPC error is recorded and judged by the campaign, not raised
         return False
 
@@ -57,7 +57,7 @@ class Recorder:
         self.t0 = time.monotonic()
         self.ops = 0
         self.buckets: dict[int, int] = {}
-        self.errors: list[tuple[float, str, str]] = []  # (time, type, message)
+        self.errors: list[tuple[float, str, str, str]] = []  # (time, type, message, the call's `what`)
         self.problems: list[tuple[float, str]] = []  # failed data checks
         self.slow_calls: list[tuple[str, float, float]] = []
         self.in_call: tuple[str, float, float] | None = None
@@ -75,8 +75,8 @@ class Recorder:
         if not self.started.is_set():
             self.started.set()
 
-    def error(self, kind: str, message: str, t: float | None = None) -> None:
-        self.errors.append((time.monotonic() if t is None else t, kind, message))
+    def error(self, kind: str, message: str, t: float | None = None, what: str = "") -> None:
+        self.errors.append((time.monotonic() if t is None else t, kind, message, what))
 
     def problem(self, message: str) -> None:
         self.problems.append((time.monotonic(), message))
@@ -140,8 +140,9 @@ class Workload:
         self.hold.clear()
         self.hold_wait.set()
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
-        """Is an error of type `kind` expected while `targets` are being faulted?"""
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
+        """Is an error of type `kind`, raised by the call `what` (as given to
+        `rec.call`), expected while `targets` are being faulted?"""
         return False
 
     def final_problems(self) -> list[str]:

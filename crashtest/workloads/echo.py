@@ -48,7 +48,7 @@ class EchoWorkload(Workload):
     def manifest(self) -> str:
         return MANIFEST
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return kind in OUTAGE_ERRORS and "echo" in targets
 
     def body(self, instance: str, rec: Recorder, stop: threading.Event) -> None:
@@ -57,36 +57,40 @@ class EchoWorkload(Workload):
 
         with attach(instance) as d:
             e = d.lookup("echo", Echo)
-            dl = self.deadline_s
             i = 0
             while not stop.is_set():
                 self.gate()
                 i += 1
-                byte = i % 251
-                v = d.heap.alloc_vec(np.uint8, VEC)
-                v.np[:] = byte
-                v.np[0] = (i >> 8) & 0xFF
-                want = int(v.np.sum(dtype=np.uint64))
-                with rec.call("Echo.checksum", dl) as c:
-                    got = e.checksum(v)
-                    if got != want:
-                        rec.problem(f"Echo.checksum of round {i} returned {got}, expected {want}")
-                failed = c.failed
-                back = None
-                if not failed:
-                    with rec.call("Echo.roundtrip", dl) as c:
-                        back = e.roundtrip(v)
-                    failed = c.failed
-                if back is not None:
-                    a = np.asarray(back.np)
-                    if a[0] != ((i >> 8) & 0xFF) or not (a[1:] == byte).all():
-                        rec.problem(f"Echo.roundtrip of round {i} returned different bytes")
-                    back.drop()
-                if v.alive:
-                    v.drop()
-                with rec.call("Echo.inc", dl) as c:
-                    if e.inc(i) != i + 1:
-                        rec.problem(f"Echo.inc({i}) returned a wrong value")
-                failed = failed or c.failed
-                if failed:
+                if echo_round(d, e, i, rec, self.deadline_s, "echo"):
                     time.sleep(PAUSE_AFTER_ERROR_S)
+
+
+def echo_round(d, e, i: int, rec: Recorder, dl: float, name: str) -> bool:
+    """Round `i` of checked calls on the Echo proxy `e` (domain `name`), attached as
+    `d`; True if a call failed with an RPC error (recorded, with `name` in its what)."""
+    byte = i % 251
+    v = d.heap.alloc_vec(np.uint8, VEC)
+    v.np[:] = byte
+    v.np[0] = (i >> 8) & 0xFF
+    want = int(v.np.sum(dtype=np.uint64))
+    with rec.call(f"{name}.checksum", dl) as c:
+        got = e.checksum(v)
+        if got != want:
+            rec.problem(f"{name}.checksum of round {i} returned {got}, expected {want}")
+    failed = c.failed
+    back = None
+    if not failed:
+        with rec.call(f"{name}.roundtrip", dl) as c:
+            back = e.roundtrip(v)
+        failed = c.failed
+    if back is not None:
+        a = np.asarray(back.np)
+        if a[0] != ((i >> 8) & 0xFF) or not (a[1:] == byte).all():
+            rec.problem(f"{name}.roundtrip of round {i} returned different bytes")
+        back.drop()
+    if v.alive:
+        v.drop()
+    with rec.call(f"{name}.inc", dl) as c:
+        if e.inc(i) != i + 1:
+            rec.problem(f"{name}.inc({i}) returned a wrong value")
+    return failed or c.failed

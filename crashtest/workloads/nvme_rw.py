@@ -65,7 +65,7 @@ class NvmeRwWorkload(Workload):
         return text.replace(marker, marker + 'restart = "permanent"\nmax_restarts = 1000000\nperiod_s = 1.0\n'
                                              "backoff_s = 0.0\n", 1)
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return kind in OUTAGE_ERRORS and SHADOW in targets
 
     def _valid(self, block: int) -> set[int]:

@@ -58,7 +58,7 @@ class UserWorkload(Workload):
     def manifest(self) -> str | None:
         return self.manifest_text
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return kind in self.expected_kinds and bool(targets)
 
     def body(self, instance: str, rec: Recorder, stop) -> None:

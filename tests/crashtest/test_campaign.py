@@ -24,7 +24,7 @@ def _run(capsys, *argv):
     return rc, json.loads(out)
 
 
-@pytest.mark.parametrize("workload,count", [("echo", 24), ("nvme-rw", 20)])
+@pytest.mark.parametrize("workload,count", [("echo", 24), ("fleet", 24), ("nvme-rw", 20)])
 def test_a_short_campaign_passes_with_no_violation(capsys, workload, count):
     rc, s = _run(capsys, "--workload", workload, "--count", str(count), "--duration", "3", "--faults", QUICK_KINDS,
                  "--stall-s", "0.3", "--seed", "11")
@@ -52,6 +52,24 @@ def test_a_campaign_of_simultaneous_faults_on_every_nvme_process(capsys):
     for f in log:
         waves.setdefault(f["wave"], []).append(f["target"])
     assert any(len(set(t)) > 1 for t in waves.values())  # several targets hit in one instant
+
+
+def test_the_soak_preset_split_over_two_instances_in_short(capsys, tmp_path):
+    """`--preset soak` as CI can afford it: 800 faults in simultaneous waves on the
+    fleet (domains apart and co-located), two campaigns at once, one merged report."""
+    rep = tmp_path / "soak"
+    rc, s = _run(capsys, "--preset", "soak", "--count", "800", "--parallel", "2", "--report", str(rep))
+    print(f"soak preset, short: {s['faults']['fired']} faults fired, {s['calls']} calls")
+    assert s["violations"] == [], s["violations"][:5]
+    assert rc == 0
+    assert s["options"]["parallel"] == 2 and s["options"]["seeds"] == [0, 1]
+    assert s["faults"]["planned"] == 800
+    f = s["faults"]
+    assert f["fired"] + f["skipped"] + f["not_fired"] == 800 and f["fired"] >= 700
+    assert set(f["by_target"]) == {"echo0", "echo1", "echo2", "echo3"}
+    assert s["recoveries"]["not_recovered"] == 0 and s["client_errors"]["unexpected"] == 0
+    assert sorted(p.name for p in rep.iterdir()) == ["plot.png", "report.json", "report.txt", "seed-0", "seed-1"]
+    assert (rep / "seed-1" / "plot.png").exists()
 
 
 BROKEN = "tests.crashtest.broken_workload:run"
