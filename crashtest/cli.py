@@ -21,10 +21,10 @@ from .schedule import FAULT_KINDS, SCHEDULES, PlanError
 PRESETS = {
     # The >= 100,000-fault soak of issue #18: hours unattended on this machine.  Waves of
     # 2-3 simultaneous faults as fast as the targets come back, on four Echo domains in
-    # both placements, three instances side by side; report and plots in ./crashtest-soak.
+    # both placements, four instances side by side; report and plots in ./crashtest-soak.
     # Not hang or slow: each costs a caller's deadline (10 s), which would make 100,000
     # faults weeks long; CI's campaigns and tests/crashtest/test_inject.py cover them.
-    "soak": {"count": 100_000, "workload": "fleet", "schedule": "simultaneous", "rate": 100.0, "parallel": 3,
+    "soak": {"count": 100_000, "workload": "fleet", "schedule": "simultaneous", "rate": 100.0, "parallel": 4,
              "faults": "sigkill,sigsegv,exception,exit,stop", "report": "crashtest-soak"},
     # what CI runs: a short campaign of the kinds that recover in well under a second
     "ci": {"count": 30, "schedule": "fixed", "rate": 20.0, "faults": "sigkill,sigsegv,exception,exit,stop"},
