@@ -230,8 +230,7 @@ class Campaign:
         # process, under the same pid
         old = {r.target: _incarnation(by_name[r.target]) for r in results if r.target in by_name}
         self._await_recovery(results, old)
-        self._classify_errors(wave, hit, results)
-        self._check(wave, results, names)
+        self._check(wave, results, names, hit)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
 
@@ -397,7 +396,7 @@ class Campaign:
                                f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
                           + f" (first: {msgs[0]})")
 
-    def _check(self, wave, results, names) -> None:
+    def _check(self, wave, results, names, hit: set | None = None) -> None:
         tgt = ",".join(names) if names else "-"
         gone = self.ctl.supervisor_gone()
         if gone:
@@ -405,6 +404,10 @@ class Campaign:
             raise _Abort(gone)
         w = self.wrec
         parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
+        if hit is not None:
+            # once the loop is parked, the calls the wave disturbed have all returned and
+            # their errors are recorded: judged against this wave, not the next
+            self._classify_errors(wave, hit, results)
         try:
             problems = [] if parked else [w.hung_call(time.monotonic(), 0) or "the workload's loop did not pause"]
             self._check_paused(results, problems)

@@ -2,7 +2,8 @@
 (rv6/fs_interface.py) over the core file system (rv6/fs/fs.py) on a block device
 domain it is granted in the manifest.
 
-Owns: the mounted core FileSystem, its descriptor table, the BDevDisk adapter. Calls: the
+Owns: the mounted core FileSystem, its descriptor table and who opened each descriptor,
+the BDevDisk adapter. Calls: the
 core fs layers (rv6/fs), the `BDev` and `NvmeBDev` proxies (redleaf.drivers.bdev) and the domain runtime
 (its heap); never the supervisor.
 
@@ -24,6 +25,12 @@ Rv6 file system is formatted first only if `mkfs_if_blank` is set and it reads a
 damaged one) fails the start with an error that says which, and nothing is written.
 A blank device is formatted with the user programs in /bin (and /dev), as `redleaf mkfs`
 does; `install_programs = false` leaves it empty.
+
+Descriptors belong to the client that opened them (its domain id and channel): another
+client naming one, or a new client that inherited a dead one's domain id, gets EBADF, so
+a client can neither guess its way into another's open files nor, after this domain
+restarts and numbers descriptors afresh, reach one with a stale number.  A dead
+client's descriptors are closed when the next open finds it gone.
 
 Boundary checks: each argument a caller controls is checked here before the core sees it
 (descriptors, sizes, offsets, the byte vector's type and length, paths), and answered with
@@ -107,6 +114,8 @@ def _bytes_view(buf: RRefVec, n: int, what: str) -> np.ndarray:
 class FsDomain(FileSystem):
     def __init__(self, ctx):
         self.ctx = ctx
+        self.rt = ctx.rt
+        self.owners: dict[int, tuple[int, int]] = {}  # descriptor -> (domain id, channel) of its opener
         cfg = ctx.config
         role = cfg.get("bdev", "nvme0")
         self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev), self._batched(ctx, role))
@@ -158,44 +167,84 @@ class FsDomain(FileSystem):
 
     # --- descriptors and data ------------------------------------------------------------
 
+    def _caller(self) -> tuple[int, int]:
+        ch = self.rt.serving
+        return ch.caller, ch.chan_id
+
+    def _fd(self, fd) -> int:
+        """`fd`, if it is an open descriptor of the calling client's; else EBADF."""
+        fd = _check_fd(fd)
+        owner = self.owners.get(fd)
+        if owner is None:
+            raise FsError(errno.EBADF, f"{fd} is not an open file descriptor")
+        did, chan_id = self._caller()
+        if owner[0] != did:
+            raise FsError(errno.EBADF, f"{fd} is not an open file descriptor of this client")
+        if owner[1] != chan_id:
+            if self.rt.client_alive(owner[1]):
+                self.owners[fd] = (did, chan_id)  # the same client, on another channel
+            else:  # a new client under a dead one's domain id: not its descriptor
+                self._close_gone()
+                raise FsError(errno.EBADF, f"{fd} belonged to an earlier client with this domain id")
+        return fd
+
+    def _close_gone(self) -> None:
+        """Close the descriptors of clients that are gone (their channels closed)."""
+        alive: dict[int, bool] = {}
+        for fd, (_did, chan_id) in list(self.owners.items()):
+            if chan_id not in alive:
+                alive[chan_id] = self.rt.client_alive(chan_id)
+            if not alive[chan_id]:
+                del self.owners[fd]
+                try:
+                    self.fs.close(fd)
+                except FsError:
+                    pass
+
     def open(self, path: str, flags: int, mode: int) -> int:
         _check_int(flags, "flags", 0, 0xFFFFFFFF)
         _check_int(mode, "mode", 0, 0o7777)
-        return self._call(self.fs.open, _check_path(path), flags, mode)
+        path = _check_path(path)
+        self._close_gone()
+        fd = self._call(self.fs.open, path, flags, mode)
+        self.owners[fd] = self._caller()
+        return fd
 
     def close(self, fd: int) -> None:
-        self._call(self.fs.close, _check_fd(fd))
+        fd = self._fd(fd)
+        del self.owners[fd]
+        self._call(self.fs.close, fd)
 
     def read(self, fd: int, buf: RRefVec, n: int) -> tuple[int, RRefVec]:
         view = _bytes_view(buf, n, "read")
-        got = self._call(self.fs.readinto, _check_fd(fd), view)
+        got = self._call(self.fs.readinto, self._fd(fd), view)
         return got, buf
 
     def pread(self, fd: int, buf: RRefVec, n: int, offset: int) -> tuple[int, RRefVec]:
         view = _bytes_view(buf, n, "pread")
-        got = self._call(self.fs.preadinto, _check_fd(fd), view, _check_int(offset, "offset"))
+        got = self._call(self.fs.preadinto, self._fd(fd), view, _check_int(offset, "offset"))
         return got, buf
 
     def write(self, fd: int, buf: RRefVec, n: int) -> int:
         view = _bytes_view(buf, n, "write")
-        return self._call(self.fs.write, _check_fd(fd), view)
+        return self._call(self.fs.write, self._fd(fd), view)
 
     def pwrite(self, fd: int, buf: RRefVec, n: int, offset: int) -> int:
         view = _bytes_view(buf, n, "pwrite")
-        return self._call(self.fs.pwrite, _check_fd(fd), view, _check_int(offset, "offset"))
+        return self._call(self.fs.pwrite, self._fd(fd), view, _check_int(offset, "offset"))
 
     def seek(self, fd: int, offset: int, whence: int) -> int:
         _check_int(offset, "offset", -MAX_OFF, MAX_OFF)
-        return self._call(self.fs.seek, _check_fd(fd), offset, whence)
+        return self._call(self.fs.seek, self._fd(fd), offset, whence)
 
     def fstat(self, fd: int) -> StatTuple:
-        return dataclasses.astuple(self._call(self.fs.fstat, _check_fd(fd)))
+        return dataclasses.astuple(self._call(self.fs.fstat, self._fd(fd)))
 
     def ftruncate(self, fd: int, size: int) -> None:
-        self._call(self.fs.ftruncate, _check_fd(fd), _check_int(size, "size"))
+        self._call(self.fs.ftruncate, self._fd(fd), _check_int(size, "size"))
 
     def fsync(self, fd: int) -> None:
-        self._call(self.fs.fsync, _check_fd(fd))
+        self._call(self.fs.fsync, self._fd(fd))
 
     # --- the tree --------------------------------------------------------------------------
 

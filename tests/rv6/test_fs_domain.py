@@ -366,3 +366,45 @@ def test_readdir_of_a_name_that_is_not_utf8_is_a_clear_error_not_a_panic():
         dom.readdir("/", 0)
     assert e.value.errno == errno.EIO
     assert dom.readdir("/ok", 0)[1] == 0        # the other directories still list
+
+
+OTHER_CLIENT = """
+import errno, sys
+from redleaf.domains import attach
+from redleaf.rv6.fs.errors import FsError
+from redleaf.rv6.fs_interface import FileSystem
+with attach(sys.argv[1]) as c:
+    fs = c.lookup("rv6fs", FileSystem)
+    fd = int(sys.argv[2])
+    for what, fn in (("fstat", lambda: fs.fstat(fd)), ("seek", lambda: fs.seek(fd, 0, 0)),
+                     ("fsync", lambda: fs.fsync(fd)), ("close", lambda: fs.close(fd))):
+        try:
+            fn()
+            print(what, "ok")
+        except FsError as e:
+            print(what, errno.errorcode[e.errno])
+"""
+
+
+def test_a_descriptor_belongs_to_the_client_that_opened_it(make_instance, image):
+    """Descriptors are small numbers in the fs's one table: another client (or a new
+    client after an fs restart) must not reach a file through a number it guessed."""
+    import subprocess
+    import sys
+
+    inst = make_instance(fs_manifest(image))
+    with inst.attach() as a:
+        ca = Client(a)
+        ca.put("/secret", b"only for a")
+        fd = ca.fs.open("/secret", os.O_RDWR, 0)
+        out = subprocess.run([sys.executable, "-c", OTHER_CLIENT, inst.name, str(fd)], capture_output=True,
+                             text=True, timeout=60)
+        assert out.stdout.split("\n")[:4] == ["fstat EBADF", "seek EBADF", "fsync EBADF", "close EBADF"], \
+            out.stdout + out.stderr
+        assert ca.read(fd, 100) == b"only for a"  # still a's, untouched
+        ca.fs.close(fd)
+        fd = ca.fs.open("/secret", os.O_RDONLY, 0)
+    with inst.attach() as b:  # a new client, perhaps under a's domain id: a's descriptor is not its
+        cb = Client(b)
+        assert errno_of(cb.fs.fstat, fd) == errno.EBADF
+        assert cb.get("/secret") == b"only for a"
