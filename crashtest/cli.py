@@ -11,9 +11,12 @@ crashtest.fuzz (by importlib, when installed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import signal
 import sys
+import threading
 
 from .schedule import FAULT_KINDS, SCHEDULES, PlanError
 
@@ -189,12 +192,34 @@ def run(argv: list[str]) -> int:
     _apply_preset(args)
     if args.fuzz:
         return run_fuzz(args.fuzz, args.count, args.seed, args.json)
+    with _terminate_as_exit():
+        if args.parallel is not None and args.parallel != 1:
+            return _run_parallel(args)
+        return _run_campaign(args)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (a `kill`, a parent's death: see parallel.py) unwinds like ^C, so the
+    instance the campaign booted is brought down and nothing is left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    prev = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+
+
+def _run_campaign(args) -> int:
     from . import report
     from .campaign import Campaign, Options
     from .schedule import parse_kinds
-
-    if args.parallel is not None and args.parallel != 1:
-        return _run_parallel(args)
 
     try:
         opts = Options(workload=args.workload or "echo", name=args.name, targets=args.targets,

@@ -59,7 +59,7 @@ def run(args, n: int, total: int, outdir: str) -> int:
         out = open(os.path.join(d, "stdout.txt"), "w")
         err = open(os.path.join(d, "progress.log"), "w")
         kids.append(SimpleNamespace(seed=s, count=count, dir=d, out=out, err=err,
-                                    proc=subprocess.Popen(cmd, stdout=out, stderr=err)))
+                                    proc=subprocess.Popen(cmd, stdout=out, stderr=err, preexec_fn=_die_with_parent)))
     try:
         t0 = time.monotonic()
         while any(k.proc.poll() is None for k in kids):
@@ -102,6 +102,16 @@ def run(args, n: int, total: int, outdir: str) -> int:
     print(json.dumps({k: v for k, v in s.items() if k != "throughput"}, default=str)
           if args.json else txt)
     return 1 if s["violations"] else 0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG),
+    so a killed soak leaves no campaign, hence no instance, running."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _faults_logged(kid) -> int:
