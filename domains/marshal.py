@@ -305,6 +305,46 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
     raise AssertionError(k)
 
 
+def compile_wire(desc: TypeDesc) -> Callable[[Any], None] | None:
+    """The co-located transport's stand-in for packb, on an encoded value: raise what
+    packb would raise, or nothing.  None: nothing of this type can fail to encode.
+
+    Of the values the checks let through, the only ones msgpack refuses are strs
+    that UTF-8 cannot encode (lone surrogates, e.g. from os.fsdecode): everything
+    else is an int in msgpack's range (checked), a float, bool, None, bytes (the
+    encoder made them bytes), an ExtType, or an array of those.  str.encode raises
+    the very UnicodeEncodeError (type and message) that msgpack's packer raises,
+    and the walk goes in wire order, so the first bad str is the one packb names."""
+    k = desc.kind
+    if k == "str":
+        def wire(v):
+            if not v.isascii():
+                v.encode("utf-8")
+        return wire
+    if k == "optional":
+        inner = compile_wire(desc.args[0])
+        if inner is None:
+            return None
+        return lambda v: None if v is None else inner(v)
+    if k in ("tuple", "vartuple"):
+        inners = [compile_wire(a) for a in desc.args]
+        if all(i is None for i in inners):
+            return None
+        if k == "vartuple":
+            inner = inners[0]
+
+            def wire(v):
+                for x in v:
+                    inner(x)
+        else:
+            def wire(v):
+                for w, x in zip(inners, v):
+                    if w is not None:
+                        w(x)
+        return wire
+    return None
+
+
 def packb(obj) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
