@@ -120,14 +120,15 @@ class LocalLink:
         prev = g.current
         crt = t.rt
         area = crt.area
+        end = self.end
         self.rt.calls_made += 1
         g.current = t.id
         t.depth += 1
         busy = area[RA_BUSY]
         area[RA_BUSY] = 1
-        crt.serving = self.end
+        crt.serving = end
         try:
-            kind, resp = self.disp.serve_values(crt, self.end, idx, wargs)
+            kind, resp = self.disp.serve_values(crt, end, idx, wargs)
             if crt.deferred:  # the callee's bottom half, before its caller goes on
                 crt._run_deferred()
         except DomainPanic as p:
@@ -143,7 +144,7 @@ class LocalLink:
         g.current = prev
         t.depth -= 1
         crt.calls_served += 1
-        if self.end.group.doomed:
+        if g.doomed:
             self._caller_check()
         return kind, resp
 

@@ -369,7 +369,10 @@ class Dispatcher:
             if not plain:  # plain values need no bookkeeping
                 ctx = CallCtx(rt, ch.caller, taking=True)
             try:
-                args = [d(w, ctx) for d, w in zip(decs, wargs)]
+                if len(decs) == 1:  # the common one-argument call, without a comprehension's call
+                    args = (decs[0](wargs[0], ctx),)
+                else:
+                    args = [d(w, ctx) for d, w in zip(decs, wargs)]
                 if ctx is not None and ctx.incoming:
                     rt.heap.take(ctx.incoming, ch.caller, lambda: _caller_there(ch))
                     ctx.adopted = ctx.incoming
