@@ -101,42 +101,44 @@ def _make_method(spec: InterfaceSpec, m):
                 c(a)
         link = self._rl_link
         local = link.local
-        if simple:
-            if local:
-                wargs = args  # a tuple of immutable values (the checks admit only exact int/str/... types)
-                if wires:
-                    wire_or_bad(wargs)
-            else:
-                payload = no_args or _pack_or_bad((idx, args), where)
-            ctx = None
+        ctx = None
+        if simple and local:  # plain values to a co-located callee: the shortest path
+            if wires:
+                wire_or_bad(args)
+            kind, resp = link.invoke_values(idx, args, None)  # a tuple of immutable values: nothing to copy
+            if kind == _OK and ret_plain:
+                return None if ret_none and resp is None else dec_ret(resp, None)
         else:
-            peer = link.peer_for_call()
-            ctx = CallCtx(link.rt, peer)
-            try:
-                wargs = [a if e is None else e(a, ctx) for e, a in zip(encs, args)]
-                if local:
-                    if wires:
-                        wire_or_bad(wargs)
-                else:
-                    payload = _pack_or_bad((idx, wargs), where)
-            except BaseException:
-                ctx.end_lends()  # nothing was moved: staged handles are still alive
-                raise
-            for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
-                h.invalidate()
-        try:
-            if local:
-                kind, resp = link.invoke_values(idx, wargs, ctx)
+            if simple:
+                payload = no_args or _pack_or_bad((idx, args), where)
             else:
-                dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
-                kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
-        except DomainCrashed:  # not sent: nothing was taken
-            if ctx is not None:
-                ctx.revive_moved()
-            raise
-        finally:
-            if ctx is not None and ctx.lent:
-                ctx.end_lends()
+                peer = link.peer_for_call()
+                ctx = CallCtx(link.rt, peer)
+                try:
+                    wargs = [a if e is None else e(a, ctx) for e, a in zip(encs, args)]
+                    if local:
+                        if wires:
+                            wire_or_bad(wargs)
+                    else:
+                        payload = _pack_or_bad((idx, wargs), where)
+                except BaseException:
+                    ctx.end_lends()  # nothing was moved: staged handles are still alive
+                    raise
+                for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
+                    h.invalidate()
+            try:
+                if local:
+                    kind, resp = link.invoke_values(idx, wargs, ctx)
+                else:
+                    dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
+                    kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
+            except DomainCrashed:  # not sent: nothing was taken
+                if ctx is not None:
+                    ctx.revive_moved()
+                raise
+            finally:
+                if ctx is not None and ctx.lent:
+                    ctx.end_lends()
         if kind == _OK:
             if local:  # the callee's encoded answer itself, checked by the same decoder
                 if ret_none and resp is None:
@@ -332,8 +334,8 @@ class Dispatcher:
             ret_check = compile_check(m.returns, f"{where}() return value")
             ret_enc = compile_encode(m.returns, f"{where}() return value")
             ret_wire = compile_wire(m.returns)
-            self.table.append((getattr(obj, m.name), decs, plain_args, ret_check, ret_enc, ret_wire,
-                               m.returns.kind == "none", m.raises, m))
+            self.table.append((getattr(obj, m.name), decs, len(decs), plain_args, ret_check, ret_enc, ret_wire,
+                               ret_enc is None and ret_wire is None, m.returns.kind == "none", m.raises, m))
         self.n_methods = len(self.table)
 
     def method_index(self, name: str) -> int | None:
@@ -360,16 +362,16 @@ class Dispatcher:
             return chan.REJECTED, packb(("CallRejected", f"{self.name} has no method number {idx!r} (its interface "
                                          f"{self.spec.name} has {self.n_methods}); the caller's copy of the "
                                          "interface does not match"))
-        fn, decs, plain, ret_check, ret_enc, ret_wire, ret_none, raises, m = self.table[idx]
-        if not isinstance(wargs, (tuple, list)) or len(wargs) != len(decs):
+        fn, decs, n, plain, ret_check, ret_enc, ret_wire, ret_as_is, ret_none, raises, m = self.table[idx]
+        if not isinstance(wargs, (tuple, list)) or len(wargs) != n:
             return chan.REJECTED, packb(("BadArgument", f"{m.name}() takes {len(decs)} argument(s)"))
         ctx = None
         args = ()  # no arguments: no comprehension (one is a call of its own, as dear as a null call's dispatch)
-        if decs:
+        if n:
             if not plain:  # plain values need no bookkeeping
                 ctx = CallCtx(rt, ch.caller, taking=True)
             try:
-                if len(decs) == 1:  # the common one-argument call, without a comprehension's call
+                if n == 1:  # the common one-argument call, without a comprehension's call
                     args = (decs[0](wargs[0], ctx),)
                 else:
                     args = [d(w, ctx) for d, w in zip(decs, wargs)]
@@ -407,7 +409,7 @@ class Dispatcher:
             if exhausted is not None:
                 return chan.REJECTED, packb(("HeapExhausted", exhausted))
             return chan.DECLARED, declared
-        if ret_enc is None and ret_wire is None and not packed:  # plain values, as they are: no frame more
+        if ret_as_is and not packed:  # plain values, as they are: no frame more
             if result is not None or not ret_none:  # (None checked here: a `-> None` method returning it)
                 try:
                     ret_check(result)
