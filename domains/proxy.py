@@ -3,7 +3,10 @@
 The proxy class for interface `I` subclasses `I`, so `isinstance(proxy, I)` holds and a
 proxy can be passed wherever the interface is expected (capability passing).  Each
 method is a closure over its precompiled checks and encoders; the common case of
-plain-value arguments goes straight to msgpack.
+plain-value arguments goes straight to msgpack, or, for a co-located callee (a
+LocalLink, `link.local`), straight to its Dispatcher.serve_values as values: the
+same encoders and decoders run on both transports, only packb/unpackb are skipped
+(see _make_method).
 
 What a call can raise (domains/errors.py has the tree): the method's declared
 exceptions, and otherwise an `RpcError`: DomainCrashed, DomainUnavailable, RpcTimeout,
