@@ -62,7 +62,7 @@ class LocalEnd:
 class LocalLink:
     """The caller's end of a call to `name` exported by a domain of its group."""
 
-    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "end", "reentrant", "deadline")
+    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "serve", "end", "reentrant", "deadline")
     local = True  # proxies hand this link the wire shape itself (invoke_values), not bytes
 
     def __init__(self, rt, name: str, iface: type):
@@ -73,6 +73,7 @@ class LocalLink:
         self.peer = 0
         self.target = None
         self.disp = None
+        self.serve = None  # the callee dispatcher's serve_values, bound once per incarnation
         self.end = LocalEnd(rt.domain_id, rt.group)
         self.reentrant = True
         self.deadline = None  # a co-located call runs on the caller's own thread: no deadline applies
@@ -86,6 +87,7 @@ class LocalLink:
         if export.spec.fingerprint != spec.fingerprint:
             raise DomainUnavailable(f"{self.name} exports another version of {spec.name} than the caller's")
         self.target, self.disp, self.peer = member, export.dispatcher, member.id
+        self.serve = export.dispatcher.serve_values
 
     def peer_for_call(self) -> int:
         t = self.target
@@ -128,7 +130,7 @@ class LocalLink:
         area[RA_BUSY] = 1
         crt.serving = end
         try:
-            kind, resp = self.disp.serve_values(crt, end, idx, wargs)
+            kind, resp = self.serve(crt, end, idx, wargs)
             if crt.deferred:  # the callee's bottom half, before its caller goes on
                 crt._run_deferred()
         except DomainPanic as p:

@@ -393,7 +393,7 @@ class Dispatcher:
             arm = self.armed
             if arm is not None and idx == self.armed_idx and arm.hit():
                 arm.fire(f"{self.name}.{m.name}()")
-            result = fn(*args)
+            result = fn(*args) if n else fn()  # (no argument tuple to unpack: the null call's case)
         except raises as e:
             declared = packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
                               _exc_args(e)))

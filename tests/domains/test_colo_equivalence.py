@@ -149,7 +149,7 @@ def _local_link(rt, callee_rt, disp) -> LocalLink:
     callee_rt.deferred, callee_rt.serving, callee_rt.calls_served = [], None, 0
     link = LocalLink.__new__(LocalLink)
     link.rt, link.name, link.iface, link.group = rt, "eq", Eq, g
-    link.peer, link.disp, link.end = CALLEE, disp, LocalEnd(CALLER, g)
+    link.peer, link.disp, link.serve, link.end = CALLEE, disp, disp.serve_values, LocalEnd(CALLER, g)
     link.target = SimpleNamespace(alive=True, rt=callee_rt, id=CALLEE, depth=0)
     link.reentrant, link.deadline = True, None
     return link
