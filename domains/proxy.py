@@ -418,7 +418,7 @@ class Dispatcher:
                     ret_check(result)
                 except Exception as e:
                     return self._cannot_carry(m, e)
-            return chan.OK, result
+            return _OK, result
         return self._answer(rt, ch, m, result, ret_check, ret_enc, ret_wire, packed)
 
     def _cannot_carry(self, m, e) -> tuple[int, bytes]:
