@@ -2,14 +2,24 @@
 
 A LocalLink is what a proxy holds instead of a channel Link when the callee shares
 the caller's group host.  The proxy does not change: it checks and encodes the
-arguments exactly as for a channel (domains/marshal.py stages moves and lends), and
-`invoke` hands the encoded request to the callee's own Dispatcher on this thread,
-which decodes and re-validates it with the callee's runtime and heap view, takes the
-moved handles for the callee's domain id all-or-nothing (Heap.take, the same code as
-for a channel), runs the method with the callee as the acting domain, and encodes
-the answer; the proxy decodes it as it would a channel's.  So validation, ownership
-moves, borrows and declared exceptions have one implementation, and only the hop
-differs: no channel, no process switch, no doorbell.
+arguments exactly as for a channel (domains/marshal.py stages moves and lends), but
+hands `invoke_values` the encoded arguments in their wire shape instead of msgpack
+bytes.  The callee's own Dispatcher (serve_values, the same code a channel's
+request reaches after unpackb) re-validates them with the callee's runtime and heap
+view, takes the moved handles for the callee's domain id all-or-nothing (Heap.take,
+the same code as for a channel), runs the method with the callee as the acting
+domain, and encodes the answer to its wire shape, which the proxy decodes with the
+same decoder as a channel's.  So validation, ownership moves, borrows and declared
+exceptions have one implementation, and only the hop differs: no msgpack, no
+channel, no process switch, no doorbell.
+
+Why passing the wire shape cannot alias: the encoders copy what is mutable (bytes
+from a bytearray or memoryview, records by value, tuples into lists) and the
+decoders build fresh tuples and records, so neither side ends up holding a mutable
+object the other holds.  What stays shared are ints, floats, bools, None, strs and
+bytes, which are immutable (the checks admit their exact types only).  What packb
+would refuse (a str UTF-8 cannot encode) is refused by marshal.compile_wire with
+packb's own error, on both sides.
 
 A panic of the callee (an undeclared exception, DomainPanic from proxy.panic)
 unwinds to here: the group ends that domain alone (its host reports it; the
@@ -18,7 +28,8 @@ A call cannot time out: a co-located callee that hangs hangs its caller's thread
 in RedLeaf, and the watchdog ends the group.
 
 May call: domains.channel (answer kinds), domains.doorbell, domains.errors,
-domains.interface, domains.proxy (DomainPanic), the group it belongs to.
+domains.interface, domains.marshal (packb/unpackb for raw byte requests),
+domains.proxy (DomainPanic), the group it belongs to.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from . import channel as chan
 from .doorbell import RA_BUSY
 from .errors import DomainCrashed, DomainUnavailable
 from .interface import spec_of
+from .marshal import packb, unpackb
 from .proxy import DomainPanic
 
 
@@ -50,7 +62,8 @@ class LocalEnd:
 class LocalLink:
     """The caller's end of a call to `name` exported by a domain of its group."""
 
-    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "end", "reentrant", "deadline")
+    __slots__ = ("rt", "name", "iface", "group", "peer", "target", "disp", "serve", "end", "reentrant", "deadline")
+    local = True  # proxies hand this link the wire shape itself (invoke_values), not bytes
 
     def __init__(self, rt, name: str, iface: type):
         self.rt = rt
@@ -60,6 +73,7 @@ class LocalLink:
         self.peer = 0
         self.target = None
         self.disp = None
+        self.serve = None  # the callee dispatcher's serve_values, bound once per incarnation
         self.end = LocalEnd(rt.domain_id, rt.group)
         self.reentrant = True
         self.deadline = None  # a co-located call runs on the caller's own thread: no deadline applies
@@ -73,6 +87,7 @@ class LocalLink:
         if export.spec.fingerprint != spec.fingerprint:
             raise DomainUnavailable(f"{self.name} exports another version of {spec.name} than the caller's")
         self.target, self.disp, self.peer = member, export.dispatcher, member.id
+        self.serve = export.dispatcher.serve_values
 
     def peer_for_call(self) -> int:
         t = self.target
@@ -81,6 +96,22 @@ class LocalLink:
         return self.peer
 
     def invoke(self, payload: bytes, timeout: float, ctx) -> tuple[int, bytes]:
+        """A request in bytes, as a channel carries it (for code that builds raw
+        requests: fuzzers, tests of malformed calls): decoded as a channel's callee
+        decodes it, then served as any co-located call; the answer in bytes."""
+        try:
+            idx, wargs = unpackb(payload)
+        except Exception:
+            return chan.REJECTED, packb(("CallRejected", f"malformed request to {self.name}"))
+        kind, resp = self.invoke_values(idx, wargs, ctx)
+        if kind == chan.OK:  # encodable: the callee's answer passed compile_wire before it moved anything
+            resp = packb(resp)
+        return kind, resp
+
+    def invoke_values(self, idx, wargs, ctx) -> tuple[int, object]:
+        """Run method `idx` of the callee on arguments in their wire shape, on this
+        thread, with the callee as the acting domain (Dispatcher.serve_values checks
+        and takes them as a channel's callee would)."""
         t = self.target
         if t is None or not t.alive:
             if ctx is not None:  # arguments were encoded for an incarnation that is gone
@@ -91,14 +122,15 @@ class LocalLink:
         prev = g.current
         crt = t.rt
         area = crt.area
+        end = self.end
         self.rt.calls_made += 1
         g.current = t.id
         t.depth += 1
         busy = area[RA_BUSY]
         area[RA_BUSY] = 1
-        crt.serving = self.end
+        crt.serving = end
         try:
-            kind, resp = self.disp.serve(crt, self.end, payload)
+            kind, resp = self.serve(crt, end, idx, wargs)
             if crt.deferred:  # the callee's bottom half, before its caller goes on
                 crt._run_deferred()
         except DomainPanic as p:
@@ -114,7 +146,7 @@ class LocalLink:
         g.current = prev
         t.depth -= 1
         crt.calls_served += 1
-        if self.end.group.doomed:
+        if g.doomed:
             self._caller_check()
         return kind, resp
 

@@ -89,44 +89,52 @@ def _bad(where: str, desc: TypeDesc, v) -> BadArgument:
 
 
 def compile_check(desc: TypeDesc, where: str) -> Callable[[Any], None]:
+    """The checks of plain values (scalar, str, bytes, None) take `(v, ctx=None)` and
+    return `v`, so that they are their own decoders (compile_decode): one call per
+    argument on the receiving side, with the very code the sender ran."""
     k = desc.kind
     if k == "scalar":
         py = desc.py
         if py is float:
-            def check(v):
+            def check(v, ctx=None):
                 if type(v) is not float:
                     if type(v) is not int:
                         raise _bad(where, desc, v)
                     if not INT_MIN <= v < INT_END:  # an int travels as an int
                         raise BadArgument(f"{where}: int {v} is outside msgpack's range "
                                           f"(-2**63 .. 2**64-1); pass float({v}) instead")
+                return v
         elif py is int:
-            def check(v):
+            def check(v, ctx=None):
                 if type(v) is not int:
                     raise _bad(where, desc, v)
                 if not INT_MIN <= v < INT_END:
                     raise BadArgument(f"{where}: int {v} is outside the range a call can carry "
                                       f"(-2**63 .. 2**64-1, msgpack's)")
+                return v
         else:
-            def check(v):
+            def check(v, ctx=None):
                 if type(v) is not bool:
                     raise _bad(where, desc, v)
+                return v
         return check
     if k in ("str", "bytes"):
         py = desc.py
 
-        def check(v):
+        def check(v, ctx=None):
             if type(v) is not py:
                 if not (py is bytes and isinstance(v, (bytearray, memoryview))):
                     raise _bad(where, desc, v)
             if len(v) > MAX_INLINE:
                 raise BadArgument(f"{where}: {desc.name} of {len(v)} bytes exceeds the {MAX_INLINE}-byte "
                                   f"inline limit; put large data in an RRefVec")
+            return v
         return check
     if k == "none":
-        def check(v):
+        def check(v, ctx=None):
             if v is not None:
                 raise _bad(where, desc, v)
+            return v
         return check
     if k == "optional":
         inner = compile_check(desc.args[0], where)
@@ -234,12 +242,7 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
     """Validate a received value (never trust the sender) and turn wire forms into objects."""
     k = desc.kind
     if k in ("scalar", "str", "bytes", "none"):
-        check = compile_check(desc, where)
-
-        def dec(w, ctx):
-            check(w)
-            return w
-        return dec
+        return compile_check(desc, where)  # checks `w` and returns it
     if k == "optional":
         inner = compile_decode(desc.args[0], where)
         return lambda w, ctx: None if w is None else inner(w, ctx)
@@ -303,6 +306,46 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
             return capability_from_wire(msgpack.unpackb(w.data, raw=False), iface, ctx.rt)
         return dec
     raise AssertionError(k)
+
+
+def compile_wire(desc: TypeDesc) -> Callable[[Any], None] | None:
+    """The co-located transport's stand-in for packb, on an encoded value: raise what
+    packb would raise, or nothing.  None: nothing of this type can fail to encode.
+
+    Of the values the checks let through, the only ones msgpack refuses are strs
+    that UTF-8 cannot encode (lone surrogates, e.g. from os.fsdecode): everything
+    else is an int in msgpack's range (checked), a float, bool, None, bytes (the
+    encoder made them bytes), an ExtType, or an array of those.  str.encode raises
+    the very UnicodeEncodeError (type and message) that msgpack's packer raises,
+    and the walk goes in wire order, so the first bad str is the one packb names."""
+    k = desc.kind
+    if k == "str":
+        def wire(v):
+            if not v.isascii():
+                v.encode("utf-8")
+        return wire
+    if k == "optional":
+        inner = compile_wire(desc.args[0])
+        if inner is None:
+            return None
+        return lambda v: None if v is None else inner(v)
+    if k in ("tuple", "vartuple"):
+        inners = [compile_wire(a) for a in desc.args]
+        if all(i is None for i in inners):
+            return None
+        if k == "vartuple":
+            inner = inners[0]
+
+            def wire(v):
+                for x in v:
+                    inner(x)
+        else:
+            def wire(v):
+                for w, x in zip(inners, v):
+                    if w is not None:
+                        w(x)
+        return wire
+    return None
 
 
 def packb(obj) -> bytes:

@@ -3,7 +3,10 @@
 The proxy class for interface `I` subclasses `I`, so `isinstance(proxy, I)` holds and a
 proxy can be passed wherever the interface is expected (capability passing).  Each
 method is a closure over its precompiled checks and encoders; the common case of
-plain-value arguments goes straight to msgpack.
+plain-value arguments goes straight to msgpack, or, for a co-located callee (a
+LocalLink, `link.local`), straight to its Dispatcher.serve_values as values: the
+same encoders and decoders run on both transports, only packb/unpackb are skipped
+(see _make_method).
 
 What a call can raise (domains/errors.py has the tree): the method's declared
 exceptions, and otherwise an `RpcError`: DomainCrashed, DomainUnavailable, RpcTimeout,
@@ -31,7 +34,7 @@ from . import channel as chan
 from .doorbell import fence
 from .errors import BadArgument, CallHeapExhausted, CallOwnershipError, CallRejected, DomainCrashed, RpcError
 from .interface import InterfaceSpec, spec_of
-from .marshal import CallCtx, compile_check, compile_decode, compile_encode, packb, unpackb
+from .marshal import CallCtx, compile_check, compile_decode, compile_encode, compile_wire, packb, unpackb
 
 _PROXY_CLASSES: dict[type, type] = {}
 _OK = chan.OK
@@ -64,9 +67,18 @@ def _pack_or_bad(obj, where: str) -> bytes:
 
 
 def _make_method(spec: InterfaceSpec, m):
+    """One proxy method.  Both transports run the same steps: check the arguments,
+    encode them to their wire shape (staging moves, lending borrows), hand them to
+    the callee's Dispatcher, and decode its answer with the same decoders.  A
+    channel Link carries the wire shape as msgpack bytes; a LocalLink
+    (`link.local`, a co-located callee) hands the wire shape itself to the callee's
+    Dispatcher.serve_values, skipping packb and unpackb only.  What packb would
+    have refused (a str UTF-8 cannot encode) is refused here by `compile_wire`, with
+    packb's own error, so a call fails the same way on both."""
     where = f"{spec.cls.__qualname__}.{m.name}"
     checks = tuple(compile_check(d, f"{where}, argument {n!r}") for n, d in m.params)
     encs = tuple(compile_encode(d, f"{where}, argument {n!r}") for n, d in m.params)
+    wires = tuple((i, w) for i, w in enumerate(compile_wire(d) for _n, d in m.params) if w is not None)
     nargs = len(checks)
     simple = all(e is None for e in encs)
     dec_ret = compile_decode(m.returns, f"{where}, return value")
@@ -76,46 +88,78 @@ def _make_method(spec: InterfaceSpec, m):
     raises = m.raises
     declared = m.timeout_s or spec.timeout_s
     no_args = packb((idx, ())) if nargs == 0 else None  # the same bytes every time
+
+    def wire_or_bad(wargs):
+        try:
+            for i, w in wires:
+                w(wargs[i])
+        except (TypeError, ValueError, OverflowError) as e:  # as _pack_or_bad words packb's refusal
+            raise BadArgument(f"{where}: cannot be encoded: {e}") from None
+
     def call(self, *args):
         if len(args) != nargs:
             raise BadArgument(f"{where}() takes {nargs} argument(s), got {len(args)}")
-        for c, a in zip(checks, args):
-            c(a)
+        if nargs:
+            for c, a in zip(checks, args):
+                c(a)
         link = self._rl_link
-        if simple:
-            payload = no_args or _pack_or_bad((idx, args), where)
-            ctx = None
+        local = link.local
+        ctx = None
+        if simple and local:  # plain values to a co-located callee: the shortest path
+            if wires:
+                wire_or_bad(args)
+            kind, resp = link.invoke_values(idx, args, None)  # a tuple of immutable values: nothing to copy
+            if kind == _OK and ret_plain:
+                return None if ret_none and resp is None else dec_ret(resp, None)
         else:
-            peer = link.peer_for_call()
-            ctx = CallCtx(link.rt, peer)
+            if simple:
+                payload = no_args or _pack_or_bad((idx, args), where)
+            else:
+                peer = link.peer_for_call()
+                ctx = CallCtx(link.rt, peer)
+                try:
+                    wargs = [a if e is None else e(a, ctx) for e, a in zip(encs, args)]
+                    if local:
+                        if wires:
+                            wire_or_bad(wargs)
+                    else:
+                        payload = _pack_or_bad((idx, wargs), where)
+                except BaseException:
+                    ctx.end_lends()  # nothing was moved: staged handles are still alive
+                    raise
+                for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
+                    h.invalidate()
             try:
-                payload = _pack_or_bad((idx, [a if e is None else e(a, ctx) for e, a in zip(encs, args)]), where)
-            except BaseException:
-                ctx.end_lends()  # nothing was moved: staged handles are still alive
+                if local:
+                    kind, resp = link.invoke_values(idx, wargs, ctx)
+                else:
+                    dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
+                    kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
+            except DomainCrashed:  # not sent: nothing was taken
+                if ctx is not None:
+                    ctx.revive_moved()
                 raise
-            for h in ctx.moved:  # the callee takes them; until it answers they are not ours to use
-                h.invalidate()
-        try:
-            dl = getattr(link, "deadline", None)  # a caller's own deadline only ever shortens the interface's
-            kind, resp = link.invoke(payload, declared if dl is None or dl > declared else dl, ctx)
-        except DomainCrashed:  # not sent: nothing was taken
-            if ctx is not None:
-                ctx.revive_moved()
-            raise
-        finally:
-            if ctx is not None and ctx.lent:
-                ctx.end_lends()
+            finally:
+                if ctx is not None and ctx.lent:
+                    ctx.end_lends()
         if kind == _OK:
-            if ret_none and resp == _NIL:
-                return None  # the common `-> None`: nothing to decode
-            try:  # a callee that writes garbage as its reply fails this call, not its caller
-                value = unpackb(resp)
+            if local:  # the callee's encoded answer itself, checked by the same decoder
+                if ret_none and resp is None:
+                    return None
+                value = resp
                 if ret_plain:
                     return dec_ret(value, None)
-            except RpcError:
-                raise  # already the caller's clear error (e.g. BadArgument: a value of the wrong type)
-            except Exception as e:
-                raise CallRejected(f"{where}: the callee sent a malformed reply ({type(e).__name__})") from None
+            else:
+                if ret_none and resp == _NIL:
+                    return None  # the common `-> None`: nothing to decode
+                try:  # a callee that writes garbage as its reply fails this call, not its caller
+                    value = unpackb(resp)
+                    if ret_plain:
+                        return dec_ret(value, None)
+                except RpcError:
+                    raise  # already the caller's clear error (e.g. BadArgument: a value of the wrong type)
+                except Exception as e:
+                    raise CallRejected(f"{where}: the callee sent a malformed reply ({type(e).__name__})") from None
             rctx = CallCtx(link.rt, link.peer)
             try:
                 return dec_ret(value, rctx)
@@ -292,7 +336,9 @@ class Dispatcher:
             plain_args = all(d.kind in ("scalar", "str", "bytes", "none") for _n, d in m.params)
             ret_check = compile_check(m.returns, f"{where}() return value")
             ret_enc = compile_encode(m.returns, f"{where}() return value")
-            self.table.append((getattr(obj, m.name), decs, plain_args, ret_check, ret_enc, m.raises, m))
+            ret_wire = compile_wire(m.returns)
+            self.table.append((getattr(obj, m.name), decs, len(decs), plain_args, ret_check, ret_enc, ret_wire,
+                               ret_enc is None and ret_wire is None, m.returns.kind == "none", m.raises, m))
         self.n_methods = len(self.table)
 
     def method_index(self, name: str) -> int | None:
@@ -301,37 +347,53 @@ class Dispatcher:
                 return m.index
         return None
 
-    def serve(self, rt, ch: chan.Channel, req) -> tuple[int, bytes]:
+    def serve(self, rt, ch, req) -> tuple[int, bytes]:
+        """A request as bytes (a channel's): decode it, serve it, answer in bytes."""
         try:
             idx, wargs = unpackb(req)
         except Exception:
             return chan.REJECTED, packb(("CallRejected", f"malformed request to {self.name}"))
+        return self.serve_values(rt, ch, idx, wargs, True)
+
+    def serve_values(self, rt, ch, idx, wargs, packed: bool = False) -> tuple[int, Any]:
+        """Serve method `idx` on arguments in their wire shape (what unpackb gives a
+        channel's callee; what a co-located proxy hands over directly), re-validating
+        every one as if it came from anywhere.  The answer's kind, and as payload:
+        for OK the encoded return value, as bytes if `packed` else in its wire shape
+        (with what packb would refuse refused the same way); otherwise bytes."""
         if type(idx) is not int or not 0 <= idx < self.n_methods:  # not bool, not negative
             return chan.REJECTED, packb(("CallRejected", f"{self.name} has no method number {idx!r} (its interface "
                                          f"{self.spec.name} has {self.n_methods}); the caller's copy of the "
                                          "interface does not match"))
-        fn, decs, plain, ret_check, ret_enc, raises, m = self.table[idx]
-        if not isinstance(wargs, (tuple, list)) or len(wargs) != len(decs):
+        fn, decs, n, plain, ret_check, ret_enc, ret_wire, ret_as_is, ret_none, raises, m = self.table[idx]
+        if not isinstance(wargs, (tuple, list)) or len(wargs) != n:
             return chan.REJECTED, packb(("BadArgument", f"{m.name}() takes {len(decs)} argument(s)"))
-        ctx = None if plain else CallCtx(rt, ch.caller, taking=True)  # plain values need no bookkeeping
-        try:
-            args = [d(w, ctx) for d, w in zip(decs, wargs)]
-            if ctx is not None and ctx.incoming:
-                rt.heap.take(ctx.incoming, ch.caller, lambda: _caller_there(ch))
-                ctx.adopted = ctx.incoming
-        except Exception as e:
-            if ctx is not None:  # nothing was taken: every argument is still the caller's
-                for h in ctx.incoming:
-                    h.invalidate()
-                for h in ctx.borrowed_in:
-                    h.invalidate()
-            return chan.REJECTED, packb((_kind_of(e), f"{self.name}.{m.name}(): {e}"))
+        ctx = None
+        args = ()  # no arguments: no comprehension (one is a call of its own, as dear as a null call's dispatch)
+        if n:
+            if not plain:  # plain values need no bookkeeping
+                ctx = CallCtx(rt, ch.caller, taking=True)
+            try:
+                if n == 1:  # the common one-argument call, without a comprehension's call
+                    args = (decs[0](wargs[0], ctx),)
+                else:
+                    args = [d(w, ctx) for d, w in zip(decs, wargs)]
+                if ctx is not None and ctx.incoming:
+                    rt.heap.take(ctx.incoming, ch.caller, lambda: _caller_there(ch))
+                    ctx.adopted = ctx.incoming
+            except Exception as e:
+                if ctx is not None:  # nothing was taken: every argument is still the caller's
+                    for h in ctx.incoming:
+                        h.invalidate()
+                    for h in ctx.borrowed_in:
+                        h.invalidate()
+                return chan.REJECTED, packb((_kind_of(e), f"{self.name}.{m.name}(): {e}"))
         declared = exhausted = None
         try:
             arm = self.armed
             if arm is not None and idx == self.armed_idx and arm.hit():
                 arm.fire(f"{self.name}.{m.name}()")
-            result = fn(*args)
+            result = fn(*args) if n else fn()  # (no argument tuple to unpack: the null call's case)
         except raises as e:
             declared = packb((raises.index(type(e)) if type(e) in raises else _declared_index(raises, e),
                               _exc_args(e)))
@@ -350,26 +412,44 @@ class Dispatcher:
             if exhausted is not None:
                 return chan.REJECTED, packb(("HeapExhausted", exhausted))
             return chan.DECLARED, declared
-        return self._answer(rt, ch, m, result, ret_check, ret_enc)
+        if ret_as_is and not packed:  # plain values, as they are: no frame more
+            if result is not None or not ret_none:  # (None checked here: a `-> None` method returning it)
+                try:
+                    ret_check(result)
+                except Exception as e:
+                    return self._cannot_carry(m, e)
+            return _OK, result
+        return self._answer(rt, ch, m, result, ret_check, ret_enc, ret_wire, packed)
 
-    def _answer(self, rt, ch, m, result, ret_check, ret_enc) -> tuple[int, bytes]:
+    def _cannot_carry(self, m, e) -> tuple[int, bytes]:
+        return chan.REJECTED, packb(("BadArgument", f"{self.name}.{m.name}() returned a value its interface "
+                                     f"cannot carry ({e}); the result was dropped"))
+
+    def _answer(self, rt, ch, m, result, ret_check, ret_enc, ret_wire, packed) -> tuple[int, Any]:
         """Encode the return value; one the interface cannot carry is the caller's error
         (BadArgument naming the method) and moves nothing."""
         rctx = None
         try:
             ret_check(result)
             if ret_enc is None:
-                return chan.OK, (_NIL if result is None else packb(result))
-            rctx = CallCtx(rt, ch.caller)
-            payload = packb(ret_enc(result, rctx))
+                if packed:
+                    return chan.OK, (_NIL if result is None else packb(result))
+                value = result  # immutable: the checks admit exact int/float/bool/str/None and tuples of them
+            else:
+                rctx = CallCtx(rt, ch.caller)
+                value = ret_enc(result, rctx)
+            if packed:
+                value = packb(value)
+            elif ret_wire is not None:
+                ret_wire(value)
         except Exception as e:
             if rctx is not None:
                 rctx.end_lends()
-            return chan.REJECTED, packb(("BadArgument", f"{self.name}.{m.name}() returned a value its interface "
-                                         f"cannot carry ({e}); the result was dropped"))
-        for h in rctx.moved:  # encoded whole: now the handles move
-            h.move_to(ch.caller)
-        return chan.OK, payload
+            return self._cannot_carry(m, e)
+        if rctx is not None:
+            for h in rctx.moved:  # encoded whole: now the handles move
+                h.move_to(ch.caller)
+        return chan.OK, value
 
 
 def _caller_there(ch: chan.Channel) -> bool:

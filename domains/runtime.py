@@ -58,6 +58,7 @@ class Link:
     restarted incarnation (or raises DomainUnavailable if there is none)."""
 
     __slots__ = ("rt", "name", "iface", "ch", "waker", "peer", "lock", "broken", "reentrant", "deadline")
+    local = False  # proxies hand this link msgpack bytes (invoke); see LocalLink
 
     def __init__(self, rt: "Runtime", name: str, iface: type, reentrant: bool = True,
                  deadline: float | None = None):

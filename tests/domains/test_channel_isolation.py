@@ -89,6 +89,8 @@ def test_garbage_a_caller_writes_into_its_own_channel_fails_only_that_call(echo_
 class _GarbageLink:
     """The caller's end of a channel whose callee answers with `kind` and `payload`."""
 
+    local = False
+
     def __init__(self, kind, payload):
         self.kind, self.payload = kind, payload
         self.name = "garbage"
