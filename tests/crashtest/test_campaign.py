@@ -202,3 +202,30 @@ def test_fuzz_runs_the_named_fuzzer_with_count_and_seed(capsys, monkeypatch):
     assert calls == [(7, 3)] and '"crashes": 2' in capsys.readouterr().out
     mod.run = lambda count, seed: {"inputs": count, "crashes": 0, "unclear": 1}
     assert cli.run(["--fuzz", "fake"]) == 1
+
+
+FS_KINDS = "sigkill,sigsegv,exception,exit,stop"
+
+
+@pytest.mark.parametrize("workload", ["fs-ops", "rv6-usertests"])
+def test_a_short_campaign_on_rv6_passes_with_no_violation(capsys, workload):
+    """Rv6's fs (and kernel) on the shadowed NVMe driver: faults at every process of the
+    stack; the data checks, the errors' judgement and (fs-ops) fsck of the image all
+    pass."""
+    rc, s = _run(capsys, "--workload", workload, "--count", "20", "--duration", "4", "--faults", FS_KINDS,
+                 "--seed", "11")
+    assert s["violations"] == [], s["violations"]
+    assert rc == 0
+    f = s["faults"]
+    assert f["fired"] > 0 and f["fired"] + f["skipped"] + f["not_fired"] == 20
+    assert s["recoveries"]["restarted"] > 0 and s["recoveries"]["not_recovered"] == 0
+    assert s["client_errors"]["unexpected"] == 0
+    assert s["calls"] > 0
+    # the stack's every layer was hit: the fs, the shadow, the driver and the device
+    assert {"rv6fs", "nvme0.driver"} <= set(s["faults"]["by_target"])
+
+
+@pytest.mark.parametrize("workload", ["fs-ops", "rv6-usertests"])
+def test_rv6_workloads_never_scribble_on_a_running_instance(capsys, workload):
+    assert cli.run(["--workload", workload, "--name", "default", "--count", "1"]) == 2
+    assert "run it without --name" in capsys.readouterr().err
