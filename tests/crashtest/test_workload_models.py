@@ -123,10 +123,14 @@ def test_fs_ops_expects_errors_only_from_the_fs_and_the_shadow():
 
 def test_rv6_usertests_judges_status_and_output():
     rng = random.Random(3)
-    lines = [round_script(rng, i) for i in range(40)]
-    assert any("usertests" in line for line, _ in lines) and any("| wc" in line for line, _ in lines)
-    line, want = next(x for x in lines if x[0].startswith("echo"))
-    assert want == f"1 3 {len(line.split(' |')[0]) - len('echo ') + 1} \n"  # "a{i} b c\n": lines, words, bytes
+    rounds = [round_script(rng, i) for i in range(40)]
+    assert {p for p, _a, _w in rounds} == {"/bin/sh", "/bin/usertests"}
+    assert any("cat f | wc" in a[-1] for p, a, _w in rounds if p == "/bin/sh")
+    path, argv, want = next(x for x in rounds if x[1][-1].startswith("echo a"))
+    words = argv[-1].split(" |")[0][len("echo "):]
+    assert want == f"1 3 {len(words) + 1} \n"  # wc of "a{i} b c\n": lines, words, bytes
+    path, argv, want = next(x for x in rounds if x[0] == "/bin/usertests")
+    assert want == f"usertests starting\ntest {argv[1]}: OK\nALL TESTS PASSED\n"
     assert judge(0, want, want) is None
     assert "exit status 1" in judge(1, want, want)
     assert "output" in judge(0, "0 0 0 \n", want)
