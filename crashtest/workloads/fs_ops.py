@@ -249,7 +249,7 @@ class FsOpsWorkload(Workload):
     def manifest(self) -> str:
         return shadowed_nvme_manifest(self.image, "16MiB") + FS_DOMAIN
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return (kind in OUTAGE_ERRORS or kind == EBADF_KIND) and bool(targets & set(VISIBLE))
 
     # -- calls -----------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class Rv6UsertestsWorkload(Workload):
         return shadowed_nvme_manifest(os.path.join(self.tmpdir, "nvme0.img"), "16MiB") \
             + KERNEL_DOMAINS
 
-    def expected(self, kind: str, targets: set[str]) -> bool:
+    def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return (kind in OUTAGE_ERRORS or kind == PROGRAM_FAILED or kind.startswith("Rv6Error(")) \
             and bool(targets & set(VISIBLE))
 
