@@ -114,6 +114,7 @@ class FsModel:
         self.state: dict[str, object] = {p: None for p in TOPS + SCRATCH + FILES}
         self.uncertain: list[dict] | None = None  # candidate worlds of the touched slots
         self.version = 0
+        self.counts = {"acknowledged": 0, "interrupted": 0, "settled": 0, "checked": 0}
 
     # -- planning (pure: the rng and the state decide) ------------------------------------
     def plan(self, rng: random.Random) -> Op:
@@ -186,6 +187,7 @@ class FsModel:
     def acknowledged(self, op: Op) -> None:
         """Every call of the op and its sync returned, on one fs incarnation."""
         self.state.update(op.worlds[-1])
+        self.counts["acknowledged"] += 1
 
     def interrupted(self, op: Op, attempted: int) -> None:
         """The op's calls stopped after `attempted` mutating steps were tried (the last
@@ -193,11 +195,13 @@ class FsModel:
         up to there may be on the disk (the log commits in order)."""
         worlds = op.worlds[:attempted + 1] if attempted < len(op.worlds) else op.worlds
         self.uncertain = [dict(w) for w in worlds]
+        self.counts["interrupted"] += 1
 
     def settle(self, seen: dict) -> str | None:
         """The touched slots as read back after an interrupted op: a problem if that is
         none of the candidates; else the model takes it as the state."""
         cands = self.uncertain or []
+        self.counts["settled"] += 1
         if any(all(c.get(p) == seen.get(p) for p in seen) for c in cands):
             self.state.update(seen)
             self.uncertain = None
@@ -212,6 +216,7 @@ class FsModel:
     def check(self, path: str, seen) -> str | None:
         """A slot read back while its state is certain."""
         want = self.state[path]
+        self.counts["checked"] += 1
         if seen == want:
             return None
         msg = f"{path} reads back as {describe(seen)}, expected {describe(want)}"
