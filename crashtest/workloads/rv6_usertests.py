@@ -60,7 +60,7 @@ period_s = 1.0
 backoff_s = 0.005
 backoff_max_s = 0.05
 uses = ["nvme0"]
-config = { bdev = "nvme0", mkfs_if_blank = true, cache_mb = 8 }
+config = { bdev = "nvme0", mkfs_if_blank = true, cache_mb = 8, bdev_deadline_s = 15.0 }
 
 [[domain]]
 name = "rv6kernel"

@@ -240,3 +240,19 @@ def test_an_error_a_round_reports_after_the_recovery_is_judged_with_its_wave(cap
                  "--faults", "sigkill", "--seed", "1")
     assert s["violations"] == [] and rc == 0, s["violations"]
     assert s["client_errors"]["by_kind"] == {"DomainCrashed (expected)": 1}
+
+
+def test_a_shadow_hang_under_the_fs_is_found_by_the_fs_not_by_its_client(capsys):
+    """Found by an fs-ops campaign: the shadow nvme0 hung inside rv6fs's call; rv6fs and
+    its client both waited 30 s (the two interfaces' deadlines), the client's ran out
+    first and killed rv6fs, the hung shadow was left with no caller to report it, and
+    the restarted rv6fs waited out another 30 s on its mount (60 s: "did not come
+    back").  rv6fs now calls its device with a shorter deadline (bdev_deadline_s)."""
+    rc, s = _run(capsys, "--workload", "fs-ops", "--targets", "nvme0", "--faults", "hang", "--count", "1",
+                 "--duration", "1", "--seed", "2", "--replay", "0")
+    assert s["violations"] == [] and rc == 0, s["violations"]
+    f = s["fault_log"][0]
+    assert f["how"].startswith("inject hang") and f["restarted"]
+    errors = s["client_errors"]
+    assert errors["unexpected"] == 0
+    assert not any(k.startswith("RpcTimeout") for k in errors["by_kind"])  # rv6fs gave up first, not its client
