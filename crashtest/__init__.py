@@ -7,7 +7,7 @@ Layout, one layer a file:
   campaign.py   the I/O shell: boots or joins an instance, runs a workload, fires the
                 plan, checks the invariants, records everything
   report.py     the report (text, JSON, plots) from a campaign's record
-  workloads/    the built-in workloads (echo, nvme-rw) and a user's module:function
+  workloads/    the built-in workloads (echo, nvme-rw, fs-ops, rv6-usertests) and a user's module:function
   fuzz/         one fuzzer a module of every input boundary, `run(count, seed) -> dict`
   cli.py        `redleaf crashtest ...`, loaded by the supervisor's CLI through the
                 `redleaf.tools` entry point (the CLI never imports this package)

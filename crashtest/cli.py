@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="redleaf crashtest", description="fault-injection campaigns with invariant "
                                 "checks after every fault", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", default=None, help="echo, nvme-rw, or MODULE:FUNCTION (default: echo)")
+    p.add_argument("--workload", default=None, help="echo, nvme-rw, fs-ops, rv6-usertests, or MODULE:FUNCTION "
+                   "(default: echo)")
     p.add_argument("--name", help="run against this running instance instead of booting the workload's own")
     p.add_argument("--targets", help="comma-separated globs of domain/device names (default: the workload's)")
     p.add_argument("--faults", help=f"comma-separated kinds (default: all of {','.join(FAULT_KINDS)})")

@@ -17,6 +17,9 @@ Manifest:
 
 `cache_mb` sizes the block cache (default CACHE_MB): the domain's page cache, which
 holds what was read or written lately, as the host's does for its files.
+`bdev_deadline_s` (default BDEV_DEADLINE_S) is how long a call to the block device may
+take before the device is taken for hung: shorter than our own clients' deadline, so
+that a hung device is found (and replaced) by us, not this domain by our clients.
 
 Construction mounts the device: the log replays, so after a crash (kill -9 of this
 domain, then the supervisor's restart) every fsync'd byte is back. A device that holds no
@@ -67,6 +70,10 @@ MAX_OFF = (1 << 63) - 1
 PATH_MAX = 4096
 #: the block cache's default size in MiB (config `cache_mb`)
 CACHE_MB = 32
+#: our deadline for a call to the block device (config `bdev_deadline_s`): under the
+#: FileSystem interface's 30 s, above what the NVMe shadow takes to replace a hung
+#: driver (its driver_deadline_s, 10 s, and a restart)
+BDEV_DEADLINE_S = 20.0
 
 
 class FsInitError(RuntimeError):
@@ -118,7 +125,22 @@ class FsDomain(FileSystem):
         self.owners: dict[int, tuple[int, int]] = {}  # descriptor -> (domain id, channel) of its opener
         cfg = ctx.config
         role = cfg.get("bdev", "nvme0")
-        self.disk = BDevDisk(ctx.heap, ctx.use(role, BDev), self._batched(ctx, role))
+        bdev, batched = ctx.use(role, BDev), self._batched(ctx, role)
+        # A device that hangs inside a call is found by its caller's deadline.  Ours must
+        # pass well before our own clients' (FileSystem's 30 s): else a client's
+        # RpcTimeout kills this domain first, the hung device is left with no caller to
+        # report it, and the restarted fs waits out a whole deadline again on its mount
+        # (found by crashtest: a shadow hang took 60 s and more to be noticed).
+        bdev_deadline = cfg.get("bdev_deadline_s", BDEV_DEADLINE_S)
+        if not isinstance(bdev_deadline, (int, float)) or isinstance(bdev_deadline, bool) or \
+                not 0 < bdev_deadline <= 30:
+            raise FsInitError(f"bdev_deadline_s = {bdev_deadline!r}: give seconds, more than 0 and at most 30 "
+                              f"(the device interface's own deadline)")
+        for p in (bdev, batched):
+            link = getattr(p, "_rl_link", None)  # a proxy's own link (absent in a group: no hang to outlive)
+            if link is not None and hasattr(link, "deadline"):
+                link.deadline = float(bdev_deadline)
+        self.disk = BDevDisk(ctx.heap, bdev, batched)
         cache_mb = cfg.get("cache_mb", CACHE_MB)
         if not isinstance(cache_mb, int) or isinstance(cache_mb, bool) or not 1 <= cache_mb <= 1 << 16:
             raise FsInitError(f"cache_mb = {cache_mb!r}: give the block cache's size in MiB, 1..65536")

@@ -70,11 +70,26 @@ class Clock:
         return next(self._c)
 
 
+class _OneClient:
+    """What FsDomain asks of its runtime about the client it serves: one client, on one
+    channel, never gone."""
+
+    class serving:
+        caller, chan_id = 2, 1
+
+    @staticmethod
+    def client_alive(chan_id: int) -> bool:
+        return True
+
+
 def new_domain() -> tuple[FsDomain, MemDisk]:
     disk = MemDisk(NBLOCKS)
     mkfs_device(disk, inodes=64, log_blocks=65, now_ns=1, zeroed=True)
     dom = FsDomain.__new__(FsDomain)          # the domain's methods over a core fs, no process
     fs = dom.fs = CoreFs(disk, Clock(), max_open=16)
+    # every call comes from one client, alive throughout (descriptors are per client)
+    dom.owners = {}
+    dom.rt = _OneClient()
     # something to work on: the calls' paths name these
     fs.mkdir("/a")
     fs.mkdir("/a/b")

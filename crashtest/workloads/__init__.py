@@ -9,14 +9,21 @@ its own data checks, and the errors it expects when a given target is hit.
            group (the fast workload behind `--preset soak`)
   nvme-rw  random 4 KiB reads and writes through the NVMe driver's shadow, every
            block versioned: a read returns the last acknowledged write
+  fs-ops   file operations through Rv6's fs (rv6fs) on the shadowed NVMe driver:
+           create, write, append, pwrite, truncate, rename, unlink, mkdir, rmdir,
+           every byte checked against what was acknowledged; fsck of the image at the end
+  rv6-usertests  shell scripts and usertests cases run as Rv6 programs through the
+           kernel (rv6kernel on rv6fs on the shadowed NVMe driver), output and exit
+           status checked
   MODULE:FUNCTION  a user's loop (see user.py)
 
-May call: domains, drivers, supervisor (manifests only through drivers), shared_heap.
+May call: domains, drivers, rv6 (its interfaces, errors and fsck), supervisor (manifests only through
+drivers), shared_heap.
 """
 
 from __future__ import annotations
 
-BUILTIN = ("echo", "fleet", "nvme-rw")
+BUILTIN = ("echo", "fleet", "nvme-rw", "fs-ops", "rv6-usertests")
 
 
 def get(name: str, tmpdir: str):
@@ -33,6 +40,14 @@ def get(name: str, tmpdir: str):
         from .nvme_rw import NvmeRwWorkload
 
         return NvmeRwWorkload(tmpdir)
+    if name == "fs-ops":
+        from .fs_ops import FsOpsWorkload
+
+        return FsOpsWorkload(tmpdir)
+    if name == "rv6-usertests":
+        from .rv6_usertests import Rv6UsertestsWorkload
+
+        return Rv6UsertestsWorkload(tmpdir)
     if ":" in name:
         from .user import UserWorkload
 

@@ -35,6 +35,24 @@ def pattern(block: int, version: int) -> np.ndarray:
     return a
 
 
+def shadowed_nvme_manifest(image: str, size: str, heap: str = "64MiB") -> str:
+    """An instance of one emulated NVMe device and its driver behind the shadow, every
+    process of it with a restart policy a campaign cannot exhaust (the fs workloads
+    put their domains on top of it)."""
+    from redleaf.drivers.nvme.manifests import nvme_manifest
+
+    # a watchdog of 1 s: a stopped or hung driver is replaced quickly; no fdatasync:
+    # the campaign kills processes, not the machine, and the page cache survives them
+    text = nvme_manifest(image, size, shadow=True, heap=heap, sync="none", max_restarts=1_000_000, period_s=1.0,
+                         backoff_s=0.0, watchdog_s=1.0)
+    # the device too is a target: it must not run out of restarts in a campaign
+    # (the default intensity, 5 in 10 s, is for a real card that keeps failing)
+    marker = 'target = "redleaf.drivers.nvme.device:NvmeDevice"\n'
+    assert marker in text, "drivers.nvme.manifests changed: update the device's restart policy here"
+    return text.replace(marker, marker + 'restart = "permanent"\nmax_restarts = 1000000\nperiod_s = 1.0\n'
+                                         "backoff_s = 0.0\n", 1)
+
+
 class NvmeRwWorkload(Workload):
     name = "nvme-rw"
     targets = "nvme0*"
@@ -52,18 +70,7 @@ class NvmeRwWorkload(Workload):
         self.seed = 0
 
     def manifest(self) -> str:
-        from redleaf.drivers.nvme.manifests import nvme_manifest
-
-        # a watchdog of 1 s: a stopped or hung driver is replaced quickly; no fdatasync:
-        # the campaign kills processes, not the machine, and the page cache survives them
-        text = nvme_manifest(os.path.join(self.tmpdir, "nvme0.img"), "8MiB", shadow=True, heap="64MiB",
-                             sync="none", max_restarts=1_000_000, period_s=1.0, backoff_s=0.0, watchdog_s=1.0)
-        # the device too is a target: it must not run out of restarts in a campaign
-        # (the default intensity, 5 in 10 s, is for a real card that keeps failing)
-        marker = 'target = "redleaf.drivers.nvme.device:NvmeDevice"\n'
-        assert marker in text, "drivers.nvme.manifests changed: update the device's restart policy here"
-        return text.replace(marker, marker + 'restart = "permanent"\nmax_restarts = 1000000\nperiod_s = 1.0\n'
-                                             "backoff_s = 0.0\n", 1)
+        return shadowed_nvme_manifest(os.path.join(self.tmpdir, "nvme0.img"), "8MiB")
 
     def expected(self, kind: str, targets: set[str], what: str = "") -> bool:
         return kind in OUTAGE_ERRORS and SHADOW in targets
