@@ -383,6 +383,7 @@ class Campaign:
         try:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
+            problems += inv.channel_problems(heap, rows)
         except ControlError as e:
             problems.append(f"heap --check failed: {e}")
         w = self.wrec

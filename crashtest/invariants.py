@@ -58,6 +58,74 @@ def heap_problems(heap_reply: dict, rows: list[dict]) -> list[str]:
     return out
 
 
+#: channels one caller may hold to one callee at once (a Link each: a domain may look
+#: the same name up more than once, or two names of one domain)
+MAX_CHANNELS_PER_PAIR = 4
+
+
+def _live_ids(rows: list[dict]) -> set[int]:
+    return {r["id"] for r in rows if r.get("id") and r["state"] in ("running", "starting", "stopping")}
+
+
+def channel_problems(heap_reply: dict, rows: list[dict], per_pair: int = MAX_CHANNELS_PER_PAIR) -> list[str]:
+    """No leaked channel, from `heap --check`'s `channels` and `leftovers` (supervisor
+    /control.py) against the table's rows:
+
+    - no channel keeps an end of a domain that is not alive (its death releases it);
+    - no channel with no end left (nothing can free it any more: the supervisor
+      settles deferred work before it answers a check);
+    - a channel whose other party died is being torn down (the live party closes it
+      at its next call): at most `per_pair` of them per live party and peer it could
+      have had, like the open ones per live pair;
+    - the supervisor holds exactly the memfds its records say (an fd for each record
+      whose segment is not let go yet) and maps no more segments than it has records;
+    - no doorbell of a dead domain, no /dev/shm file of the instance but its heap."""
+    ch = heap_reply.get("channels")
+    if ch is None:
+        return ["heap --check did not report the channel registry (a supervisor without it cannot be checked)"]
+    live = _live_ids(rows)
+    out = []
+    pairs: dict[tuple[int, int], int] = {}
+    stale: dict[int, int] = {}
+    for c in ch.get("channels", []):
+        cid, caller, callee, ends = c["id"], c["caller"], c["callee"], set(c["ends"])
+        for d in sorted(ends - live):
+            out.append(f"channel {cid} ({caller}->{callee}) still holds an end of domain {d}, which is not alive")
+        if not ends:
+            out.append(f"channel {cid} ({caller}->{callee}) has no end left but was not freed"
+                       + (f" ({c['deferred']} deferred slot(s))" if c.get("deferred") else "")
+                       + (" (a sweep pending)" if c.get("sweep_after") else ""))
+        if caller in live and callee in live:
+            pairs[(caller, callee)] = pairs.get((caller, callee), 0) + 1
+        else:
+            for d in ends & live:
+                stale[d] = stale.get(d, 0) + 1
+    for (a, b), n in sorted(pairs.items()):
+        if n > per_pair:
+            out.append(f"{n} channels from domain {a} to domain {b} (at most {per_pair} expected): channels leak")
+    for d, n in sorted(stale.items()):
+        bound = per_pair * max(1, len(live) - 1)
+        if n > bound:
+            out.append(f"domain {d} holds {n} channels to dead domains (at most {bound} expected while they "
+                       f"are torn down): channels leak")
+    records = ch.get("channels", [])
+    want_fds = sum(1 for c in records if c.get("fd_open"))
+    if ch.get("memfd_fds", 0) != want_fds:
+        out.append(f"the supervisor holds {ch.get('memfd_fds')} channel memfd(s) but its records account for "
+                   f"{want_fds}: a segment's fd leaked")
+    if ch.get("memfd_maps", 0) > len(records):
+        out.append(f"the supervisor maps {ch.get('memfd_maps')} channel segment(s) but has {len(records)} "
+                   f"channel(s): a freed channel's memory stays mapped")
+    left = heap_reply.get("leftovers", {})
+    for b in left.get("bells", []):
+        if b not in live:
+            out.append(f"the doorbell of domain {b} is still in the runtime directory, which is not alive")
+    for f in left.get("shm", []):
+        if f != left.get("heap_file"):
+            out.append(f"{f} in /dev/shm is not the instance's heap: a leaked shared-memory file")
+    return out
+
+
 def deadline_problems(slow_calls: list[tuple[str, float, float]], grace_s: float) -> list[str]:
     """Calls that took longer than their deadline plus `grace_s`: a caller left hanging.
     `slow_calls` holds (what, seconds taken, deadline)."""

@@ -45,3 +45,56 @@ def test_deadline_and_leftover_problems():
     assert inv.deadline_problems(slow, 5.0) == [
         "BDev.read took 50.0s, past its 30s deadline (+5s grace): a hung caller"]
     assert inv.leftover_problems(["/dev/shm/x.heap"]) == ["left behind after down: /dev/shm/x.heap"]
+
+
+def chan(cid, caller, callee, ends, fd_open=False, deferred=0, sweep_after=False):
+    return {"id": cid, "caller": caller, "callee": callee, "ends": ends, "deferred": deferred,
+            "sweep_after": sweep_after, "fd_open": fd_open}
+
+
+def heap_with(channels, fds=0, maps=None, bells=(2, 3, 4, 5, 6), shm=None):
+    hp = "/dev/shm/redleaf-0-t1.heap"
+    return {"violations": [], "stats": {"domains": {}},
+            "channels": {"channels": channels, "memfd_fds": fds,
+                         "memfd_maps": len(channels) if maps is None else maps},
+            "leftovers": {"bells": list(bells), "shm": [hp] if shm is None else shm, "heap_file": hp}}
+
+
+def test_no_leaked_channel_on_a_sound_registry():
+    # client 6 -> echo 2 open (its fd not yet let go), echo's old incarnation 9 died:
+    # 6's end of that channel is torn down at its next call
+    h = heap_with([chan(1, 6, 2, [2, 6], fd_open=True), chan(2, 6, 9, [6])], fds=1)
+    assert inv.channel_problems(h, ROWS) == []
+    assert inv.channel_problems(heap_with([]), ROWS) == []
+
+
+def test_a_forged_leaked_channel_is_found():
+    # an end of dead domain 9 kept, and a record with no end nobody will free
+    h = heap_with([chan(1, 6, 9, [6, 9]), chan(2, 9, 2, [], deferred=2)])
+    assert inv.channel_problems(h, ROWS) == [
+        "channel 1 (6->9) still holds an end of domain 9, which is not alive",
+        "channel 2 (9->2) has no end left but was not freed (2 deferred slot(s))"]
+
+
+def test_channels_beyond_the_live_pairs_are_a_leak():
+    many = [chan(i, 6, 2, [2, 6]) for i in range(1, 7)]
+    got = inv.channel_problems(heap_with(many), ROWS, per_pair=4)
+    assert got == ["6 channels from domain 6 to domain 2 (at most 4 expected): channels leak"]
+    # channels to dead peers the live caller never closed: bounded by its possible peers
+    live = {r["id"] for r in ROWS if r["state"] == "running"}
+    stale = [chan(i, 6, 100 + i, [6]) for i in range(4 * (len(live) - 1) + 1)]
+    got = inv.channel_problems(heap_with(stale), ROWS, per_pair=4)
+    assert got == [f"domain 6 holds {len(stale)} channels to dead domains (at most {4 * (len(live) - 1)} "
+                   f"expected while they are torn down): channels leak"]
+
+
+def test_memfds_doorbells_and_shm_files_of_the_dead_are_leaks():
+    h = heap_with([chan(1, 6, 2, [2, 6], fd_open=True)], fds=2, maps=3, bells=(2, 6, 9),
+                  shm=["/dev/shm/redleaf-0-t1.heap", "/dev/shm/redleaf-0-t1.x"])
+    assert inv.channel_problems(h, ROWS) == [
+        "the supervisor holds 2 channel memfd(s) but its records account for 1: a segment's fd leaked",
+        "the supervisor maps 3 channel segment(s) but has 1 channel(s): a freed channel's memory stays mapped",
+        "the doorbell of domain 9 is still in the runtime directory, which is not alive",
+        "/dev/shm/redleaf-0-t1.x in /dev/shm is not the instance's heap: a leaked shared-memory file"]
+    assert inv.channel_problems({"violations": []}, ROWS) == [
+        "heap --check did not report the channel registry (a supervisor without it cannot be checked)"]
