@@ -128,6 +128,8 @@ class Campaign:
                 raise ValueError(f"workload {opts.workload!r} {self.workload.joinable_why}; "
                                  f"run it without --name (it boots an instance of its own)")
         except BaseException:
+            if getattr(self, "workload", None) is not None:
+                self.workload.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
         self.targets = opts.targets or self.workload.targets
@@ -157,6 +159,7 @@ class Campaign:
                 if t.is_alive():
                     t.cancel()
                     _cont(*t.args)
+            self.workload.close()
             if inst is not None:
                 inst.stop()
                 for p in inv.leftover_problems(inst.leftovers()):
@@ -229,8 +232,7 @@ class Campaign:
         hit = {r.target for r in results if not r.how.startswith("skipped")}
         old = {r.target: by_name[r.target]["pid"] for r in results if r.target in by_name}
         self._await_recovery(results, old)
-        self._classify_errors(wave, hit, results)
-        self._check(wave, results, names)
+        self._check(wave, results, names, hit)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
 
@@ -355,7 +357,7 @@ class Campaign:
                                f"the workload saw {len(msgs)} unexpected {kind}" + ("" if len(msgs) == 1 else "s")
                           + f" (first: {msgs[0]})")
 
-    def _check(self, wave, results, names) -> None:
+    def _check(self, wave, results, names, hit: set | None = None) -> None:
         tgt = ",".join(names) if names else "-"
         gone = self.ctl.supervisor_gone()
         if gone:
@@ -365,6 +367,10 @@ class Campaign:
         parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
         try:
             problems = [] if parked else [w.hung_call(time.monotonic(), 0) or "the workload's loop did not pause"]
+            if hit is not None:
+                # once parked, so an error of a round the wave cut into (a frame the
+                # fault dropped, known only when the round ends) counts with this wave
+                self._classify_errors(wave, hit, results)
             self._check_paused(results, problems)
         finally:
             self.workload.resume()

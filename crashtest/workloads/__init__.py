@@ -7,6 +7,9 @@ its own data checks, and the errors it expects when a given target is hit.
   echo     calls with RRefs on the builtin Echo domain, contents verified
   nvme-rw  random 4 KiB reads and writes through the NVMe driver's shadow, every
            block versioned: a read returns the last acknowledged write
+  net-fwd  numbered frames through the ixgbe device's udp wire, the driver behind its
+           shadow and an l2fwd domain: none corrupted, duplicated or reordered, losses
+           only when the fault hit that path
   MODULE:FUNCTION  a user's loop (see user.py)
 
 May call: domains, drivers, supervisor (manifests only through drivers), shared_heap.
@@ -14,7 +17,7 @@ May call: domains, drivers, supervisor (manifests only through drivers), shared_
 
 from __future__ import annotations
 
-BUILTIN = ("echo", "nvme-rw")
+BUILTIN = ("echo", "nvme-rw", "net-fwd")
 
 
 def get(name: str, tmpdir: str):
@@ -27,6 +30,10 @@ def get(name: str, tmpdir: str):
         from .nvme_rw import NvmeRwWorkload
 
         return NvmeRwWorkload(tmpdir)
+    if name == "net-fwd":
+        from .net_fwd import NetFwdWorkload
+
+        return NetFwdWorkload(tmpdir)
     if ":" in name:
         from .user import UserWorkload
 

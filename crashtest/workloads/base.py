@@ -148,6 +148,10 @@ class Workload:
         """Checks after the loop stopped (e.g. re-read everything written)."""
         return []
 
+    def close(self) -> None:
+        """Release what the workload holds outside the instance (a socket); the
+        campaign calls it once, at the end, whatever happened."""
+
     def methods_for(self, target: str) -> tuple[str, ...]:
         return tuple(self.methods.get(target, ()))
 
