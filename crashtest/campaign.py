@@ -53,6 +53,7 @@ class Options:
     seed: int = 0
     replay: tuple[int, ...] | None = None  # fault indices: one, or the faults of one wave
     stall_s: float = 2.0
+    clients: int = 0  # extra attached client processes, targets too (clients.py)
 
 
 @dataclass
@@ -132,7 +133,13 @@ class Campaign:
                 self.workload.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
-        self.targets = opts.targets or self.workload.targets
+        if opts.clients < 0:
+            raise ValueError(f"--clients must be >= 0, got {opts.clients}")
+        # the extra clients are targets unless --targets says otherwise
+        self.targets = opts.targets or (self.workload.targets + (",client-*" if opts.clients else ""))
+        self.pool = None
+        #: (fault, domain id, wave) of extra clients a fault ended, not yet checked and replaced
+        self._gone_clients: list = []
         self.rec = CampaignRecord(options=_opts_dict(opts, self.targets), plan_size=len(plan))
         self._conts: list[threading.Timer] = []
 
@@ -146,6 +153,8 @@ class Campaign:
                 name = self.opts.name
             else:
                 manifest = self.workload.manifest()
+                if manifest is not None and self.opts.clients:
+                    manifest = _with_echo(manifest)
                 if manifest is None:
                     raise ValueError(f"workload {self.opts.workload!r} boots no instance of its own: "
                                      f"give --name of a running one")
@@ -159,6 +168,8 @@ class Campaign:
                 if t.is_alive():
                     t.cancel()
                     _cont(*t.args)
+            if self.pool is not None:
+                self.pool.end()  # whatever happened: no client outlives the campaign
             self.workload.close()
             if inst is not None:
                 inst.stop()
@@ -182,6 +193,16 @@ class Campaign:
                               + (f": {rec.crashed}" if rec.crashed else ""))
                 return
             self.errors_seen = 0
+            if self.opts.clients:
+                from .clients import ClientError, ClientPool
+
+                self.pool = ClientPool(name, CLIENT_ECHO)
+                try:
+                    self.pool.start(self.opts.clients)
+                except ClientError as e:
+                    self._violate(None, "-", "-", str(e))
+                    wl.stop(timeout=1.0)
+                    return
             try:
                 self._check(None, [], [])  # the instance is sound before the first fault
                 self.progress("start", plan=len(self.plan), instance=name)
@@ -215,7 +236,7 @@ class Campaign:
     # ---------------------------------------------------------------------------------- a wave
     def _wave(self, wave: list[Fault]) -> None:
         rows = self._status()
-        targets = inv.matching_targets(rows, self.targets)
+        targets = inv.matching_targets(rows, self.targets, self._client_names())
         names = resolve_targets(wave, targets)
         by_name = {r["name"]: r for r in rows}
         results = []
@@ -231,7 +252,10 @@ class Campaign:
             self.rec.faults.append(res)
         hit = {r.target for r in results if not r.how.startswith("skipped")}
         old = {r.target: by_name[r.target]["pid"] for r in results if r.target in by_name}
-        self._await_recovery(results, old)
+        clients = {t for t in hit if by_name[t]["kind"] == "client"}
+        ids = {t: by_name[t]["id"] for t in clients}
+        self._await_recovery(results, old, ids)
+        self._wave_problems = inv.bystander_problems(rows, self._settled_status(), hit, clients) if clients else []
         self._check(wave, results, names, hit)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
@@ -241,6 +265,10 @@ class Campaign:
         kind = f.kind
         pid = row["pid"]
         methods = self.workload.methods_for(target) if row["kind"] == "domain" else ()
+        if row["kind"] == "client" and kind not in ("sigkill", "sigsegv", "stop", "slow"):
+            # a client process has no calls to arm and no handlers for the domain's
+            # fault signals: the kinds that end a domain end it with SIGKILL
+            kind = "sigkill"
         try:
             if kind in IN_CALL_KINDS and methods:
                 method = methods[f.method_pick % len(methods)]
@@ -260,7 +288,7 @@ class Campaign:
                     # not armed (e.g. the domain is busy): the signal of the same name instead
             if kind in ("sigkill", "sigsegv", "exception", "exit", "hang"):
                 self.ctl.request("kill", name=target, how=kind)
-                return f"kill --how {kind}"
+                return f"kill --how {kind}" + (f" (for {f.kind}: an attached client)" if kind != f.kind else "")
             # stop, and slow at a target the workload does not call: the process stands still
             hold = f.hold_s if kind == "stop" else float(self.opts.stall_s)
             os.kill(pid, signal.SIGSTOP)
@@ -275,7 +303,7 @@ class Campaign:
         except ProcessLookupError:
             return "skipped: the target's process was gone"
 
-    def _await_recovery(self, results: list[FaultResult], old: dict) -> None:
+    def _await_recovery(self, results: list[FaultResult], old: dict, client_ids: dict | None = None) -> None:
         """Until everything settled and each target is running again: a new pid for a
         fault that ends the process, or the same one once a stop or stall is over (the
         watchdog may have replaced it meanwhile).  An armed in-call fault that the
@@ -292,6 +320,16 @@ class Campaign:
             ok = inv.settled(rows)
             for idx, res in list(pending.items()):
                 row = by.get(res.target)
+                if client_ids and res.target in client_ids and not res.held_s:
+                    # an extra client the fault ended: back once the supervisor dropped it
+                    # (reclaimed) and a replacement attached
+                    if row is not None:
+                        continue
+                    self._gone_clients.append((res, client_ids[res.target], tuple(r.index for r in results)))
+                    res.restarted = True
+                    res.recovered_s = round(time.monotonic() - (self.t0 + res.fired_at), 6)
+                    del pending[idx]
+                    continue
                 if row is None:
                     continue
                 new_pid = row["pid"] != old.get(res.target)
@@ -319,6 +357,22 @@ class Campaign:
             self._violate(res.index, res.kind, res.target,
                           f"{res.target} did not come back within {RECOVER_S:g}s of the fault "
                           f"(state {row.get('state', '?')})", tuple(r.index for r in results))
+
+    def _replace_gone_clients(self) -> None:
+        """After the check that looked for their leftovers: a new client for each
+        extra client a fault ended (it may get the dead one's id: hence not before)."""
+        from .clients import ClientError
+
+        gone, self._gone_clients = self._gone_clients, []
+        for res, _did, wave in gone:
+            try:
+                new = self.pool.replace(res.target)
+                res.how += f"; replaced by {new}"
+            except ClientError as e:
+                self._violate(res.index, res.kind, res.target, f"no replacement for {res.target}: {e}", wave)
+
+    def _client_names(self) -> set[str]:
+        return self.pool.names() if self.pool is not None else set()
 
     def _fired(self, res: FaultResult, now: float) -> bool:
         if res.fired_in_call_at is None:
@@ -365,15 +419,21 @@ class Campaign:
             raise _Abort(gone)
         w = self.wrec
         parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
+        late = self.pool.park() if self.pool is not None else []
         try:
             problems = [] if parked else [w.hung_call(time.monotonic(), 0) or "the workload's loop did not pause"]
+            problems += [f"{n} did not park within its next round: a hung caller" for n in late]
             if hit is not None:
                 # once parked, so an error of a round the wave cut into (a frame the
                 # fault dropped, known only when the round ends) counts with this wave
                 self._classify_errors(wave, hit, results)
             self._check_paused(results, problems)
         finally:
+            if self.pool is not None:
+                self.pool.resume()
             self.workload.resume()
+        if self._gone_clients:
+            self._replace_gone_clients()
         for p in dict.fromkeys(problems):
             self._violate_wave(wave, tgt, p)
         if self._failed:
@@ -384,12 +444,15 @@ class Campaign:
         failed = inv.failed_entries(rows)
         self._failed = bool(failed)
         problems += failed
+        gone = {res.target for res, _did, _w in self._gone_clients}
         for r in results:
-            problems += inv.recovery_problems(rows, r.target) if r.target != "-" else []
+            problems += inv.recovery_problems(rows, r.target) if r.target not in ("-", *gone) else []
         try:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
             problems += inv.channel_problems(heap, rows)
+            for res, did, _w in self._gone_clients:
+                problems += inv.dead_client_problems(res.target, did, heap, rows)
         except ControlError as e:
             problems.append(f"heap --check failed: {e}")
         w = self.wrec
@@ -397,6 +460,10 @@ class Campaign:
         self._problems_seen = len(w.problems)
         problems += inv.deadline_problems(w.slow_calls[getattr(self, "_slow_seen", 0):], GRACE_S)
         self._slow_seen = len(w.slow_calls)
+        problems += getattr(self, "_wave_problems", [])
+        self._wave_problems = []
+        if self.pool is not None:
+            problems += self.pool.take_problems()
 
     def _status(self) -> list[dict]:
         return self.ctl.request("status")["domains"]
@@ -440,6 +507,29 @@ def _cont(pid: int) -> None:
         pass  # killed meanwhile (the watchdog took it for hung)
 
 
+#: what the extra clients call: the instance's Echo domain (added to a workload's
+#: manifest that has none)
+CLIENT_ECHO = "echo"
+_ECHO_ENTRY = """
+[[domain]]
+name = "echo"
+target = "redleaf.domains.builtin.echo:EchoDomain"
+restart = "permanent"
+max_restarts = 1000000
+period_s = 1.0
+backoff_s = 0.005
+backoff_max_s = 0.05
+"""
+
+
+def _with_echo(manifest: str) -> str:
+    """The workload's manifest, with an Echo domain for the extra clients if it has none."""
+    import tomllib
+
+    names = {d.get("name") for d in tomllib.loads(manifest).get("domain", [])}
+    return manifest if CLIENT_ECHO in names else manifest + _ECHO_ENTRY
+
+
 def _all_kinds():
     from .schedule import FAULT_KINDS
 
@@ -449,4 +539,5 @@ def _all_kinds():
 def _opts_dict(o: Options, targets: str) -> dict:
     return {"workload": o.workload, "name": o.name, "targets": targets, "faults": list(o.kinds or _all_kinds()),
             "schedule": o.schedule, "rate": o.rate, "count": o.count, "duration": o.duration, "seed": o.seed,
-            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s}
+            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s,
+            "clients": o.clients}

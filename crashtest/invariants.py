@@ -15,12 +15,14 @@ SUPERVISOR_ID = 1  # the heap's owner id for the supervisor's own objects (super
 UNSETTLED = ("starting", "crashed", "backoff", "stopping")
 
 
-def matching_targets(rows: list[dict], patterns: str) -> list[str]:
-    """Names of running domains and devices matching any of the comma-separated globs.
-    Attached clients are never targets (the campaign's own workload is one)."""
+def matching_targets(rows: list[dict], patterns: str, clients=frozenset()) -> list[str]:
+    """Names of running domains and devices matching any of the comma-separated globs,
+    and of the attached clients named in `clients` (the campaign's extra clients) that
+    match.  No other client is a target: the campaign's own workload is one."""
     globs = [p.strip() for p in patterns.split(",") if p.strip()] or ["*"]
     return sorted(r["name"] for r in rows
-                  if r["kind"] in ("domain", "device") and r["state"] == "running" and r.get("pid")
+                  if (r["kind"] in ("domain", "device") or (r["kind"] == "client" and r["name"] in clients))
+                  and r["state"] == "running" and r.get("pid")
                   and any(fnmatch.fnmatchcase(r["name"], g) for g in globs))
 
 
@@ -123,6 +125,42 @@ def channel_problems(heap_reply: dict, rows: list[dict], per_pair: int = MAX_CHA
     for f in left.get("shm", []):
         if f != left.get("heap_file"):
             out.append(f"{f} in /dev/shm is not the instance's heap: a leaked shared-memory file")
+    return out
+
+
+def dead_client_problems(name: str, did: int, heap_reply: dict, rows: list[dict]) -> list[str]:
+    """An attached client a fault ended, once the supervisor dropped it from the table:
+    none of its heap objects left, no channel with an end of it.  (Checked before its
+    replacement attaches, which may get the same id.)"""
+    if did in _live_ids(rows):
+        return []  # the id is someone else's already: the general checks cover it
+    out = []
+    d = heap_reply.get("stats", {}).get("domains", {}).get(str(did), {})
+    if d.get("objects", 0):
+        out.append(f"{d['objects']} heap object(s) ({d.get('bytes', 0)} bytes) of {name} (domain {did}) "
+                   f"survived its death")
+    for c in heap_reply.get("channels", {}).get("channels", []):
+        if did in c["ends"]:
+            out.append(f"channel {c['id']} ({c['caller']}->{c['callee']}) still holds an end of {name} "
+                       f"(domain {did}) after its death")
+    return out
+
+
+def bystander_problems(before: list[dict], after: list[dict], hit: set[str], clients=frozenset()) -> list[str]:
+    """A wave that hit only attached clients leaves every domain and device as it was:
+    the same process, running (a client's death must not disturb what it called)."""
+    if not hit or not hit <= set(clients):
+        return []
+    now = {r["name"]: r for r in after}
+    out = []
+    for r in before:
+        if r["kind"] not in ("domain", "device") or r["state"] != "running":
+            continue
+        a = now.get(r["name"])
+        if a is None or a["state"] != "running" or a["pid"] != r["pid"]:
+            got = "gone" if a is None else f"{a['state']}, pid {a['pid']}"
+            out.append(f"{r['name']} was disturbed by a fault of {', '.join(sorted(hit))} only "
+                       f"(was running as pid {r['pid']}, now {got})")
     return out
 
 

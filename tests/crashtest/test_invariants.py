@@ -98,3 +98,32 @@ def test_memfds_doorbells_and_shm_files_of_the_dead_are_leaks():
         "/dev/shm/redleaf-0-t1.x in /dev/shm is not the instance's heap: a leaked shared-memory file"]
     assert inv.channel_problems({"violations": []}, ROWS) == [
         "heap --check did not report the channel registry (a supervisor without it cannot be checked)"]
+
+
+def test_extra_clients_are_targets_only_when_named():
+    assert inv.matching_targets(ROWS, "*", {"client-77"}) == ["client-77", "echo", "nvme0", "nvme0-dev",
+                                                               "nvme0.driver"]
+    assert inv.matching_targets(ROWS, "client-*", {"client-77"}) == ["client-77"]
+    assert inv.matching_targets(ROWS, "client-*", {"client-5"}) == []  # not one of ours: the workload's own
+
+
+def test_a_dead_clients_objects_and_channels_must_be_gone():
+    heap = {"stats": {"domains": {"9": {"objects": 3, "bytes": 768}}},
+            "channels": {"channels": [chan(4, 9, 2, [2, 9]), chan(5, 6, 2, [2, 6])]}}
+    assert inv.dead_client_problems("client-40", 9, heap, ROWS) == [
+        "3 heap object(s) (768 bytes) of client-40 (domain 9) survived its death",
+        "channel 4 (9->2) still holds an end of client-40 (domain 9) after its death"]
+    clean = {"stats": {"domains": {"9": {"objects": 0}}}, "channels": {"channels": [chan(5, 6, 2, [2, 6])]}}
+    assert inv.dead_client_problems("client-40", 9, clean, ROWS) == []
+    # the id went to a live domain meanwhile: not this check's business
+    assert inv.dead_client_problems("client-40", 2, heap, ROWS) == []
+
+
+def test_a_client_only_wave_leaves_every_domain_as_it_was():
+    after = [dict(r) for r in ROWS]
+    assert inv.bystander_problems(ROWS, after, {"client-77"}, {"client-77"}) == []
+    after[0]["pid"] = 11  # echo restarted
+    assert inv.bystander_problems(ROWS, after, {"client-77"}, {"client-77"}) == [
+        "echo was disturbed by a fault of client-77 only (was running as pid 10, now running, pid 11)"]
+    # a wave that also hit a domain may restart things: not judged here
+    assert inv.bystander_problems(ROWS, after, {"client-77", "echo"}, {"client-77"}) == []

@@ -1,0 +1,31 @@
+"""`--clients N`: extra attached client processes as targets.  The client's pause
+protocol (pure), and a short campaign in which they are killed, stopped and replaced
+with the checks that their objects and channels went with them and that echo, which
+they called, was not disturbed."""
+
+import json
+
+import pytest
+
+from redleaf.crashtest import cli
+from redleaf.crashtest.client_proc import _held
+
+
+def test_a_client_parks_on_p_and_goes_on_at_r_even_when_both_come_at_once():
+    assert _held(["p"]) and not _held(["p", "r"]) and _held(["r", "p"])
+    assert _held([], True) and not _held(["r"], True) and not _held(["x"])
+
+
+@pytest.mark.timeout(300)
+def test_a_campaign_with_two_extra_clients(capsys):
+    rc = cli.run(["--json", "--workload", "echo", "--clients", "2", "--count", "12", "--duration", "4",
+                  "--faults", "sigkill,sigsegv,exit,stop", "--seed", "3"])
+    s = json.loads(capsys.readouterr().out)
+    assert s["violations"] == [] and rc == 0
+    log = s["fault_log"]
+    hit_clients = [f for f in log if f["target"].startswith("client-")]
+    assert hit_clients and any(f["target"] == "echo" for f in log)
+    ended = [f for f in hit_clients if "replaced by client-" in f["how"]]
+    assert ended and all(f["restarted"] for f in ended)
+    assert s["options"]["targets"] == "echo,client-*" and s["options"]["clients"] == 2
+    assert s["recoveries"]["not_recovered"] == 0 and s["client_errors"]["unexpected"] == 0
