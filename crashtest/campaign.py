@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from redleaf.domains.errors import ControlError
 
 from . import invariants as inv
-from .schedule import IN_CALL_KINDS, Fault, make_plan, resolve_targets, waves
+from .schedule import IN_CALL_KINDS, INSTANCE_KINDS, Fault, make_plan, resolve_targets, waves
 
 #: how long a wave's targets may take to come back (an in-call hang waits for its
 #: caller's deadline, up to 30 s behind a shadow, then the hang is confirmed)
@@ -147,7 +147,7 @@ class Campaign:
     def run(self) -> CampaignRecord:
         from redleaf.supervisor.instance import Instance
 
-        inst = None
+        self.inst = None
         try:
             if self.opts.name:
                 name = self.opts.name
@@ -158,8 +158,8 @@ class Campaign:
                 if manifest is None:
                     raise ValueError(f"workload {self.opts.workload!r} boots no instance of its own: "
                                      f"give --name of a running one")
-                inst = Instance(manifest, cwd=self.tmpdir).start(timeout=60.0)
-                name = inst.name
+                self.inst = Instance(manifest, cwd=self.tmpdir).start(timeout=60.0)
+                name = self.inst.name
                 self.rec.booted = True
             self.rec.instance = name
             self._run_on(name)
@@ -171,6 +171,7 @@ class Campaign:
             if self.pool is not None:
                 self.pool.end()  # whatever happened: no client outlives the campaign
             self.workload.close()
+            inst = self.inst  # the last incarnation: a `supervisor` fault starts a new one
             if inst is not None:
                 inst.stop()
                 for p in inv.leftover_problems(inst.leftovers()):
@@ -235,6 +236,9 @@ class Campaign:
 
     # ---------------------------------------------------------------------------------- a wave
     def _wave(self, wave: list[Fault]) -> None:
+        if any(f.kind in INSTANCE_KINDS for f in wave):
+            self._supervisor_wave(wave)
+            return
         rows = self._status()
         targets = inv.matching_targets(rows, self.targets, self._client_names())
         names = resolve_targets(wave, targets)
@@ -259,6 +263,110 @@ class Campaign:
         self._check(wave, results, names, hit)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
+
+    # ---------------------------------------------------------------------------------- the supervisor
+    def _supervisor_wave(self, wave: list[Fault]) -> None:
+        """kill -9 of the supervisor, then `up` of the same instance (name, manifest,
+        directory): the stale instance must be cleaned by that `up` and the workload
+        resume on the new one.  The wave's other faults are not fired: the whole
+        instance goes, they would hit nothing that lives on."""
+        f = next(f for f in wave if f.kind in INSTANCE_KINDS)
+        results = []
+        for g in wave:
+            res = FaultResult(g.index, g.wave, g.kind, "supervisor" if g is f else "-")
+            if g is not f:
+                res.how = "skipped: the supervisor is killed in the same wave"
+            results.append(res)
+            self.rec.faults.append(res)
+        res = results[wave.index(f)]
+        hit: set[str] = set()
+        if self.inst is None:
+            res.how = "skipped: only the supervisor of an instance the campaign booted is killed (no --name)"
+            res.fired_at = time.monotonic() - self.t0
+        else:
+            hit = {"supervisor"}
+            problems = self._kill_and_restart(res)
+            for p in problems:
+                self._violate(res.index, res.kind, "supervisor", p, tuple(g.index for g in wave))
+        for r in results:
+            if r is not res:
+                r.fired_at = res.fired_at
+        self._check(wave, results, [r.target for r in results if r.target != "-"], hit)
+        self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations), ops=self.wrec.ops)
+
+    def _kill_and_restart(self, res: FaultResult) -> list[str]:
+        import psutil
+
+        from redleaf.domains.control import ControlClient
+        from redleaf.supervisor.instance import Instance
+
+        old = self.inst
+        st = self.ctl.request("status")
+        sup = st["pid"]
+        procs = {sup: "supervisor"}
+        try:
+            procs.update({p.pid: "a process of the supervisor" for p in psutil.Process(sup).children(recursive=True)})
+        except psutil.Error:
+            pass
+        procs.update({r["pid"]: r["name"] for r in st["domains"] if r.get("pid") and r["kind"] != "client"})
+        ctimes = {pid: _ctime(pid) for pid in procs}
+        # the heap file (tmpfs: a new file is a new inode), and a marker in the runtime
+        # directory: its sockets, token, doorbells and records go with the directory, and
+        # an inode number there may be reused at once by the new instance's files
+        marker = old.paths.root / f"crashtest-marker-{os.getpid()}-{res.index}"
+        marker.touch(mode=0o600)
+        files = {str(old.paths.heap): _inode(old.paths.heap), str(marker): _inode(marker)}
+        files = {k: v for k, v in files.items() if v is not None}
+        self.workload.begin_outage()
+        if self.pool is not None:
+            self.pool.end()  # attached to the instance that dies: new ones join the next
+        ops0 = self.wrec.ops
+        os.kill(sup, signal.SIGKILL)
+        res.how = f"kill -9 of the supervisor (pid {sup}), then `up` again"
+        res.fired_at = time.monotonic() - self.t0
+        problems = []
+        try:
+            old.proc.wait(RECOVER_S)
+        except Exception:
+            problems.append(f"the supervisor (pid {sup}) did not die of SIGKILL within {RECOVER_S:g}s")
+        if not self.workload.leave(self.workload.deadline_s + GRACE_S):
+            problems.append(f"the workload's loop did not leave the dead instance: "
+                            f"{self.wrec.hung_call(time.monotonic(), 0) or 'a call never returned'}")
+        self.ctl.close()
+        # the next `up`: the same name, manifest and directory, as a user would type it
+        new = Instance(old.manifest_text, name=old.name, env=old.env, cwd=old.cwd)
+        try:
+            self.inst = new.start(timeout=60.0)
+        except Exception as e:
+            self.inst = new  # stopped and cleaned by run()'s end
+            self.ctl = ControlClient(old.name, timeout_s=30.0)
+            raise _Abort(f"`up` after the supervisor's kill failed: {e}") from None
+        finally:
+            _forget(old)
+        self.ctl = ControlClient(new.name, timeout_s=30.0)
+        survivors = [pid for pid, ct in ctimes.items() if ct is not None and _ctime(pid) == ct]
+        now = {path: _inode(path) for path in files}
+        problems += inv.stale_problems(procs, survivors, files, now)
+        self.workload.end_outage()
+        if self.pool is not None:
+            from .clients import ClientError, ClientPool
+
+            n = self.opts.clients
+            self.pool = ClientPool(new.name, CLIENT_ECHO)
+            try:
+                self.pool.start(n)
+            except ClientError as e:
+                problems.append(f"the extra clients did not come back: {e}")
+        deadline = time.monotonic() + RECOVER_S
+        while self.wrec.ops == ops0 and time.monotonic() < deadline and not self.wrec.crashed:
+            time.sleep(POLL_S)
+        if self.wrec.ops == ops0:
+            problems.append(f"the workload did not complete a call within {RECOVER_S:g}s of the new `up`"
+                            + (f": {self.wrec.crashed}" if self.wrec.crashed else ""))
+        else:
+            res.restarted = True
+            res.recovered_s = round(time.monotonic() - (self.t0 + res.fired_at), 6)
+        return problems
 
     def _fire(self, f: Fault, target: str, row: dict, res: FaultResult) -> str:
         """Deliver one fault; what was done, in words."""
@@ -394,7 +502,8 @@ class Campaign:
         self.errors_seen += len(errs)
         unexpected: dict[str, list] = {}
         for t, kind, msg in errs:
-            expected = self.workload.expected(kind, hit)
+            # while the supervisor is killed and started again every call may fail
+            expected = "supervisor" in hit or self.workload.expected(kind, hit)
             key = f"{kind} ({'expected' if expected else 'unexpected'})"
             self.rec.errors_by_kind[key] = self.rec.errors_by_kind.get(key, 0) + 1
             if results:  # a wave's errors are counted on its first fault
@@ -446,7 +555,7 @@ class Campaign:
         problems += failed
         gone = {res.target for res, _did, _w in self._gone_clients}
         for r in results:
-            problems += inv.recovery_problems(rows, r.target) if r.target not in ("-", *gone) else []
+            problems += inv.recovery_problems(rows, r.target) if r.target not in ("-", "supervisor", *gone) else []
         try:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
@@ -491,6 +600,39 @@ class Campaign:
 
 class _Abort(Exception):
     """The supervisor is gone: the campaign cannot go on (recorded as a violation)."""
+
+
+def _ctime(pid: int) -> float | None:
+    """The start time of a live (not zombie) process, None if there is none."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
+    except psutil.Error:
+        return None
+
+
+def _inode(path) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+def _forget(inst) -> None:
+    """An incarnation whose supervisor was killed: its files in this process (the
+    manifest copy, the log) go; its instance's leftovers are the next `up`'s to clean."""
+    if inst.manifest_path:
+        try:
+            os.unlink(inst.manifest_path)
+        except FileNotFoundError:
+            pass
+    try:
+        inst._log.close()
+    except Exception:
+        pass
+    inst.cleanup_log()
 
 
 def _size(path: str) -> int:

@@ -15,7 +15,7 @@ import importlib
 import json
 import sys
 
-from .schedule import FAULT_KINDS, SCHEDULES, PlanError
+from .schedule import EXTRA_KINDS, FAULT_KINDS, SCHEDULES, PlanError
 
 #: named option sets; explicit options given with a preset override it
 PRESETS = {
@@ -28,7 +28,9 @@ PRESETS = {
 
 EPILOG = f"""\
 fault kinds: {', '.join(FAULT_KINDS)} (exception, exit, hang and slow land inside a
-  call the workload makes, through `inject`; at other targets the signal of that name)
+  call the workload makes, through `inject`; at other targets the signal of that name);
+  on request only: {', '.join(EXTRA_KINDS)} (kill -9 of the supervisor of an instance the
+  campaign booted, then `up` again: the stale instance must be cleaned, the workload resume)
 schedules:   {', '.join(SCHEDULES)}
 presets:     --preset soak   {PRESETS['soak']['count']:,} faults, Poisson at {PRESETS['soak']['rate']:g}/s, every kind,
                              report in ./{PRESETS['soak']['report']} (runs for hours; e.g.

@@ -164,6 +164,22 @@ def bystander_problems(before: list[dict], after: list[dict], hit: set[str], cli
     return out
 
 
+def stale_problems(old_procs: dict[int, str], survivors: list[int], old_files: dict[str, int],
+                   new_files: dict[str, int | None]) -> list[str]:
+    """After a kill -9 of the supervisor and the next `up` of the same instance: no
+    process of the dead instance alive (`survivors`: those of `old_procs`, pid ->
+    what it was, still running as the same process), and none of its files (path ->
+    inode before the kill: the heap, a marker standing for its runtime directory with
+    the sockets, token, doorbells and records in it) still there as the same file:
+    each is gone or made anew."""
+    out = [f"process {pid} ({old_procs.get(pid, '?')}) of the killed supervisor's instance is still running "
+           f"after the next `up`" for pid in sorted(survivors)]
+    for path, ino in sorted(old_files.items()):
+        if new_files.get(path) == ino:
+            out.append(f"{path} of the killed supervisor's instance was not cleaned by the next `up` (same inode)")
+    return out
+
+
 def deadline_problems(slow_calls: list[tuple[str, float, float]], grace_s: float) -> list[str]:
     """Calls that took longer than their deadline plus `grace_s`: a caller left hanging.
     `slow_calls` holds (what, seconds taken, deadline)."""

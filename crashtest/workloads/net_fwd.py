@@ -219,7 +219,7 @@ config = {{ autostart = true, batch = 32, packets = 1024 }}
                 for _ in range(WINDOW):
                     self._send(led.send())
                 t_end = time.monotonic() + ROUND_S
-                while led.outstanding and not stop.is_set():
+                while led.outstanding and not stop.is_set() and not self.leaving.is_set():
                     if not self._receive(rec, QUIET_S):
                         if time.monotonic() > t_end:
                             lost += led.give_up()

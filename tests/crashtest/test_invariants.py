@@ -127,3 +127,14 @@ def test_a_client_only_wave_leaves_every_domain_as_it_was():
         "echo was disturbed by a fault of client-77 only (was running as pid 10, now running, pid 11)"]
     # a wave that also hit a domain may restart things: not judged here
     assert inv.bystander_problems(ROWS, after, {"client-77", "echo"}, {"client-77"}) == []
+
+
+def test_stale_problems_after_the_next_up():
+    procs = {100: "supervisor", 101: "echo"}
+    old = {"/dev/shm/redleaf-0-t1.heap": 7, "/tmp/redleaf-0/t1/crashtest-marker-1-0": 9}
+    clean = {"/dev/shm/redleaf-0-t1.heap": 8, "/tmp/redleaf-0/t1/crashtest-marker-1-0": None}
+    assert inv.stale_problems(procs, [], old, clean) == []
+    assert inv.stale_problems(procs, [101], old, {**clean, "/dev/shm/redleaf-0-t1.heap": 7}) == [
+        "process 101 (echo) of the killed supervisor's instance is still running after the next `up`",
+        "/dev/shm/redleaf-0-t1.heap of the killed supervisor's instance was not cleaned by the next `up` "
+        "(same inode)"]
