@@ -320,7 +320,6 @@ class Campaign:
         self.workload.begin_outage()
         if self.pool is not None:
             self.pool.end()  # attached to the instance that dies: new ones join the next
-        ops0 = self.wrec.ops
         os.kill(sup, signal.SIGKILL)
         res.how = f"kill -9 of the supervisor (pid {sup}), then `up` again"
         res.fired_at = time.monotonic() - self.t0
@@ -332,15 +331,17 @@ class Campaign:
         if not self.workload.leave(self.workload.deadline_s + GRACE_S):
             problems.append(f"the workload's loop did not leave the dead instance: "
                             f"{self.wrec.hung_call(time.monotonic(), 0) or 'a call never returned'}")
+        ops0 = self.wrec.ops  # what it completes from now on, it completes on the new instance
         self.ctl.close()
         # the next `up`: the same name, manifest and directory, as a user would type it
         new = Instance(old.manifest_text, name=old.name, env=old.env, cwd=old.cwd)
         try:
             self.inst = new.start(timeout=60.0)
         except Exception as e:
-            self.inst = new  # stopped and cleaned by run()'s end
-            self.ctl = ControlClient(old.name, timeout_s=30.0)
-            raise _Abort(f"`up` after the supervisor's kill failed: {e}") from None
+            self.inst = new  # stopped and cleaned by run()'s end (self.ctl stays the closed one)
+            why = f"`up` after the supervisor's kill failed: {e}"
+            self._violate(res.index, res.kind, "supervisor", why, (res.index,))
+            raise _Abort(why) from None
         finally:
             _forget(old)
         self.ctl = ControlClient(new.name, timeout_s=30.0)
