@@ -62,3 +62,20 @@ def test_the_channel_registry_is_the_users_alone(echo_instance):
             assert e.kind == "AuthError", e
         else:
             raise AssertionError("a domain credential read the channel registry")
+
+
+def test_redleaf_heap_check_shows_the_channels(echo_instance):
+    import json
+    import subprocess
+    import sys
+
+    def heap(*extra):
+        return subprocess.run([sys.executable, "-m", "redleaf.supervisor.cli", "--name", echo_instance.name,
+                               "heap", "--check", *extra], capture_output=True, text=True, timeout=60)
+
+    with echo_instance.attach() as c:
+        assert c.lookup("echo", Echo).inc(1) == 2
+        out = heap().stdout
+        assert "channels: 1 (supervisor holds " in out and "check: OK" in out
+        j = json.loads(heap("--json").stdout)
+        assert len(j["channels"]["channels"]) == 1 and j["leftovers"]["shm"] == [j["leftovers"]["heap_file"]]
