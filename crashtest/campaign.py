@@ -561,6 +561,7 @@ class Campaign:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
             problems += inv.channel_problems(heap, rows)
+            problems += inv.mapping_problems(_mapped_segments(rows), rows, heap)
             for res, did, _w in self._gone_clients:
                 problems += inv.dead_client_problems(res.target, did, heap, rows)
         except ControlError as e:
@@ -601,6 +602,24 @@ class Campaign:
 
 class _Abort(Exception):
     """The supervisor is gone: the campaign cannot go on (recorded as a violation)."""
+
+
+def _mapped_segments(rows: list[dict]) -> dict[int, int]:
+    """pid -> distinct channel segments (memfds "redleaf-chan-<tag>") it maps, for
+    every live process of the table (this one too: the workload's client)."""
+    out = {}
+    for pid in {r["pid"] for r in rows if r.get("pid") and r["state"] == "running"}:
+        tags = set()
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    i = line.find("/memfd:redleaf-chan-")
+                    if i >= 0:
+                        tags.add(line[i:].split(" ")[0].strip())
+        except OSError:
+            continue  # gone meanwhile: the next check sees its death
+        out[pid] = len(tags)
+    return out
 
 
 def _ctime(pid: int) -> float | None:

@@ -128,6 +128,35 @@ def channel_problems(heap_reply: dict, rows: list[dict], per_pair: int = MAX_CHA
     return out
 
 
+#: channel segments a process may map beyond the channels it holds ends of.  Open
+#: bug (domains/runtime.py, not crashtest's to fix): Runtime.serve_own keeps the
+#: channel it served last in `self.serving` after the call, so an idle callee keeps
+#: that channel's mapping (its memory) after the channel was freed, e.g. after its
+#: caller died, until it serves another call.  One a process, never growing; a
+#: campaign allows it so that a leak beyond it still shows.
+SERVING_SLACK = 1
+
+
+def mapping_problems(maps_by_pid: dict[int, int], rows: list[dict], heap_reply: dict,
+                     slack: int = SERVING_SLACK) -> list[str]:
+    """No process keeps a channel's memory alive past its channel: each live process
+    (`maps_by_pid`: pid -> distinct channel segments it maps, from /proc/<pid>/maps)
+    maps at most as many segments as there are channels holding an end of a domain it
+    hosts (a group hosts several), plus `slack`.  A segment mapped beyond that is a
+    freed channel's, or a dead peer's, whose memory only that mapping keeps."""
+    live = [r for r in rows if r.get("pid") and r["state"] in ("running", "starting", "stopping")]
+    chans = heap_reply.get("channels", {}).get("channels", [])
+    out = []
+    for pid, n in sorted(maps_by_pid.items()):
+        ids = {r["id"] for r in live if r["pid"] == pid}
+        held = sum(1 for c in chans if ids & set(c["ends"]))
+        if n > held + slack:
+            names = ", ".join(sorted(r["name"] for r in live if r["pid"] == pid)) or "?"
+            out.append(f"process {pid} ({names}) maps {n} channel segment(s) but holds ends of {held} channel(s): "
+                       f"a freed channel's memory stays alive")
+    return out
+
+
 def dead_client_problems(name: str, did: int, heap_reply: dict, rows: list[dict]) -> list[str]:
     """An attached client a fault ended, once the supervisor dropped it from the table:
     none of its heap objects left, no channel with an end of it.  (Checked before its

@@ -138,3 +138,17 @@ def test_stale_problems_after_the_next_up():
         "process 101 (echo) of the killed supervisor's instance is still running after the next `up`",
         "/dev/shm/redleaf-0-t1.heap of the killed supervisor's instance was not cleaned by the next `up` "
         "(same inode)"]
+
+
+def test_a_process_mapping_more_segments_than_its_channels_keeps_freed_memory():
+    heap = heap_with([chan(1, 6, 2, [2, 6]), chan(2, 3, 4, [3, 4])])
+    # echo (pid 10 here hosts every row of ROWS: a group) holds ends of both channels
+    assert inv.mapping_problems({10: 2}, ROWS, heap, slack=0) == []
+    got = inv.mapping_problems({10: 3}, ROWS, heap, slack=0)
+    assert len(got) == 1 and got[0].startswith("process 10 (") and \
+        got[0].endswith("maps 3 channel segment(s) but holds ends of 2 channel(s): a freed channel's memory stays alive")
+    # the known Runtime.serving mapping is allowed by the campaign's slack, a second one is not
+    assert inv.mapping_problems({10: 3}, ROWS, heap) == []
+    assert inv.mapping_problems({10: 4}, ROWS, heap) != []
+    assert inv.mapping_problems({99: 1}, ROWS, heap, slack=0) == [
+        "process 99 (?) maps 1 channel segment(s) but holds ends of 0 channel(s): a freed channel's memory stays alive"]
