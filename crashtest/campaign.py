@@ -11,8 +11,14 @@ end it stops the workload, re-checks, brings the instance down (if it booted it)
 checks that nothing was left behind.  Everything goes into a CampaignRecord, which
 report.py turns into text, JSON and plots.
 
+With `--clients N` it also runs N extra attached client processes (clients.py),
+targets like the domains: one a fault ended is checked for leftovers once the
+supervisor dropped it, then replaced.  A `supervisor` fault kills the supervisor and
+runs `up` of the same instance again (only for an instance it booted): the dead
+one's processes and files must be gone, and the workload re-attaches.
+
 May call: supervisor.instance, domains (control client, errors), crashtest.schedule,
-crashtest.invariants, crashtest.workloads.
+crashtest.invariants, crashtest.workloads, crashtest.clients.
 """
 
 from __future__ import annotations
