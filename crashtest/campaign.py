@@ -109,6 +109,7 @@ class CampaignRecord:
     bucket_s: float = 0.1
     errors_by_kind: dict = field(default_factory=dict)  # (kind, expected) -> count
     unexpected_errors: list = field(default_factory=list)  # first few (time, kind, message)
+    workload_stats: dict = field(default_factory=dict)  # the workload's own counts (Workload.stats)
 
 
 class Campaign:
@@ -236,6 +237,7 @@ class Campaign:
             w = getattr(self, "wrec", None)
             if w is not None:
                 self.rec.ops, self.rec.buckets = w.ops, dict(w.buckets)
+                self.rec.workload_stats = self.workload.stats()
                 if w.crashed:
                     self._violate(None, "-", "-", f"the workload's loop died: {w.crashed}")
             self.ctl.close()

@@ -188,6 +188,10 @@ class Workload:
         """Checks after the loop stopped (e.g. re-read everything written)."""
         return []
 
+    def stats(self) -> dict:
+        """The workload's own counts for the report (e.g. frames lost), name -> number."""
+        return {}
+
     def close(self) -> None:
         """Release what the workload holds outside the instance (a socket); the
         campaign calls it once, at the end, whatever happened."""

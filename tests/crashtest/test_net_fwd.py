@@ -72,5 +72,9 @@ def test_a_short_net_fwd_campaign_passes(capsys):
     assert s["violations"] == [] and rc == 0
     assert s["faults"]["fired"] == 20 and s["recoveries"]["not_recovered"] == 0
     assert s["client_errors"]["unexpected"] == 0
-    assert s["calls"] > 0  # frames that came back
+    w = s["workload"]
+    assert s["calls"] == w["frames_back"] > 0  # each frame back intact is one completed operation
+    assert w["frames_back"] + w["frames_lost"] <= w["frames_sent"]
+    lost_rounds = s["client_errors"]["by_kind"].get("FrameLost (expected)", 0)
+    assert lost_rounds == w["rounds_with_loss"] and (w["frames_lost"] > 0) == (lost_rounds > 0)
     assert set(s["faults"]["by_target"]) <= set(PATH)
