@@ -22,6 +22,7 @@ May call: domains (errors).
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -227,7 +228,10 @@ class Workload:
                         raise
                     if not isinstance(e, SupervisorOutage):
                         self.rec.error("SupervisorLost", f"{type(e).__name__}: {e}")
-                # the supervisor is being restarted: wait for it, then attach again
+                # the supervisor is being restarted: wait for it, then attach again.  The
+                # old attach (its heap and channel mappings) hangs in the exception's
+                # frame cycles until a cyclic collection: free it now, not some time later
+                gc.collect()
                 self.left.set()
                 while not self.back.wait(0.1):
                     if self.stop_event.is_set():
