@@ -185,6 +185,9 @@ class Campaign:
                     self._violate(None, "-", "-", p)
                 inst.cleanup_log()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            import gc
+
+            gc.collect()  # the workload's attach (heap and channel mappings) goes now, not later
         return self.rec
 
     def _run_on(self, name: str) -> None:
@@ -616,7 +619,15 @@ def _mapped_segments(rows: list[dict]) -> dict[int, int]:
     """pid -> distinct channel segments (memfds "redleaf-chan-<tag>") it maps, for
     every live process of the table (this one too: the workload's client)."""
     out = {}
-    for pid in {r["pid"] for r in rows if r.get("pid") and r["state"] == "running"}:
+    pids = {r["pid"] for r in rows if r.get("pid") and r["state"] == "running"}
+    if os.getpid() in pids:
+        # this process: a closed channel's mapping goes when its last view does, which
+        # for views caught in reference cycles (an exception's frames, an earlier
+        # campaign's attach in the same process) is the next cyclic collection: now
+        import gc
+
+        gc.collect()
+    for pid in pids:
         tags = set()
         try:
             with open(f"/proc/{pid}/maps") as fh:

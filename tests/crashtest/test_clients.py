@@ -21,7 +21,8 @@ def test_a_campaign_with_two_extra_clients(capsys):
     rc = cli.run(["--json", "--workload", "echo", "--clients", "2", "--count", "12", "--duration", "4",
                   "--faults", "sigkill,sigsegv,exit,stop", "--seed", "3"])
     s = json.loads(capsys.readouterr().out)
-    assert s["violations"] == [] and rc == 0
+    assert s["violations"] == [], [v["what"] for v in s["violations"]]
+    assert rc == 0
     log = s["fault_log"]
     hit_clients = [f for f in log if f["target"].startswith("client-")]
     assert hit_clients and any(f["target"] == "echo" for f in log)

@@ -69,7 +69,8 @@ def test_a_short_net_fwd_campaign_passes(capsys):
     rc = cli.run(["--json", "--workload", "net-fwd", "--count", "20", "--duration", "5", "--faults",
                   "sigkill,sigsegv,exception,exit,stop,slow", "--stall-s", "0.3", "--seed", "3"])
     s = json.loads(capsys.readouterr().out)
-    assert s["violations"] == [] and rc == 0
+    assert s["violations"] == [], [v["what"] for v in s["violations"]]
+    assert rc == 0
     assert s["faults"]["fired"] == 20 and s["recoveries"]["not_recovered"] == 0
     assert s["client_errors"]["unexpected"] == 0
     w = s["workload"]

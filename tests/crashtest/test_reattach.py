@@ -85,7 +85,8 @@ def test_a_campaign_that_kills_the_supervisor(capsys):
     rc = cli.run(["--json", "--workload", "echo", "--clients", "1", "--count", "3", "--duration", "2",
                   "--faults", "supervisor,sigkill", "--seed", "1"])
     s = json.loads(capsys.readouterr().out)
-    assert s["violations"] == [] and rc == 0
+    assert s["violations"] == [], [v["what"] for v in s["violations"]]
+    assert rc == 0
     sup = [f for f in s["fault_log"] if f["kind"] == "supervisor"]
     assert sup and all(f["restarted"] and f["how"].startswith("kill -9 of the supervisor") for f in sup)
     assert s["recoveries"]["not_recovered"] == 0 and s["client_errors"]["unexpected"] == 0
