@@ -1,7 +1,13 @@
 """`--clients N`: extra attached client processes as targets.  The client's pause
 protocol (pure), and a short campaign in which they are killed, stopped and replaced
 with the checks that their objects and channels went with them and that echo, which
-they called, was not disturbed."""
+they called, was not disturbed.
+
+A client killed with a borrowing call posted that echo had not served yet may hit
+an open supervisor bug (tests/supervisor/test_queued_call_of_a_dead_caller.py): the
+campaign then reports "channel N ... has no end left but was not freed (1 deferred
+slot(s)) (a sweep pending)" and the client's object as owned by a dead domain.  Rare
+(a loaded machine makes it likelier); it is the bug, not this test."""
 
 import json
 
