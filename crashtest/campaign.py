@@ -128,6 +128,8 @@ class Campaign:
             # those faults alone, at once; faults of one wave still fire together
             plan = [Fault(**{**plan[k].as_dict(), "at_s": 0.0}) for k in sorted(set(opts.replay))]
         self.plan = plan
+        if opts.clients < 0:
+            raise ValueError(f"--clients must be >= 0, got {opts.clients}")
         # the workload's files (a disk image) and the instance's cwd; removed by run()
         self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
         try:
@@ -140,8 +142,6 @@ class Campaign:
                 self.workload.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
-        if opts.clients < 0:
-            raise ValueError(f"--clients must be >= 0, got {opts.clients}")
         # the extra clients are targets unless --targets says otherwise
         self.targets = opts.targets or (self.workload.targets + (",client-*" if opts.clients else ""))
         self.pool = None
@@ -207,7 +207,7 @@ class Campaign:
             if self.opts.clients:
                 from .clients import ClientError, ClientPool
 
-                self.pool = ClientPool(name, CLIENT_ECHO)
+                self.pool = ClientPool(name, CLIENT_ECHO, self.tmpdir)
                 try:
                     self.pool.start(self.opts.clients)
                 except ClientError as e:
@@ -364,7 +364,7 @@ class Campaign:
             from .clients import ClientError, ClientPool
 
             n = self.opts.clients
-            self.pool = ClientPool(new.name, CLIENT_ECHO)
+            self.pool = ClientPool(new.name, CLIENT_ECHO, self.tmpdir)
             try:
                 self.pool.start(n)
             except ClientError as e:

@@ -4,7 +4,9 @@ a loop, so that a fault can hit an attached client (SIGKILL, SIGSEGV, SIGSTOP) a
 campaign can check that its objects and channels went with it and that the domains
 it called were not disturbed.
 
-    python -m redleaf.crashtest.client_proc INSTANCE ECHO_NAME
+    python -m redleaf.crashtest.client_proc INSTANCE ECHO_NAME [PARENT_PID]
+
+(with PARENT_PID it dies with that process, the campaign's.)
 
 Lines on stdin and stdout (clients.py is the other end):
   out `ready <domain id>`   attached, echo looked up: a target from now on
@@ -59,6 +61,18 @@ def _held(cmds: list[str], held: bool = False) -> bool:
     return held
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the campaign's process dies, however it dies (PR_SET_PDEATHSIG):
+    a client must not outlive the campaign that started it."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
     import numpy as np
 
@@ -67,6 +81,8 @@ def main(argv: list[str]) -> int:
     from redleaf.domains.errors import RpcError
 
     instance, echo_name = argv[0], argv[1]
+    if len(argv) > 2:
+        _die_with_parent(int(argv[2]))
     with attach(instance) as d:
         e = d.lookup(echo_name, Echo)
         _say(f"ready {d.domain_id}")

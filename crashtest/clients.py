@@ -30,10 +30,13 @@ class ClientError(RuntimeError):
 
 
 class ExtraClient:
-    def __init__(self, instance: str, echo: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "redleaf.crashtest.client_proc", instance, echo],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     bufsize=0)
+    def __init__(self, instance: str, echo: str, errfile):
+        # its stderr goes to a file of the campaign's directory: what a client that
+        # failed to start said is in the error the campaign reports
+        self.errfile = errfile
+        self.proc = subprocess.Popen([sys.executable, "-m", "redleaf.crashtest.client_proc", instance, echo,
+                                      str(os.getpid())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errfile, bufsize=0)
         self.pid = self.proc.pid
         self.name = f"client-{self.pid}"  # what the supervisor calls an attached process
         self.domain_id: int | None = None
@@ -82,11 +85,20 @@ class ExtraClient:
             self.proc.wait()
         self._reader.join(2.0)
         self.proc.stdout.close()
+        self.errfile.close()
+
+    def stderr_tail(self) -> str:
+        try:
+            with open(self.errfile.name, errors="replace") as fh:
+                lines = [x for x in fh.read().splitlines() if x.strip()]
+            return lines[-1] if lines else ""
+        except OSError:
+            return ""
 
 
 class ClientPool:
-    def __init__(self, instance: str, echo: str):
-        self.instance, self.echo = instance, echo
+    def __init__(self, instance: str, echo: str, logdir: str):
+        self.instance, self.echo, self.logdir = instance, echo, logdir
         self.clients: dict[str, ExtraClient] = {}  # by supervisor name
         self.problems: list[str] = []  # of clients that are gone
         self.started = 0
@@ -98,14 +110,15 @@ class ClientPool:
         return out
 
     def start_one(self) -> str:
-        c = ExtraClient(self.instance, self.echo)
-        self.clients[c.name] = c
         self.started += 1
+        err = open(os.path.join(self.logdir, f"client-{self.started}.err"), "wb")
+        c = ExtraClient(self.instance, self.echo, err)
+        self.clients[c.name] = c
         deadline = time.monotonic() + READY_S
         while not c.ready.wait(0.05):
             if not c.alive():
                 raise ClientError(f"an extra client (pid {c.pid}) exited with {c.proc.returncode} before it "
-                                  f"attached to {self.instance} and looked up {self.echo!r}")
+                                  f"attached to {self.instance} and looked up {self.echo!r}: {c.stderr_tail()}")
             if time.monotonic() > deadline:
                 raise ClientError(f"an extra client (pid {c.pid}) did not attach within {READY_S:g}s")
         return c.name

@@ -22,6 +22,15 @@ def test_a_client_parks_on_p_and_goes_on_at_r_even_when_both_come_at_once():
     assert _held([], True) and not _held(["r"], True) and not _held(["x"])
 
 
+def test_a_negative_client_count_is_refused_and_leaves_nothing(capsys, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert cli.run(["--workload", "echo", "--clients", "-1", "--count", "1"]) == 2
+    assert "--clients must be >= 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.timeout(300)
 def test_a_campaign_with_two_extra_clients(capsys):
     rc = cli.run(["--json", "--workload", "echo", "--clients", "2", "--count", "12", "--duration", "4",
@@ -36,3 +45,15 @@ def test_a_campaign_with_two_extra_clients(capsys):
     assert ended and all(f["restarted"] for f in ended)
     assert s["options"]["targets"] == "echo,client-*" and s["options"]["clients"] == 2
     assert s["recoveries"]["not_recovered"] == 0 and s["client_errors"]["unexpected"] == 0
+
+
+def test_a_client_that_cannot_attach_is_a_clear_error(tmp_path):
+    from redleaf.crashtest.clients import ClientError, ClientPool
+
+    pool = ClientPool("nosuch-instance", "echo", str(tmp_path))
+    try:
+        with pytest.raises(ClientError, match="exited with 1 before it attached to nosuch-instance.*InstanceNotRunning"):
+            pool.start_one()
+    finally:
+        pool.end()
+    assert pool.clients == {}
