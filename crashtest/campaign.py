@@ -11,8 +11,14 @@ end it stops the workload, re-checks, brings the instance down (if it booted it)
 checks that nothing was left behind.  Everything goes into a CampaignRecord, which
 report.py turns into text, JSON and plots.
 
+With `--clients N` it also runs N extra attached client processes (clients.py),
+targets like the domains: one a fault ended is checked for leftovers once the
+supervisor dropped it, then replaced.  A `supervisor` fault kills the supervisor and
+runs `up` of the same instance again (only for an instance it booted): the dead
+one's processes and files must be gone, and the workload re-attaches.
+
 May call: supervisor.instance, domains (control client, errors), crashtest.schedule,
-crashtest.invariants, crashtest.workloads.
+crashtest.invariants, crashtest.workloads, crashtest.clients.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from redleaf.domains.errors import ControlError
 
 from . import invariants as inv
-from .schedule import IN_CALL_KINDS, Fault, make_plan, resolve_targets, waves
+from .schedule import IN_CALL_KINDS, INSTANCE_KINDS, Fault, make_plan, resolve_targets, waves
 
 #: how long a wave's targets may take to come back (an in-call hang waits for its
 #: caller's deadline, up to 30 s behind a shadow, then the hang is confirmed)
@@ -53,6 +59,7 @@ class Options:
     seed: int = 0
     replay: tuple[int, ...] | None = None  # fault indices: one, or the faults of one wave
     stall_s: float = 2.0
+    clients: int = 0  # extra attached client processes, targets too (clients.py)
 
 
 @dataclass
@@ -102,6 +109,7 @@ class CampaignRecord:
     bucket_s: float = 0.1
     errors_by_kind: dict = field(default_factory=dict)  # (kind, expected) -> count
     unexpected_errors: list = field(default_factory=list)  # first few (time, kind, message)
+    workload_stats: dict = field(default_factory=dict)  # the workload's own counts (Workload.stats)
 
 
 class Campaign:
@@ -120,6 +128,8 @@ class Campaign:
             # those faults alone, at once; faults of one wave still fire together
             plan = [Fault(**{**plan[k].as_dict(), "at_s": 0.0}) for k in sorted(set(opts.replay))]
         self.plan = plan
+        if opts.clients < 0:
+            raise ValueError(f"--clients must be >= 0, got {opts.clients}")
         # the workload's files (a disk image) and the instance's cwd; removed by run()
         self.tmpdir = tempfile.mkdtemp(prefix="redleaf-crashtest-")
         try:
@@ -128,9 +138,15 @@ class Campaign:
                 raise ValueError(f"workload {opts.workload!r} {self.workload.joinable_why}; "
                                  f"run it without --name (it boots an instance of its own)")
         except BaseException:
+            if getattr(self, "workload", None) is not None:
+                self.workload.close()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
-        self.targets = opts.targets or self.workload.targets
+        # the extra clients are targets unless --targets says otherwise
+        self.targets = opts.targets or (self.workload.targets + (",client-*" if opts.clients else ""))
+        self.pool = None
+        #: (fault, domain id, wave) of extra clients a fault ended, not yet checked and replaced
+        self._gone_clients: list = []
         self.rec = CampaignRecord(options=_opts_dict(opts, self.targets), plan_size=len(plan))
         self._conts: list[threading.Timer] = []
         self._log_paths: dict[str, str] = {}  # domain -> its log file (stable across restarts)
@@ -139,17 +155,19 @@ class Campaign:
     def run(self) -> CampaignRecord:
         from redleaf.supervisor.instance import Instance
 
-        inst = None
+        self.inst = None
         try:
             if self.opts.name:
                 name = self.opts.name
             else:
                 manifest = self.workload.manifest()
+                if manifest is not None and self.opts.clients:
+                    manifest = _with_echo(manifest)
                 if manifest is None:
                     raise ValueError(f"workload {self.opts.workload!r} boots no instance of its own: "
                                      f"give --name of a running one")
-                inst = Instance(manifest, cwd=self.tmpdir).start(timeout=60.0)
-                name = inst.name
+                self.inst = Instance(manifest, cwd=self.tmpdir).start(timeout=60.0)
+                name = self.inst.name
                 self.rec.booted = True
             self.rec.instance = name
             self._run_on(name)
@@ -158,12 +176,19 @@ class Campaign:
                 if t.is_alive():
                     t.cancel()
                     _cont(*t.args)
+            if self.pool is not None:
+                self.pool.end()  # whatever happened: no client outlives the campaign
+            self.workload.close()
+            inst = self.inst  # the last incarnation: a `supervisor` fault starts a new one
             if inst is not None:
                 inst.stop()
                 for p in inv.leftover_problems(inst.leftovers()):
                     self._violate(None, "-", "-", p)
                 inst.cleanup_log()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+            import gc
+
+            gc.collect()  # the workload's attach (heap and channel mappings) goes now, not later
         return self.rec
 
     def _run_on(self, name: str) -> None:
@@ -180,6 +205,16 @@ class Campaign:
                               + (f": {rec.crashed}" if rec.crashed else ""))
                 return
             self.errors_seen = 0
+            if self.opts.clients:
+                from .clients import ClientError, ClientPool
+
+                self.pool = ClientPool(name, CLIENT_ECHO, self.tmpdir)
+                try:
+                    self.pool.start(self.opts.clients)
+                except ClientError as e:
+                    self._violate(None, "-", "-", str(e))
+                    wl.stop(timeout=1.0)
+                    return
             try:
                 self._check(None, [], [])  # the instance is sound before the first fault
                 self.progress("start", plan=len(self.plan), instance=name)
@@ -206,14 +241,18 @@ class Campaign:
             w = getattr(self, "wrec", None)
             if w is not None:
                 self.rec.ops, self.rec.buckets = w.ops, dict(w.buckets)
+                self.rec.workload_stats = self.workload.stats()
                 if w.crashed:
                     self._violate(None, "-", "-", f"the workload's loop died: {w.crashed}")
             self.ctl.close()
 
     # ---------------------------------------------------------------------------------- a wave
     def _wave(self, wave: list[Fault]) -> None:
+        if any(f.kind in INSTANCE_KINDS for f in wave):
+            self._supervisor_wave(wave)
+            return
         rows = self._status()
-        targets = inv.matching_targets(rows, self.targets)
+        targets = inv.matching_targets(rows, self.targets, self._client_names())
         names = resolve_targets(wave, targets)
         by_name = {r["name"]: r for r in rows}
         results = []
@@ -229,10 +268,118 @@ class Campaign:
         # an incarnation is (pid, restarts): a co-located domain restarts in its group's
         # process, under the same pid
         old = {r.target: _incarnation(by_name[r.target]) for r in results if r.target in by_name}
-        self._await_recovery(results, old)
+        clients = {t for t in hit if by_name[t]["kind"] == "client"}
+        ids = {t: by_name[t]["id"] for t in clients}
+        self._await_recovery(results, old, ids)
+        self._wave_problems = inv.bystander_problems(rows, self._settled_status(), hit, clients) if clients else []
         self._check(wave, results, names, hit)
         self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations),
                       ops=self.wrec.ops)
+
+    # ---------------------------------------------------------------------------------- the supervisor
+    def _supervisor_wave(self, wave: list[Fault]) -> None:
+        """kill -9 of the supervisor, then `up` of the same instance (name, manifest,
+        directory): the stale instance must be cleaned by that `up` and the workload
+        resume on the new one.  The wave's other faults are not fired: the whole
+        instance goes, they would hit nothing that lives on."""
+        f = next(f for f in wave if f.kind in INSTANCE_KINDS)
+        results = []
+        for g in wave:
+            res = FaultResult(g.index, g.wave, g.kind, "supervisor" if g is f else "-")
+            if g is not f:
+                res.how = "skipped: the supervisor is killed in the same wave"
+            results.append(res)
+            self.rec.faults.append(res)
+        res = results[wave.index(f)]
+        hit: set[str] = set()
+        if self.inst is None:
+            res.how = "skipped: only the supervisor of an instance the campaign booted is killed (no --name)"
+            res.fired_at = time.monotonic() - self.t0
+        else:
+            hit = {"supervisor"}
+            problems = self._kill_and_restart(res)
+            for p in problems:
+                self._violate(res.index, res.kind, "supervisor", p, tuple(g.index for g in wave))
+        for r in results:
+            if r is not res:
+                r.fired_at = res.fired_at
+        self._check(wave, results, [r.target for r in results if r.target != "-"], hit)
+        self.progress("wave", wave=wave, results=results, violations=len(self.rec.violations), ops=self.wrec.ops)
+
+    def _kill_and_restart(self, res: FaultResult) -> list[str]:
+        import psutil
+
+        from redleaf.domains.control import ControlClient
+        from redleaf.supervisor.instance import Instance
+
+        old = self.inst
+        st = self.ctl.request("status")
+        sup = st["pid"]
+        procs = {sup: "supervisor"}
+        try:
+            procs.update({p.pid: "a process of the supervisor" for p in psutil.Process(sup).children(recursive=True)})
+        except psutil.Error:
+            pass
+        procs.update({r["pid"]: r["name"] for r in st["domains"] if r.get("pid") and r["kind"] != "client"})
+        ctimes = {pid: _ctime(pid) for pid in procs}
+        # the heap file (tmpfs: a new file is a new inode), and a marker in the runtime
+        # directory: its sockets, token, doorbells and records go with the directory, and
+        # an inode number there may be reused at once by the new instance's files
+        marker = old.paths.root / f"crashtest-marker-{os.getpid()}-{res.index}"
+        marker.touch(mode=0o600)
+        files = {str(old.paths.heap): _inode(old.paths.heap), str(marker): _inode(marker)}
+        files = {k: v for k, v in files.items() if v is not None}
+        self.workload.begin_outage()
+        if self.pool is not None:
+            self.pool.end()  # attached to the instance that dies: new ones join the next
+        os.kill(sup, signal.SIGKILL)
+        res.how = f"kill -9 of the supervisor (pid {sup}), then `up` again"
+        res.fired_at = time.monotonic() - self.t0
+        problems = []
+        try:
+            old.proc.wait(RECOVER_S)
+        except Exception:
+            problems.append(f"the supervisor (pid {sup}) did not die of SIGKILL within {RECOVER_S:g}s")
+        if not self.workload.leave(self.workload.deadline_s + GRACE_S):
+            problems.append(f"the workload's loop did not leave the dead instance: "
+                            f"{self.wrec.hung_call(time.monotonic(), 0) or 'a call never returned'}")
+        ops0 = self.wrec.ops  # what it completes from now on, it completes on the new instance
+        self.ctl.close()
+        # the next `up`: the same name, manifest and directory, as a user would type it
+        new = Instance(old.manifest_text, name=old.name, env=old.env, cwd=old.cwd)
+        try:
+            self.inst = new.start(timeout=60.0)
+        except Exception as e:
+            self.inst = new  # stopped and cleaned by run()'s end (self.ctl stays the closed one)
+            why = f"`up` after the supervisor's kill failed: {e}"
+            self._violate(res.index, res.kind, "supervisor", why, (res.index,))
+            raise _Abort(why) from None
+        finally:
+            _forget(old)
+        self.ctl = ControlClient(new.name, timeout_s=30.0)
+        survivors = [pid for pid, ct in ctimes.items() if ct is not None and _ctime(pid) == ct]
+        now = {path: _inode(path) for path in files}
+        problems += inv.stale_problems(procs, survivors, files, now)
+        self.workload.end_outage()
+        if self.pool is not None:
+            from .clients import ClientError, ClientPool
+
+            n = self.opts.clients
+            self.pool = ClientPool(new.name, CLIENT_ECHO, self.tmpdir)
+            try:
+                self.pool.start(n)
+            except ClientError as e:
+                problems.append(f"the extra clients did not come back: {e}")
+        deadline = time.monotonic() + RECOVER_S
+        while self.wrec.ops == ops0 and time.monotonic() < deadline and not self.wrec.crashed:
+            time.sleep(POLL_S)
+        if self.wrec.ops == ops0:
+            problems.append(f"the workload did not complete a call within {RECOVER_S:g}s of the new `up`"
+                            + (f": {self.wrec.crashed}" if self.wrec.crashed else ""))
+        else:
+            res.restarted = True
+            res.recovered_s = round(time.monotonic() - (self.t0 + res.fired_at), 6)
+        return problems
 
     def _fire_wave(self, todo: list) -> None:
         """Deliver the faults of a wave, (fault, result, status row) each, in one
@@ -257,15 +404,15 @@ class Campaign:
                 fields = {"name": res.target, "how": f.kind}
                 retry[self.ctl.submit("kill", **fields)] = (f, res, row, ("kill", fields))
                 continue
-            self._record_fired(f, res, cmd, reply)
+            self._record_fired(f, res, cmd, fields, reply)
         for rid, reply in self._collect(retry).items():
-            f, res, _row, (cmd, _fields) = retry[rid]
-            self._record_fired(f, res, cmd, reply)
+            f, res, _row, (cmd, fields) = retry[rid]
+            self._record_fired(f, res, cmd, fields, reply)
 
     def _collect(self, sent: dict) -> dict:
         return self.ctl.collect(list(sent), 30.0, "a fault") if sent else {}
 
-    def _record_fired(self, f: Fault, res: FaultResult, cmd: str, reply) -> None:
+    def _record_fired(self, f: Fault, res: FaultResult, cmd: str, fields: dict, reply) -> None:
         res.fired_at = time.monotonic() - self.t0
         if isinstance(reply, ControlError):
             res.fire_log = None
@@ -274,7 +421,8 @@ class Campaign:
             extra = f" ({self.opts.stall_s:g}s)" if f.kind == "slow" else ""
             res.how = f"inject {f.kind}{extra} at call {f.nth} of {self._method(f, res)}"
         else:
-            res.how = f"kill --how {f.kind}"
+            how = fields["how"]
+            res.how = f"kill --how {how}" + (f" (for {f.kind}: an attached client)" if how != f.kind else "")
 
     def _method(self, f: Fault, res: FaultResult) -> str:
         methods = self.workload.methods_for(res.target)
@@ -284,6 +432,10 @@ class Campaign:
         """The control request that delivers `f` at `res.target`, as (cmd, fields); or
         None when it was delivered here (a SIGSTOP) or cannot be (`res.how` says)."""
         kind, target = f.kind, res.target
+        if row["kind"] == "client" and kind not in ("sigkill", "sigsegv", "stop", "slow"):
+            # a client process has no calls to arm and no handlers for the domain's
+            # fault signals: the kinds that end a domain end it with SIGKILL
+            kind = "sigkill"
         if kind in IN_CALL_KINDS and row["kind"] == "domain" and self.workload.methods_for(target):
             # an armed fault fires when the workload's call reaches it, or never: the
             # target's own log line (FaultArm.fire writes it first) says which
@@ -314,9 +466,9 @@ class Campaign:
         res.how = f"SIGSTOP, SIGCONT after {hold:g}s"
         return None
 
-    def _await_recovery(self, results: list[FaultResult], old: dict) -> None:
-        """Until everything settled and each target is running again: a new incarnation
-        for a fault that ends the domain, or the same one once a stop or stall is over (the
+    def _await_recovery(self, results: list[FaultResult], old: dict, client_ids: dict | None = None) -> None:
+        """Until everything settled and each target is running again: a new pid for a
+        fault that ends the process, or the same one once a stop or stall is over (the
         watchdog may have replaced it meanwhile).  An armed in-call fault that the
         workload's calls did not reach within FIRE_S is recorded as not fired."""
         t_start = time.monotonic()
@@ -331,6 +483,16 @@ class Campaign:
             ok = inv.settled(rows)
             for idx, res in list(pending.items()):
                 row = by.get(res.target)
+                if client_ids and res.target in client_ids and not res.held_s:
+                    # an extra client the fault ended: back once the supervisor dropped it
+                    # (reclaimed) and a replacement attached
+                    if row is not None:
+                        continue
+                    self._gone_clients.append((res, client_ids[res.target], tuple(r.index for r in results)))
+                    res.restarted = True
+                    res.recovered_s = round(time.monotonic() - (self.t0 + res.fired_at), 6)
+                    del pending[idx]
+                    continue
                 if row is None:
                     continue
                 new_pid = _incarnation(row) != old.get(res.target)
@@ -359,6 +521,22 @@ class Campaign:
                           f"{res.target} did not come back within {RECOVER_S:g}s of the fault "
                           f"(state {row.get('state', '?')})", tuple(r.index for r in results))
 
+    def _replace_gone_clients(self) -> None:
+        """After the check that looked for their leftovers: a new client for each
+        extra client a fault ended (it may get the dead one's id: hence not before)."""
+        from .clients import ClientError
+
+        gone, self._gone_clients = self._gone_clients, []
+        for res, _did, wave in gone:
+            try:
+                new = self.pool.replace(res.target)
+                res.how += f"; replaced by {new}"
+            except ClientError as e:
+                self._violate(res.index, res.kind, res.target, f"no replacement for {res.target}: {e}", wave)
+
+    def _client_names(self) -> set[str]:
+        return self.pool.names() if self.pool is not None else set()
+
     def _fired(self, res: FaultResult, now: float) -> bool:
         if res.fired_in_call_at is None:
             path, off = res.fire_log
@@ -379,7 +557,8 @@ class Campaign:
         self.errors_seen += len(errs)
         unexpected: dict[str, list] = {}
         for t, kind, msg, what in errs:
-            expected = self.workload.expected(kind, hit, what)
+            # while the supervisor is killed and started again every call may fail
+            expected = "supervisor" in hit or self.workload.expected(kind, hit, what)
             key = f"{kind} ({'expected' if expected else 'unexpected'})"
             self.rec.errors_by_kind[key] = self.rec.errors_by_kind.get(key, 0) + 1
             if results:  # a wave's errors are counted on its first fault
@@ -404,15 +583,21 @@ class Campaign:
             raise _Abort(gone)
         w = self.wrec
         parked = self.workload.pause(self.workload.deadline_s + GRACE_S)
-        if hit is not None:
-            # once the loop is parked, the calls the wave disturbed have all returned and
-            # their errors are recorded: judged against this wave, not the next
-            self._classify_errors(wave, hit, results)
+        late = self.pool.park() if self.pool is not None else []
         try:
             problems = [] if parked else [w.hung_call(time.monotonic(), 0) or "the workload's loop did not pause"]
+            problems += [f"{n} did not park within its next round: a hung caller" for n in late]
+            if hit is not None:
+                # once parked, so an error of a round the wave cut into (a frame the
+                # fault dropped, known only when the round ends) counts with this wave
+                self._classify_errors(wave, hit, results)
             self._check_paused(results, problems)
         finally:
+            if self.pool is not None:
+                self.pool.resume()
             self.workload.resume()
+        if self._gone_clients:
+            self._replace_gone_clients()
         for p in dict.fromkeys(problems):
             self._violate_wave(wave, tgt, p)
         if self._failed:
@@ -423,11 +608,16 @@ class Campaign:
         failed = inv.failed_entries(rows)
         self._failed = bool(failed)
         problems += failed
+        gone = {res.target for res, _did, _w in self._gone_clients}
         for r in results:
-            problems += inv.recovery_problems(rows, r.target) if r.target != "-" else []
+            problems += inv.recovery_problems(rows, r.target) if r.target not in ("-", "supervisor", *gone) else []
         try:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
+            problems += inv.channel_problems(heap, rows)
+            problems += inv.mapping_problems(_mapped_segments(rows), rows, heap)
+            for res, did, _w in self._gone_clients:
+                problems += inv.dead_client_problems(res.target, did, heap, rows)
         except ControlError as e:
             problems.append(f"heap --check failed: {e}")
         w = self.wrec
@@ -435,6 +625,10 @@ class Campaign:
         self._problems_seen = len(w.problems)
         problems += inv.deadline_problems(w.slow_calls[getattr(self, "_slow_seen", 0):], GRACE_S)
         self._slow_seen = len(w.slow_calls)
+        problems += getattr(self, "_wave_problems", [])
+        self._wave_problems = []
+        if self.pool is not None:
+            problems += self.pool.take_problems()
 
     def _status(self) -> list[dict]:
         return self.ctl.request("status")["domains"]
@@ -464,8 +658,67 @@ class _Abort(Exception):
     """The supervisor is gone: the campaign cannot go on (recorded as a violation)."""
 
 
+def _mapped_segments(rows: list[dict]) -> dict[int, int]:
+    """pid -> distinct channel segments (memfds "redleaf-chan-<tag>") it maps, for
+    every live process of the table (this one too: the workload's client)."""
+    out = {}
+    pids = {r["pid"] for r in rows if r.get("pid") and r["state"] == "running"}
+    if os.getpid() in pids:
+        # this process: a closed channel's mapping goes when its last view does, which
+        # for views caught in reference cycles (an exception's frames, an earlier
+        # campaign's attach in the same process) is the next cyclic collection: now
+        import gc
+
+        gc.collect()
+    for pid in pids:
+        tags = set()
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    i = line.find("/memfd:redleaf-chan-")
+                    if i >= 0:
+                        tags.add(line[i:].split(" ")[0].strip())
+        except OSError:
+            continue  # gone meanwhile: the next check sees its death
+        out[pid] = len(tags)
+    return out
+
+
 def _incarnation(row: dict) -> tuple:
     return row.get("pid"), row.get("restarts", 0)
+
+
+def _ctime(pid: int) -> float | None:
+    """The start time of a live (not zombie) process, None if there is none."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return None if p.status() == psutil.STATUS_ZOMBIE else p.create_time()
+    except psutil.Error:
+        return None
+
+
+def _inode(path) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+def _forget(inst) -> None:
+    """An incarnation whose supervisor was killed: its files in this process (the
+    manifest copy, the log) go; its instance's leftovers are the next `up`'s to clean."""
+    if inst.manifest_path:
+        try:
+            os.unlink(inst.manifest_path)
+        except FileNotFoundError:
+            pass
+    try:
+        inst._log.close()
+    except Exception:
+        pass
+    inst.cleanup_log()
 
 
 def _size(path: str) -> int:
@@ -482,6 +735,29 @@ def _cont(pid: int) -> None:
         pass  # killed meanwhile (the watchdog took it for hung)
 
 
+#: what the extra clients call: the instance's Echo domain (added to a workload's
+#: manifest that has none)
+CLIENT_ECHO = "echo"
+_ECHO_ENTRY = """
+[[domain]]
+name = "echo"
+target = "redleaf.domains.builtin.echo:EchoDomain"
+restart = "permanent"
+max_restarts = 1000000
+period_s = 1.0
+backoff_s = 0.005
+backoff_max_s = 0.05
+"""
+
+
+def _with_echo(manifest: str) -> str:
+    """The workload's manifest, with an Echo domain for the extra clients if it has none."""
+    import tomllib
+
+    names = {d.get("name") for d in tomllib.loads(manifest).get("domain", [])}
+    return manifest if CLIENT_ECHO in names else manifest + _ECHO_ENTRY
+
+
 def _all_kinds():
     from .schedule import FAULT_KINDS
 
@@ -491,4 +767,5 @@ def _all_kinds():
 def _opts_dict(o: Options, targets: str) -> dict:
     return {"workload": o.workload, "name": o.name, "targets": targets, "faults": list(o.kinds or _all_kinds()),
             "schedule": o.schedule, "rate": o.rate, "count": o.count, "duration": o.duration, "seed": o.seed,
-            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s}
+            "replay": list(o.replay) if o.replay is not None else None, "stall_s": o.stall_s,
+            "clients": o.clients}

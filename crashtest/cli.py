@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 
-from .schedule import FAULT_KINDS, SCHEDULES, PlanError
+from .schedule import EXTRA_KINDS, FAULT_KINDS, SCHEDULES, PlanError
 
 #: named option sets; explicit options given with a preset override it
 PRESETS = {
@@ -35,7 +35,9 @@ PRESETS = {
 
 EPILOG = f"""\
 fault kinds: {', '.join(FAULT_KINDS)} (exception, exit, hang and slow land inside a
-  call the workload makes, through `inject`; at other targets the signal of that name)
+  call the workload makes, through `inject`; at other targets the signal of that name);
+  on request only: {', '.join(EXTRA_KINDS)} (kill -9 of the supervisor of an instance the
+  campaign booted, then `up` again: the stale instance must be cleaned, the workload resume)
 schedules:   {', '.join(SCHEDULES)}
 presets:     --preset soak   {PRESETS['soak']['count']:,} faults ({PRESETS['soak']['faults']}) in simultaneous
                              waves on workload {PRESETS['soak']['workload']}, {PRESETS['soak']['parallel']} instances at once,
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", type=_indices, metavar="K[,K...]",
                    help="run only fault K of the plan (the reproducer); a violation after a wave of several "
                         "faults names them all, and they fire together again")
+    p.add_argument("--clients", type=int, default=0, metavar="N",
+                   help="start N extra attached client processes (they call echo, hold heap objects) and make "
+                        "them targets too (client-<pid>); a faulted one is replaced (default 0)")
     p.add_argument("--stall-s", type=float, default=None, help="how long a `slow` fault stalls (default 2.0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--report", metavar="DIR", help="also write report.json, report.txt and plot.png there")
@@ -226,7 +231,7 @@ def _run_campaign(args) -> int:
         opts = Options(workload=args.workload or "echo", name=args.name, targets=args.targets,
                        kinds=parse_kinds(args.faults), schedule=args.schedule or "fixed", rate=args.rate,
                        count=args.count, duration=args.duration, seed=args.seed, replay=args.replay,
-                       stall_s=2.0 if args.stall_s is None else args.stall_s)
+                       stall_s=2.0 if args.stall_s is None else args.stall_s, clients=args.clients)
         if opts.count is None and opts.duration is None:
             opts.count = 20  # a short campaign by default
         camp = Campaign(opts)

@@ -41,6 +41,7 @@ def summary(rec) -> dict:
         "time_to_recovery_s": {"count": len(ttr), "median": _pct(ttr, 50), "p99": _pct(ttr, 99),
                                "max": max(ttr) if ttr else None},
         "calls": rec.ops,
+        "workload": dict(getattr(rec, "workload_stats", {}) or {}),
         "client_errors": {"expected": exp, "unexpected": unexp, "by_kind": dict(sorted(rec.errors_by_kind.items())),
                           "unexpected_first": [list(e) for e in rec.unexpected_errors]},
         "violations": [dict(asdict(v), replay=v.replay_args()) for v in rec.violations],
@@ -70,6 +71,8 @@ def text(s: dict) -> str:
         + ("" if not s["client_errors"]["by_kind"] else
            " (" + ", ".join(f"{k}: {n}" for k, n in s["client_errors"]["by_kind"].items()) + ")"),
     ]
+    if s.get("workload"):
+        lines.append("workload: " + ", ".join(f"{k} {n}" for k, n in s["workload"].items()))
     v = s["violations"]
     if not v:
         lines.append("violations: none")
@@ -96,6 +99,8 @@ def _plan_args(o: dict) -> str:
         out.append(f"--duration {o['duration']:g}")
     if o.get("targets"):
         out.append(f"--targets '{o['targets']}'")
+    if o.get("clients"):
+        out.append(f"--clients {o['clients']}")  # the same number of client targets to pick among
     return " ".join(out)
 
 

@@ -18,8 +18,14 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-#: every kind of fault a campaign can inject
+#: the kinds a campaign injects by default (--faults not given)
 FAULT_KINDS = ("sigkill", "sigsegv", "exception", "exit", "hang", "stop", "slow")
+#: kinds only on request: `supervisor` (kill -9 of the supervisor, then `up` again)
+#: rebuilds the whole instance, so a default plan (and every seed's plan) stays as it was
+EXTRA_KINDS = ("supervisor",)
+ALL_KINDS = FAULT_KINDS + EXTRA_KINDS
+#: kinds whose target is the instance itself, not a domain picked from --targets
+INSTANCE_KINDS = ("supervisor",)
 #: the kinds that land inside a call of a method the workload makes (see `inject`);
 #: at a target the workload does not call, the signal of the same name is used
 IN_CALL_KINDS = ("exception", "exit", "hang", "slow")
@@ -53,10 +59,10 @@ def parse_kinds(text: str | None) -> tuple[str, ...]:
     if not text:
         return FAULT_KINDS
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    bad = [k for k in kinds if k not in FAULT_KINDS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad or not kinds:
         raise PlanError(f"unknown fault kind(s) {', '.join(bad) or '(none given)'}; "
-                        f"choose among {', '.join(FAULT_KINDS)}")
+                        f"choose among {', '.join(ALL_KINDS)}")
     return tuple(dict.fromkeys(kinds))
 
 
@@ -70,8 +76,8 @@ def make_plan(seed: int, *, kinds=FAULT_KINDS, schedule: str = "fixed", rate: fl
     if not kinds:
         raise PlanError("no fault kinds to choose from")
     for k in kinds:
-        if k not in FAULT_KINDS:
-            raise PlanError(f"unknown fault kind {k!r}; choose among {', '.join(FAULT_KINDS)}")
+        if k not in ALL_KINDS:
+            raise PlanError(f"unknown fault kind {k!r}; choose among {', '.join(ALL_KINDS)}")
     if count is None and duration is None:
         raise PlanError("give --count C or --duration D (with --rate R) to bound the campaign")
     if count is not None and count < 0:

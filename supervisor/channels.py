@@ -16,6 +16,11 @@ whichever comes first (from then on the segment cannot be opened by anyone); its
 (if still open) closed and its mapping unmapped when the channel is freed, and every
 one at `close_all` (the instance going down).  The memory goes when the last of the
 three mappings does.
+
+Accounting (`snapshot`, read only, for the user's `heap --check`): every record with
+its parties and what keeps it, and the channel memfds this process really holds (fds
+and mappings, read from /proc/self), so a checker can tell a record that should have
+been freed, or a segment that outlived its record, from the outside.
 """
 
 from __future__ import annotations
@@ -31,6 +36,28 @@ from redleaf.domains.doorbell import Bell
 #: a party that has not mapped its channel by then never will: the descriptor stops working
 MAP_DEADLINE_S = 30.0
 _U64 = struct.Struct("<Q")
+#: how the kernel names a channel segment in /proc/<pid>/fd and /proc/<pid>/maps
+#: (domains/channel.py create_segment names every memfd "redleaf-chan-<tag>")
+MEMFD_PREFIX = "/memfd:redleaf-chan-"
+
+
+def own_channel_memfds() -> tuple[int, int]:
+    """(open fds, distinct mapped segments) of channel memfds in this process, from
+    /proc/self: what the registry's records account for, counted independently of them."""
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(MEMFD_PREFIX):
+                fds += 1
+        except OSError:
+            continue  # the listing's own fd, or one closed meanwhile
+    maps = set()
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            i = line.find(MEMFD_PREFIX)
+            if i >= 0:
+                maps.add(line[i:].split(" ")[0].strip())
+    return fds, len(maps)
 
 
 @dataclass
@@ -58,6 +85,15 @@ class Channels:
         self.out = endpoints
         self.channels: dict[int, ChannelRec] = {}
         self.next_id = 1
+
+    def snapshot(self) -> dict:
+        """The registry as plain data (no segment descriptor: it opens the channel), and
+        the channel memfds this process holds, for `heap --check`."""
+        fds, maps = own_channel_memfds()
+        rows = [{"id": r.id, "caller": r.caller, "callee": r.callee, "ends": sorted(r.ends),
+                 "deferred": len(r.deferred), "sweep_after": r.sweep_after, "fd_open": r.fd >= 0}
+                for r in self.channels.values()]
+        return {"channels": rows, "memfd_fds": fds, "memfd_maps": maps}
 
     def ring(self, did: int) -> None:
         """Wake domain `did` (its doorbell); a missing doorbell means it is gone."""

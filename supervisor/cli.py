@@ -387,6 +387,9 @@ def cmd_heap(args) -> int:
         out = dict(stats)
         if args.check:
             out["violations"] = violations
+            for k in ("channels", "leftovers"):  # the registry and files a checker compares with status
+                if k in r:
+                    out[k] = r[k]
         print(json.dumps(out, default=str))
     else:
         print(f"arena {_bytes(stats.get('arena_bytes'))}: live {_bytes(stats.get('live_bytes'))}, "
@@ -400,6 +403,10 @@ def cmd_heap(args) -> int:
         if trows:
             print(_table(trows, [("type", "TYPE"), ("objects", "OBJECTS"), ("bytes", "BYTES")]))
         if args.check:
+            ch = r.get("channels")
+            if ch is not None:
+                print(f"channels: {len(ch['channels'])} (supervisor holds {ch['memfd_fds']} segment fd(s), "
+                      f"maps {ch['memfd_maps']} segment(s)); doorbells: {len(r.get('leftovers', {}).get('bells', []))}")
             print("check: OK" if not violations else f"check: {len(violations)} violation(s)")
     if args.check and violations:
         print(f"redleaf: heap check failed: {violations[0]}", file=sys.stderr)

@@ -639,7 +639,26 @@ class Control:
         out = {"stats": self.heap.stats()}
         if msg["check"]:
             out["violations"] = [str(v) for v in self.heap.check(dead=self.table.dead_ids())]
+            # what else a dead domain could leave behind, for a checker to compare with the
+            # table (crashtest's no-leaked-channel invariant): read only, user-only (the
+            # `heap` command needs the instance token)
+            out["channels"] = self.channels.snapshot()
+            out["leftovers"] = self._instance_objects()
         return out
+
+    def _instance_objects(self) -> dict:
+        """The doorbells in the runtime directory (by domain id) and the instance's
+        /dev/shm files: each should belong to a live domain, or be the heap."""
+        bells = []
+        for p in self.sup.paths.root.glob("bell-*"):
+            try:
+                bells.append(int(p.name[len("bell-"):]))
+            except ValueError:
+                continue
+        heap = self.sup.paths.heap
+        prefix = heap.name[:-len(".heap")] + "."
+        shm = sorted(str(p) for p in heap.parent.glob(prefix + "*"))
+        return {"bells": sorted(bells), "shm": shm, "heap_file": str(heap)}
 
     def cmd_logs(self, ident, msg):
         e = self._entry(msg["name"])

@@ -15,6 +15,9 @@ its own data checks, and the errors it expects when a given target is hit.
   rv6-usertests  shell scripts and usertests cases run as Rv6 programs through the
            kernel (rv6kernel on rv6fs on the shadowed NVMe driver), output and exit
            status checked
+  net-fwd  numbered frames through the ixgbe device's udp wire, the driver behind its
+           shadow and an l2fwd domain: none corrupted, duplicated or reordered, losses
+           only when the fault hit that path
   MODULE:FUNCTION  a user's loop (see user.py)
 
 May call: domains, drivers, rv6 (its interfaces, errors and fsck), supervisor (manifests only through
@@ -23,7 +26,7 @@ drivers), shared_heap.
 
 from __future__ import annotations
 
-BUILTIN = ("echo", "fleet", "nvme-rw", "fs-ops", "rv6-usertests")
+BUILTIN = ("echo", "fleet", "nvme-rw", "fs-ops", "rv6-usertests", "net-fwd")
 
 
 def get(name: str, tmpdir: str):
@@ -48,6 +51,10 @@ def get(name: str, tmpdir: str):
         from .rv6_usertests import Rv6UsertestsWorkload
 
         return Rv6UsertestsWorkload(tmpdir)
+    if name == "net-fwd":
+        from .net_fwd import NetFwdWorkload
+
+        return NetFwdWorkload(tmpdir)
     if ":" in name:
         from .user import UserWorkload
 

@@ -7,11 +7,22 @@ any) and each failed data check (`rec.problem`).  The campaign reads the record
 between faults from its own thread: appends and counters only, so the GIL is
 enough.
 
+Re-attach: when the campaign kills the supervisor (the `supervisor` fault kind) it
+calls `begin_outage()` first, so the kill lands in the middle of the loop's traffic:
+whatever the loop raises from then on (its calls fail: the instance is gone) ends
+that run of `body` with an error of type SupervisorLost in the record, which the
+campaign expects in that wave; once the supervisor is dead, `leave()` makes the
+next `gate()` raise SupervisorOutage, for a loop whose calls all failed quietly.
+Once the instance is up again, `end_outage()` lets the thread run `body` afresh: it
+attaches to the new supervisor under the same instance name, keeping the
+workload's own state (what it wrote, what it expects to read).
+
 May call: domains (errors).
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -89,6 +100,11 @@ class Recorder:
         return None
 
 
+class SupervisorOutage(Exception):
+    """Raised at the loop's gate while the campaign restarts the supervisor: leave the
+    attach, the base class runs `body` again once the instance is back."""
+
+
 class Workload:
     """A workload: subclass and fill in the class attributes and `body`."""
 
@@ -115,10 +131,35 @@ class Workload:
         with `self.gate()` (where the campaign may hold it while it checks)."""
         raise NotImplementedError
 
+    def begin_outage(self) -> None:
+        """The supervisor is about to be killed: what the loop raises from now on is
+        the outage's, not a crash of the loop."""
+        self.back.clear()
+        self.outage.set()
+
+    def leave(self, timeout: float) -> bool:
+        """The supervisor is dead: leave the attach at the next gate.  False if the
+        loop did not leave within `timeout` (a call that never returns)."""
+        self.leaving.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.left.wait(0.05) or not self.thread.is_alive():
+                return True
+        return False
+
+    def end_outage(self) -> None:
+        """The instance is up again: run `body` again (it re-attaches)."""
+        self.leaving.clear()
+        self.outage.clear()
+        self.left.clear()
+        self.back.set()
+
     def gate(self) -> None:
         """Between rounds: park here while the campaign checks the invariants.  The
         heap checker reads the ownership table while nothing of ours moves in it (a
         half-done allocation of a running client is not a leak)."""
+        if self.leaving.is_set():
+            raise SupervisorOutage("the campaign is restarting the supervisor")
         if self.hold.is_set():
             self.parked.set()
             while self.hold.is_set() and not self.stop_event.is_set():
@@ -149,6 +190,14 @@ class Workload:
         """Checks after the loop stopped (e.g. re-read everything written)."""
         return []
 
+    def stats(self) -> dict:
+        """The workload's own counts for the report (e.g. frames lost), name -> number."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the workload holds outside the instance (a socket); the
+        campaign calls it once, at the end, whatever happened."""
+
     def methods_for(self, target: str) -> tuple[str, ...]:
         return tuple(self.methods.get(target, ()))
 
@@ -157,6 +206,9 @@ class Workload:
         self.rec = Recorder()
         self.stop_event = threading.Event()
         self.hold, self.parked, self.hold_wait = threading.Event(), threading.Event(), threading.Event()
+        self.outage, self.leaving, self.back = threading.Event(), threading.Event(), threading.Event()
+        self.left = threading.Event()  # the loop left the dead instance and waits for the next
+        self.runs = 0  # times `body` was started (1 + re-attaches)
         self.thread = threading.Thread(target=self._run, args=(instance,), name=f"workload-{self.name}",
                                        daemon=True)
         self.thread.start()
@@ -166,7 +218,25 @@ class Workload:
         import traceback
 
         try:
-            self.body(instance, self.rec, self.stop_event)
+            while True:
+                self.runs += 1
+                try:
+                    self.body(instance, self.rec, self.stop_event)
+                    if not self.outage.is_set():
+                        return
+                except BaseException as e:  # noqa: BLE001 - reported as a violation, not lost in a thread
+                    if not self.outage.is_set():
+                        raise
+                    if not isinstance(e, SupervisorOutage):
+                        self.rec.error("SupervisorLost", f"{type(e).__name__}: {e}")
+                # the supervisor is being restarted: wait for it, then attach again.  The
+                # old attach (its heap and channel mappings) hangs in the exception's
+                # frame cycles until a cyclic collection: free it now, not some time later
+                gc.collect()
+                self.left.set()
+                while not self.back.wait(0.1):
+                    if self.stop_event.is_set():
+                        return
         except BaseException as e:  # noqa: BLE001 - reported as a violation, not lost in a thread
             self.rec.crashed = f"{type(e).__name__}: {e}"
             traceback.print_exc()

@@ -80,3 +80,15 @@ def test_parse_kinds():
     assert parse_kinds("stop, sigkill,stop") == ("stop", "sigkill")
     with pytest.raises(PlanError, match="unknown fault kind.*segv"):
         parse_kinds("sigkill,segv")
+
+
+def test_the_supervisor_kind_is_on_request_only():
+    from redleaf.crashtest.schedule import ALL_KINDS, EXTRA_KINDS
+
+    assert "supervisor" in EXTRA_KINDS and "supervisor" not in FAULT_KINDS
+    assert ALL_KINDS == FAULT_KINDS + EXTRA_KINDS
+    assert "supervisor" not in parse_kinds(None)
+    assert parse_kinds("supervisor,sigkill") == ("supervisor", "sigkill")
+    # a default plan is what it was before the kind existed: drawn from FAULT_KINDS
+    assert {f.kind for f in make_plan(3, count=200)} <= set(FAULT_KINDS)
+    assert {f.kind for f in make_plan(3, kinds=("supervisor",), count=3)} == {"supervisor"}
