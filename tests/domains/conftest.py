@@ -3,8 +3,9 @@ tested with the caller a domain (tests/domains/placed_probe.py) either in its ow
 process or in its callee's group.  An attached client is a process of its own and can
 never share a group, so it only drives the probe.
 
-`placed` is an instance with Echo and the probe, once per placement in PLACEMENTS;
-`placed.probe()` attaches and hands the test the probe's proxy."""
+`placed` is an instance with Echo and the probe, once per placement in PLACEMENTS
+(`make_placed(extra)` adds other callees, placed as Echo is); `placed.probe()`
+attaches and hands the test the probe's proxy."""
 
 from __future__ import annotations
 
@@ -43,10 +44,26 @@ backoff_s = 0.01
 """
 
 
-def placed_manifest(placement: str) -> str:
+EXTRA = """
+[[domain]]
+name = "{name}"
+target = "{target}"
+restart = "permanent"
+max_restarts = 20
+period_s = 5.0
+backoff_s = 0.0
+{group}
+"""
+
+
+def placed_manifest(placement: str, extra: tuple = ()) -> str:
+    """Echo and the probe; `extra` adds (name, target) callees placed as Echo is
+    (the probe reaches them with ctx.lookup)."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement {placement!r}: use one of {PLACEMENTS}")
-    return PLACED_MANIFEST.format(group='group = "g"' if placement == "colocated" else "")
+    group = 'group = "g"' if placement == "colocated" else ""
+    return PLACED_MANIFEST.format(group=group) + "".join(
+        EXTRA.format(name=n, target=t, group=group) for n, t in extra)
 
 
 class Placed:
@@ -74,7 +91,17 @@ def placement(request) -> str:
 
 
 @pytest.fixture
-def placed(placement, make_instance) -> Placed:
-    inst = make_instance(placed_manifest(placement))
-    inst.wait_state("probe", "running", timeout=30)
-    return Placed(inst, placement)
+def make_placed(placement, make_instance):
+    """make_placed(extra=()) -> Placed: an instance in this test's placement."""
+    def make(extra: tuple = ()) -> Placed:
+        inst = make_instance(placed_manifest(placement, extra))
+        for name in ["probe"] + [n for n, _t in extra]:
+            inst.wait_state(name, "running", timeout=30)
+        return Placed(inst, placement)
+
+    return make
+
+
+@pytest.fixture
+def placed(make_placed) -> Placed:
+    return make_placed()

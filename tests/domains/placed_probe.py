@@ -14,16 +14,20 @@ Objects the probe allocates for a test stay in `self.vecs` (by slot) until the t
 moves them away, so the test can name them in forged requests and ask later whether
 they are still the probe's.
 
-May call: domains (interface, errors, the Echo proxies it uses or looks up),
-shared_heap (handles, records), the Echo interface."""
+May call: domains (interface, errors, the proxies it uses or looks up),
+shared_heap (handles, records), the Echo, Keeping and Deferring interfaces."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from redleaf.domains import BadArgument, DomainCrashed, RpcError, interface
 from redleaf.domains.builtin.echo import Echo, NotFound, Stamp
 from redleaf.shared_heap import OwnershipError
+from tests.domains.deferring import Deferring
+from tests.domains.keeping import Keeping, Refused
 
 
 def _err(e: BaseException) -> str:
@@ -53,6 +57,10 @@ class PlacedProbe:
     def crash_callee(self) -> str: ...
     def lend_and_hold(self, n: int, seconds: float) -> int: ...
     def drop_all(self) -> int: ...
+    def refuse(self, target: str, n: int, byte: int, keep: bool) -> str: ...
+    def kept(self, target: str) -> int: ...
+    def deferred(self, target: str) -> tuple[float, float]: ...
+    def deferred_fails(self, target: str) -> tuple[str, str]: ...
 
 
 class PlacedProbeDomain(PlacedProbe):
@@ -251,3 +259,42 @@ class PlacedProbeDomain(PlacedProbe):
                 n += 1
         self.vecs.clear()
         return n
+
+    # -- declared errors after moves (Keeping), deferred work (Deferring) --------------------
+    def refuse(self, target, n, byte, keep):
+        """Move a vector into Keeping.refuse, which raises its declared Refused (and
+        keeps the vector if asked): the error, type and message."""
+        v = self.ctx.heap.alloc_vec(np.uint8, n)
+        v.np[:] = byte
+        try:
+            self.ctx.lookup(target, Keeping).refuse(v, keep)
+        except Refused as ex:
+            return _err(ex)
+        return "no error"
+
+    def kept(self, target):
+        return self.ctx.lookup(target, Keeping).kept()
+
+    def deferred(self, target):
+        """(the callee's clock when it answered, when its deferred task ran), the
+        second read by the next call."""
+        d = self.ctx.lookup(target, Deferring)
+        answered = d.stamp(False)
+        return answered, d.last_deferred()
+
+    def deferred_fails(self, target):
+        """A call whose deferred task fails: (what the call gave, what the calls after
+        it gave, until one failed)."""
+        d = self.ctx.lookup(target, Deferring)
+        try:
+            d.stamp(True)
+            first = "answered"
+        except DomainCrashed as ex:
+            return _err(ex), "not reached"
+        for _ in range(500):
+            try:
+                d.last_deferred()
+            except DomainCrashed as ex:
+                return first, _err(ex)
+            time.sleep(0.01)
+        return first, "no error"

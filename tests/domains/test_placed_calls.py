@@ -321,3 +321,43 @@ def test_a_caller_killed_inside_a_call_that_lends(placed):
             _wait_restarted(inst, "probe", probe_id)
         _sound(inst)
         assert p.values() == (True, 42, b"abc", "world")  # the new probe reaches Echo
+
+
+KEEPING = (("k", "tests.domains.keeping:KeepingDomain"),)
+DEFERRING = (("d", "tests.domains.deferring:DeferringDomain"),)
+
+
+def test_a_declared_error_frees_what_the_call_moved_unless_the_callee_kept_it(make_placed):
+    """As a Rust callee returning Err drops its arguments; the error keeps its type
+    and message."""
+    placed = make_placed(KEEPING)
+    inst = placed.inst
+    with placed.probe() as p:
+        base = _objects(inst, "k")
+        for _ in range(50):
+            assert p.refuse("k", 64, 0, False) == "Refused: no"
+        assert _objects(inst, "k") == base and _objects(inst, "probe") == 0  # nothing leaked anywhere
+        assert p.refuse("k", 64, 1, True) == "Refused: no"
+        assert p.kept("k") == 64  # kept, intact
+        assert _objects(inst, "k") == base + 1
+    _sound(inst)
+
+
+def test_deferred_work_runs_after_the_answer_and_a_failing_one_is_a_panic(make_placed):
+    placed = make_placed(DEFERRING)
+    inst = placed.inst
+    old = inst.status()["d"]["id"]
+    with placed.probe() as p:
+        answered, ran = p.deferred("d")
+        assert ran > answered  # the deferred task ran after the method answered
+        first, later = p.deferred_fails("d")
+        if placed.colocated:
+            # the callee's bottom half runs on the caller's thread before the call
+            # returns into it (domains/local_link.py), so the panic ends that call
+            assert first.startswith("DomainCrashed"), first
+        else:
+            # the answer reaches the caller; the domain dies after it
+            assert first == "answered" and later.startswith("DomainCrashed"), (first, later)
+    _wait_restarted(inst, "d", old)
+    _sound(inst)
+
