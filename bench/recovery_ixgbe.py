@@ -11,6 +11,10 @@ errors (calls that failed in the forwarder; 0 with the shadow), kills, and the
 median time from a kill to the first packet forwarded after it (from the
 forwarder's timeline of packets per 1 ms bin: resolution 1-2 ms).  `--plot FILE.png`
 draws throughput over time with the kills marked.
+
+`--colocated` adds the pair with the forwarder in the shadow's group and the driver
+in a process of its own (RedLeaf's placement of a shadow: trusted code beside its
+client), rows `redleaf-colocated` and `redleaf-colocated-kill1s`.
 """
 
 from __future__ import annotations
@@ -50,17 +54,25 @@ backoff_s = 0.005
 backoff_max_s = 0.02
 config = {{ device = "ixgbe0-dev" }}
 shadow = {shadow}
-
+{driver_group}
 [[domain]]
 name = "app"
 target = "redleaf.drivers.ixgbe.l2fwd_domain:L2Fwd"
 uses = {{ net = "ixgbe0" }}
 config = {{ packets = 2048 }}
-"""
+{app_group}"""
 
-def manifest(shadow: bool) -> str:
-    """With `shadow = true` the driver runs as `ixgbe0.driver` behind its shadow."""
-    return _MANIFEST.format(shadow="true" if shadow else "false")
+
+def manifest(shadow: bool, colocated: bool = False) -> str:
+    """With `shadow = true` the driver runs as `ixgbe0.driver` behind its shadow.
+    `colocated` puts the shadow and the forwarder in group "net" and the driver in a
+    process of its own (`driver_group = ""`), so a SIGKILL of the driver leaves the
+    forwarder's shadow alive beside it, as in RedLeaf."""
+    if colocated and not shadow:
+        raise ValueError("the co-located recovery configuration is the shadow beside its client: use shadow=True")
+    return _MANIFEST.format(shadow="true" if shadow else "false",
+                            driver_group='group = "net"\ndriver_group = ""\n' if colocated else "",
+                            app_group='group = "net"\n' if colocated else "")
 
 
 class _Killer(threading.Thread):
@@ -95,12 +107,12 @@ def recovery_times_ms(kills: list[tuple[int, int]], start: int, bin_ns: int, bin
     return out
 
 
-def _one(shadow: bool, seconds: float, crash: bool, batch: int):
+def _one(shadow: bool, seconds: float, crash: bool, batch: int, colocated: bool = False):
     from redleaf.drivers.ixgbe.app import decode_timeline
     from redleaf.drivers.net import NetApp
     from redleaf.supervisor.instance import Instance
 
-    with Instance(manifest(shadow)) as inst, inst.attach() as c:
+    with Instance(manifest(shadow, colocated)) as inst, inst.attach() as c:
         app = c.lookup("app", NetApp)
         app.run_app("fwd", batch, 0.3, 0)      # warm up
         killer = None
@@ -150,16 +162,19 @@ def run(argv: list[str]) -> list[dict]:
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--plot", metavar="FILE.png", help="plot throughput over time with the kills marked")
     ap.add_argument("--no-unshadowed", action="store_true", help="skip the runs without the shadow")
+    ap.add_argument("--colocated", action="store_true",
+                    help="also the redleaf-colocated pair: the forwarder in the shadow's group, the driver apart")
     a = ap.parse_args(argv)
     seconds = 3.0 if a.quick else a.seconds
     if seconds < 2.0:
         ap.error("--seconds must be at least 2 (kills come once a second)")
     rows: list[dict] = []
     runs: dict[str, dict] = {}
-    configs = [(True, "redleaf-shadow")] + ([] if a.no_unshadowed else [(False, "redleaf")])
-    for shadow, system in configs:
-        calm = _one(shadow, seconds, False, a.batch)
-        crash = _one(shadow, seconds, True, a.batch)
+    configs = ([(True, False, "redleaf-shadow")] + ([] if a.no_unshadowed else [(False, False, "redleaf")])
+               + ([(True, True, "redleaf-colocated")] if a.colocated else []))
+    for shadow, colocated, system in configs:
+        calm = _one(shadow, seconds, False, a.batch, colocated)
+        crash = _one(shadow, seconds, True, a.batch, colocated)
         runs[f"{system}, no crashes"] = calm
         runs[f"{system}, killed 1/s" + ("" if shadow else " (no shadow)")] = crash
         case = f"fwd-b{a.batch}"

@@ -20,6 +20,12 @@ Rows: throughput of both runs and their ratio (RedLeaf reports 95% for reads and
 84% for writes, rows `published-redleaf`), client-visible errors (must be 0), blocks
 verified, kills, and the median time from a kill to the first request completed
 after it.  `--plot FILE.png` draws throughput over time with the kills marked.
+
+`--colocated` adds the same pair with the client in the shadow's group (RedLeaf's
+placement: the shadow is trusted code beside its client) and the driver in a process
+of its own, rows `redleaf-colocated` and `redleaf-colocated-kill1s`: the client is
+then a domain (bench/recovery_colo.py) running the same slices, taking its turns
+with the other three instances.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ BLOCK = 4096
 BATCH = 32
 CRASH = "redleaf-shadow-kill1s"
 CALM = "redleaf-shadow"
+COLO_CRASH = "redleaf-colocated-kill1s"  # the client in the shadow's group, the driver apart
+COLO_CALM = "redleaf-colocated"
 PUBLISHED = {"seqread": 0.95, "seqwrite": 0.84}  # RedLeaf (OSDI'20), NVMe recovery
 PUBLISHED_NOTE = ("RedLeaf OSDI'20 §6 NVMe shadow recovery, 4 KiB sequential I/O at batch 32, "
                   "driver killed once a second; real NVMe SSD on the paper's testbed")
@@ -111,11 +119,45 @@ def _slice(run: dict, phase: str, write: bool, seconds: float, nblocks: int) -> 
     run["slices"].append((t0, t1))
 
 
-def _run_pair(tmp: str, size: str, nblocks: int, seconds: float) -> tuple[dict, dict]:
-    """The calm and the crashing run, side by side: two instances (two images) up at
-    once, taking turns in slices of about a second, so that the machine's load
-    changes hit both alike.  In each of its slices the crashing run's driver is
-    killed once, half-way through."""
+def colo_manifest(image: str, size: str) -> str:
+    """The shadow and the client (bench.recovery_colo's RecoveryLoad domain) in group
+    "io", the driver in a process of its own (`driver_group = ""`): a SIGKILL of the
+    driver leaves the group, and so the client's shadow, alive (RedLeaf's placement)."""
+    from redleaf.drivers.nvme.manifests import nvme_manifest
+
+    return (nvme_manifest(image, size, shadow=True, heap="128MiB", max_restarts=10_000, backoff_s=0.0)
+            + 'group = "io"\ndriver_group = ""\n'
+            + '\n[[domain]]\nname = "load"\ntarget = "redleaf.bench.recovery_colo:RecoveryLoadDomain"\n'
+              'uses = { nvme = "nvme0" }\ngroup = "io"\n')
+
+
+def _collect(run: dict) -> None:
+    """A co-located run's state, from its client domain into the run dict the
+    attached runs keep (the same fields, so the rows are computed alike)."""
+    load = run["load"]
+    for phase in ("seqread", "seqwrite"):
+        done, active, errors, verified, bad = load.counts(phase)
+        run[phase] = {"done": done, "active": active, "errors": errors, "verified": verified, "bad": bad}
+        v = load.log(phase)
+        flat = v.np.copy()
+        v.drop()
+        run["log"][phase] = [(float(t), int(k)) for t, k in flat[:flat.size // 2 * 2].reshape(-1, 2) if k]
+    v = load.slices()
+    flat = v.np.copy()
+    v.drop()
+    run["slices"] = [(float(a), float(b)) for a, b in flat[:flat.size // 2 * 2].reshape(-1, 2) if b > a]
+    v = load.written()
+    flat = v.np.copy()
+    v.drop()
+    run["written"] = {int(b): int(w) for b, w in flat[:flat.size // 2 * 2].reshape(-1, 2) if w}
+
+
+def _run_set(tmp: str, size: str, nblocks: int, seconds: float, colocated: bool = False) -> dict[str, dict]:
+    """The calm and the crashing run (and with `colocated` the same pair with the
+    client in the shadow's group), side by side: every instance (each with its own
+    image) up at once, taking turns in slices of about a second, so that the
+    machine's load changes hit all alike.  In each of its slices a crashing run's
+    driver is killed once, half-way through."""
     from redleaf.drivers.bdev import BDev, NvmeBDev
     from redleaf.drivers.nvme.client import BatchQueue
     from redleaf.drivers.nvme.manifests import nvme_manifest
@@ -123,47 +165,66 @@ def _run_pair(tmp: str, size: str, nblocks: int, seconds: float) -> tuple[dict, 
 
     n_slices = max(1, round(seconds))
     slice_s = seconds / n_slices
+    names = [CALM, CRASH] + ([COLO_CALM, COLO_CRASH] if colocated else [])
     runs = {}
     with contextlib.ExitStack() as stack:
-        for name in (CALM, CRASH):
+        for name in names:
             image = os.path.join(tmp, f"{name}.img")
             _fill(image, nblocks)
-            inst = stack.enter_context(Instance(nvme_manifest(image, size, shadow=True, heap="128MiB",
-                                                              max_restarts=10_000, backoff_s=0.0)))
+            colo = name in (COLO_CALM, COLO_CRASH)
+            text = (colo_manifest(image, size) if colo else
+                    nvme_manifest(image, size, shadow=True, heap="128MiB", max_restarts=10_000, backoff_s=0.0))
+            inst = stack.enter_context(Instance(text))
             inst.wait_state("nvme0", "running", timeout=30)
             c = stack.enter_context(inst.attach())
-            q = BatchQueue(c.heap, c.lookup("nvme0", NvmeBDev), depth=BATCH)
-            stack.callback(q.close)
-            runs[name] = {"inst": inst, "bdev": c.lookup("nvme0", BDev), "q": q, "image": image,
-                          "log": {"seqread": [], "seqwrite": []}, "written": {}, "kills": [], "slices": []}
-            for phase in ("seqread", "seqwrite"):
-                runs[name][phase] = {"next": 0, "done": 0, "active": 0.0, "errors": 0, "verified": 0, "bad": 0}
-        crash = runs[CRASH]
+            run = {"inst": inst, "bdev": c.lookup("nvme0", BDev), "image": image, "crash": name.endswith("-kill1s"),
+                   "log": {"seqread": [], "seqwrite": []}, "written": {}, "kills": [], "slices": []}
+            if colo:
+                from redleaf.bench.recovery_colo import RecoveryLoad
 
-        def kill() -> None:
+                inst.wait_state("load", "running", timeout=30)
+                run["load"] = c.lookup("load", RecoveryLoad)
+            else:
+                q = BatchQueue(c.heap, c.lookup("nvme0", NvmeBDev), depth=BATCH)
+                stack.callback(q.close)
+                run["q"] = q
+                for phase in ("seqread", "seqwrite"):
+                    run[phase] = {"next": 0, "done": 0, "active": 0.0, "errors": 0, "verified": 0, "bad": 0}
+            runs[name] = run
+
+        def kill(run: dict) -> None:
             try:
-                crash["inst"].request("kill", name="nvme0.driver", how="sigkill")
-                crash["kills"].append(time.monotonic())  # the signal has been sent
+                run["inst"].request("kill", name="nvme0.driver", how="sigkill")
+                run["kills"].append(time.monotonic())  # the signal has been sent
             except Exception:
                 pass  # still restarting from the previous kill
 
         for phase, write in (("seqread", False), ("seqwrite", True)):
             for i in range(n_slices):
-                for name in ((CALM, CRASH) if i % 2 == 0 else (CRASH, CALM)):
-                    timer = threading.Timer(slice_s / 2, kill) if name == CRASH else None
+                for name in (names if i % 2 == 0 else names[::-1]):
+                    run = runs[name]
+                    timer = threading.Timer(slice_s / 2, kill, (run,)) if run["crash"] else None
                     if timer:
                         timer.start()
-                    _slice(runs[name], phase, write, slice_s, nblocks)
+                    if "load" in run:
+                        run["load"].slice(phase, write, slice_s, nblocks)
+                    else:
+                        _slice(run, phase, write, slice_s, nblocks)
                     if timer:
                         timer.join()
         for run in runs.values():
-            run["bdev"].flush()
-            run["stats"] = run["q"].dev.stats()
+            if "load" in run:
+                run["load"].flush()
+                _collect(run)
+                del run["load"]
+            else:
+                run["bdev"].flush()
+                del run["q"]
             img = np.fromfile(run["image"], dtype=np.uint64).reshape(nblocks, BLOCK // 8)
             good = sum(1 for b, v in run["written"].items() if (img[b] == v).all())
             run["image_verified"], run["image_bad"] = good, len(run["written"]) - good
-            del run["inst"], run["bdev"], run["q"]
-    return runs[CALM], runs[CRASH]
+            del run["inst"], run["bdev"]
+    return runs
 
 
 def _active_time(run: dict, t: float) -> float:
@@ -233,11 +294,38 @@ def _plot(path: str, calm: dict, crash: dict, bin_s: float = 0.05, *,
     plt.close(fig)
 
 
+def _rows(calm_name: str, calm: dict, crash_name: str, crash: dict) -> list[dict]:
+    rows: list[dict] = []
+    for phase in ("seqread", "seqwrite"):
+        case = f"{phase}-4k-b{BATCH}"
+        rate = {n: r[phase]["done"] / r[phase]["active"] if r[phase]["active"] else 0.0
+                for n, r in ((calm_name, calm), (crash_name, crash))}
+        rows.append(row(B, case, calm_name, "rate", rate[calm_name], "IOPS"))
+        rows.append(row(B, case, crash_name, "rate", rate[crash_name], "IOPS"))
+        rows.append(row(B, case, crash_name, "ratio", rate[crash_name] / rate[calm_name] if rate[calm_name] else 0.0,
+                        f"x {calm_name}"))
+        for system, run_ in ((calm_name, calm), (crash_name, crash)):
+            rows.append(row(B, case, system, "errors", run_[phase]["errors"] + run_[phase]["bad"], "errors"))
+    for system, run_ in ((calm_name, calm), (crash_name, crash)):
+        n = run_["seqread"]["verified"] + run_["image_verified"]
+        rows.append(row(B, "data-verified", system, "count", n, "blocks"))
+        rows.append(row(B, "data-verified", system, "errors", run_["image_bad"], "blocks"))
+    rows.append(row(B, "kills", crash_name, "count", len(crash["kills"]), "kills"))
+    delays = _first_completion_delays(crash)
+    if delays:
+        rows.append(row(B, "kill-to-first-completion", crash_name, "median", statistics.median(delays) * 1e3, "ms"))
+        rows.append(row(B, "kill-to-first-completion", crash_name, "p99",
+                        sorted(delays)[min(len(delays) - 1, int(len(delays) * 0.99))] * 1e3, "ms"))
+    return rows
+
+
 def run(argv: list[str]) -> list[dict]:
     ap = argparse.ArgumentParser(prog="redleaf bench recovery --driver nvme")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each phase (reads, writes)")
     ap.add_argument("--quick", action="store_true", help="3-second phases")
     ap.add_argument("--size", default="64MiB", help="image size")
+    ap.add_argument("--colocated", action="store_true",
+                    help="also the redleaf-colocated pair: the client in the shadow's group, the driver apart")
     ap.add_argument("--plot", metavar="FILE.png", help="plot throughput over time with the kills marked")
     a = ap.parse_args(argv)
     seconds = 3.0 if a.quick else a.seconds
@@ -246,31 +334,16 @@ def run(argv: list[str]) -> list[dict]:
     nblocks = parse_size(a.size, "--size") // BLOCK
     tmp = tempfile.mkdtemp(prefix="redleaf-bench-recovery-")
     try:
-        calm, crash = _run_pair(tmp, a.size, nblocks, seconds)
+        runs = _run_set(tmp, a.size, nblocks, seconds, a.colocated)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    rows: list[dict] = []
+    rows = _rows(CALM, runs[CALM], CRASH, runs[CRASH])
     for phase in ("seqread", "seqwrite"):
-        case = f"{phase}-4k-b{BATCH}"
-        rate = {n: r[phase]["done"] / r[phase]["active"] for n, r in ((CALM, calm), (CRASH, crash))}
-        rows.append(row(B, case, CALM, "rate", rate[CALM], "IOPS"))
-        rows.append(row(B, case, CRASH, "rate", rate[CRASH], "IOPS"))
-        rows.append(row(B, case, CRASH, "ratio", rate[CRASH] / rate[CALM] if rate[CALM] else 0.0, f"x {CALM}"))
-        rows.append(published(B, case, "published-redleaf", "ratio", PUBLISHED[phase], "x no crashes",
-                              PUBLISHED_NOTE))
-        for system, run_ in ((CALM, calm), (CRASH, crash)):
-            rows.append(row(B, case, system, "errors", run_[phase]["errors"] + run_[phase]["bad"], "errors"))
-    for system, run_ in ((CALM, calm), (CRASH, crash)):
-        n = run_["seqread"]["verified"] + run_["image_verified"]
-        rows.append(row(B, "data-verified", system, "count", n, "blocks"))
-        rows.append(row(B, "data-verified", system, "errors", run_["image_bad"], "blocks"))
-    rows.append(row(B, "kills", CRASH, "count", len(crash["kills"]), "kills"))
-    delays = _first_completion_delays(crash)
-    if delays:
-        rows.append(row(B, "kill-to-first-completion", CRASH, "median", statistics.median(delays) * 1e3, "ms"))
-        rows.append(row(B, "kill-to-first-completion", CRASH, "p99",
-                        sorted(delays)[min(len(delays) - 1, int(len(delays) * 0.99))] * 1e3, "ms"))
+        rows.append(published(B, f"{phase}-4k-b{BATCH}", "published-redleaf", "ratio", PUBLISHED[phase],
+                              "x no crashes", PUBLISHED_NOTE))
+    if a.colocated:
+        rows += _rows(COLO_CALM, runs[COLO_CALM], COLO_CRASH, runs[COLO_CRASH])
     if a.plot:
-        _plot(a.plot, calm, crash)
+        _plot(a.plot, runs[CALM], runs[CRASH])
     return rows

@@ -34,7 +34,7 @@ def test_bench_nvme_rows():
 
 def test_bench_recovery_nvme_rows_and_plot(tmp_path):
     plot = tmp_path / "recovery.png"
-    rows = recovery_nvme.run(["--seconds", "1.5", "--size", "16MiB", "--plot", str(plot)])
+    rows = recovery_nvme.run(["--seconds", "1.5", "--size", "16MiB", "--colocated", "--plot", str(plot)])
     try:
         assert plot.stat().st_size > 10_000
     finally:
@@ -42,10 +42,16 @@ def test_bench_recovery_nvme_rows_and_plot(tmp_path):
     assert all(set(r) == (KEYS | {"note"} if r["system"].startswith("published-") else KEYS) for r in rows)
     assert all(r["note"] for r in rows if r["system"].startswith("published-"))
     by = {(r["case"], r["system"], r["metric"]): r["value"] for r in rows}
-    for phase in ("seqread-4k-b32", "seqwrite-4k-b32"):
-        assert by[(phase, "redleaf-shadow", "errors")] == 0
-        assert by[(phase, "redleaf-shadow-kill1s", "errors")] == 0
-        assert (phase, "redleaf-shadow-kill1s", "ratio") in by
-    assert by[("kills", "redleaf-shadow-kill1s", "count")] >= 1
-    assert by[("data-verified", "redleaf-shadow-kill1s", "count")] > 0
-    assert by[("data-verified", "redleaf-shadow-kill1s", "errors")] == 0
+    # the attached client's pair and, with --colocated, the pair whose client is a
+    # domain in the shadow's group (the driver apart): every kill hidden in both
+    for calm in ("redleaf-shadow", "redleaf-colocated"):
+        crash = f"{calm}-kill1s"
+        for phase in ("seqread-4k-b32", "seqwrite-4k-b32"):
+            assert by[(phase, calm, "errors")] == 0
+            assert by[(phase, crash, "errors")] == 0
+            assert by[(phase, crash, "rate")] > 0
+            assert (phase, crash, "ratio") in by
+        assert by[("kills", crash, "count")] >= 1
+        for system in (calm, crash):
+            assert by[("data-verified", system, "count")] > 0
+            assert by[("data-verified", system, "errors")] == 0
