@@ -221,7 +221,11 @@ def compile_encode(desc: TypeDesc, where: str = "argument") -> Callable[[Any, Ca
         borrowed = desc.borrowed
 
         def enc(v, ctx):
-            ctx.once(v.slot, where)
+            slot = v.slot  # ctx.once, inlined: this runs for every handle of every call
+            seen = ctx.seen
+            if slot in seen:
+                ctx.once(slot, where)  # raises the named-twice error
+            seen.add(slot)
             try:
                 if borrowed:
                     v.lend_to(ctx.peer)
@@ -230,7 +234,7 @@ def compile_encode(desc: TypeDesc, where: str = "argument") -> Callable[[Any, Ca
             except OwnershipError as e:
                 raise CallOwnershipError(f"{where}: {e}") from None
             (ctx.lent if borrowed else ctx.moved).append(v)
-            return v.slot | v.gen << 32
+            return slot | v.gen << 32
         return enc
     if k == "iface":
         from .proxy import capability_wire
@@ -287,12 +291,16 @@ def compile_decode(desc: TypeDesc, where: str) -> Callable[[Any, CallCtx], Any]:
             def dec(w, ctx):
                 if type(w) is not int or not 0 <= w < 1 << 64:
                     raise _bad(where, desc, w)
-                ctx.once(w & 0xFFFFFFFF, where)
+                slot = w & 0xFFFFFFFF
+                seen = ctx.seen  # ctx.once, inlined: this runs for every handle of every call
+                if slot in seen:
+                    ctx.once(slot, where)  # raises the named-twice error
+                seen.add(slot)
                 if ctx.taking:  # still the caller's: validated now, taken after decoding
-                    h = ctx.rt.heap.inspect_moved(w & 0xFFFFFFFF, w >> 32, ctx.peer, expect=cls, elem=elem)
+                    h = ctx.rt.heap.inspect_moved(slot, w >> 32, ctx.peer, cls, elem)
                     ctx.incoming.append(h)
                 else:  # a return value: the callee moved it to us already
-                    h = ctx.rt.heap.adopt(w & 0xFFFFFFFF, w >> 32, None, expect=cls, elem=elem)
+                    h = ctx.rt.heap.adopt(slot, w >> 32, None, cls, elem)
                     ctx.adopted.append(h)
                 return h
         return dec

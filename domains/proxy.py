@@ -26,6 +26,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from typing import Any
 
 from redleaf.shared_heap.errors import HeapExhausted, OwnershipError
@@ -379,7 +380,7 @@ class Dispatcher:
                 else:
                     args = [d(w, ctx) for d, w in zip(decs, wargs)]
                 if ctx is not None and ctx.incoming:
-                    rt.heap.take(ctx.incoming, ch.caller, lambda: _caller_there(ch))
+                    rt.heap.take(ctx.incoming, ch.caller, partial(_caller_there, ch))  # (a C-level callable: no frame)
                     ctx.adopted = ctx.incoming
             except Exception as e:
                 if ctx is not None:  # nothing was taken: every argument is still the caller's

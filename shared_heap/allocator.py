@@ -296,7 +296,9 @@ class Heap:
         """A handle to an object moved to this domain; validated before any memory is touched.
         `type_id` None: take the type from the record (the receiver checks `expect`/`elem`)."""
 
-        st, _f, kind, owner, rgen, tid, off, size, _b, parent = self.record(slot)
+        if not 0 < slot < self.n_records:
+            self.record(slot)  # raises the forged-handle error
+        st, _f, kind, owner, rgen, tid, off, size, _b, parent = REC.unpack_from(self.mem, self.rec_base + slot * REC_SIZE)
         if st != R_LIVE or rgen != gen:
             raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live (now {rgen})")
         if type_id is not None and tid != type_id:
@@ -336,8 +338,12 @@ class Heap:
     def inspect_moved(self, slot: int, gen: int, giver: int, expect=None, elem=None):
         """Phase one of taking an object `giver` moves to this domain in a call: validate,
         write nothing.  The object must be live, of generation `gen`, top-level, unlent
-        and owned by `giver` now.  The handle returned is usable after take()."""
-        st, _f, kind, owner, rgen, tid, off, size, borrower, parent = self.record(slot)
+        and owned by `giver` now.  The handle returned is usable after take().
+        (The record is read inline, as in adopt: this runs for every moved argument.)"""
+        if not 0 < slot < self.n_records:
+            self.record(slot)  # raises the forged-handle error
+        st, _f, kind, owner, rgen, tid, off, size, borrower, parent = REC.unpack_from(self.mem,
+                                                                                    self.rec_base + slot * REC_SIZE)
         if st != R_LIVE or rgen != gen:
             raise OwnershipError(f"stale handle: slot {slot} generation {gen} is not live (now {rgen})")
         if owner != giver or parent != 0:

@@ -129,7 +129,17 @@ class _Handle:
     def check_movable(self) -> None:
         """Raise OwnershipError unless this domain may give the object away now: live,
         owned (not borrowed), not lent out.  Writes nothing (a call checks every
-        argument before any of them moves)."""
+        argument before any of them moves).
+
+        Why a fast path: every moved argument and moved return value runs this; one
+        read of the record answers the common case, where _check_unlent's three
+        layers re-read it twice.  Anything else falls through to _check_unlent,
+        which raises the precise error (and marks a stale handle dead)."""
+        if self.mode == _OWNED:
+            h = self.heap
+            st, _f, _k, owner, gen, _t, _o, _s, borrower, _p = REC.unpack_from(h.mem, h.rec_base + self.slot * REC_SIZE)
+            if st == R_LIVE and gen == self.gen and owner == h.domain_id and not borrower:
+                return
         self._check_unlent()
 
     def revive(self) -> bool:
@@ -424,4 +434,7 @@ def handle_from_record(heap, slot, gen, kind, tid, off, size, expect, elem, borr
             raise OwnershipError(f"container element type {etid:#x} is not known in this process")
         if elem is not None and et is not elem:
             raise OwnershipError(f"expected a container of {getattr(elem, '__qualname__', elem)}")
-    return cls._make(heap, slot, gen, tid, off, size, et, _BORROWED if borrowed else _OWNED)
+    h = object.__new__(cls)  # _make, inlined: every received handle comes through here
+    h.heap, h.slot, h.gen, h.type_id, h.offset, h.size, h.elem_type, h.mode = \
+        heap, slot, gen, tid, off, size, et, _BORROWED if borrowed else _OWNED
+    return h
