@@ -25,9 +25,11 @@ PRESETS = {
     # The >= 100,000-fault soak of issue #18: hours unattended on this machine.  Waves of
     # 2-3 simultaneous faults as fast as the targets come back, on four Echo domains in
     # both placements, four instances side by side; report and plots in ./crashtest-soak.
+    # 102,000 planned so that >= 100,000 are delivered: ~2% are skipped, aimed at a group
+    # member whose process the same wave's first fault had just killed.
     # Not hang or slow: each costs a caller's deadline (10 s), which would make 100,000
     # faults weeks long; CI's campaigns and tests/crashtest/test_inject.py cover them.
-    "soak": {"count": 100_000, "workload": "fleet", "schedule": "simultaneous", "rate": 100.0, "parallel": 4,
+    "soak": {"count": 102_000, "workload": "fleet", "schedule": "simultaneous", "rate": 100.0, "parallel": 4,
              "faults": "sigkill,sigsegv,exception,exit,stop", "report": "crashtest-soak"},
     # what CI runs: a short campaign of the kinds that recover in well under a second
     "ci": {"count": 30, "schedule": "fixed", "rate": 20.0, "faults": "sigkill,sigsegv,exception,exit,stop"},
