@@ -128,13 +128,10 @@ def channel_problems(heap_reply: dict, rows: list[dict], per_pair: int = MAX_CHA
     return out
 
 
-#: channel segments a process may map beyond the channels it holds ends of.  Open
-#: bug (domains/runtime.py, not crashtest's to fix): Runtime.serve_own keeps the
-#: channel it served last in `self.serving` after the call, so an idle callee keeps
-#: that channel's mapping (its memory) after the channel was freed, e.g. after its
-#: caller died, until it serves another call.  One a process, never growing; a
-#: campaign allows it so that a leak beyond it still shows.
-SERVING_SLACK = 1
+#: channel segments a process may map beyond the channels it holds ends of: none
+#: (Runtime.serve_own once kept the channel it served last, hence its mapping, after the
+#: call; it restores the outer one now)
+SERVING_SLACK = 0
 
 
 def mapping_problems(maps_by_pid: dict[int, int], rows: list[dict], heap_reply: dict,

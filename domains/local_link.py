@@ -126,7 +126,7 @@ class LocalLink:
         self.rt.calls_made += 1
         g.current = t.id
         t.depth += 1
-        busy = area[RA_BUSY]
+        busy, outer = area[RA_BUSY], crt.serving
         area[RA_BUSY] = 1
         crt.serving = end
         try:
@@ -143,6 +143,7 @@ class LocalLink:
             return chan.CRASHED, b""
         finally:
             area[RA_BUSY] = busy
+            crt.serving = outer
         g.current = prev
         t.depth -= 1
         crt.calls_served += 1

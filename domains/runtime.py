@@ -333,10 +333,15 @@ class Runtime:
             if req is None:
                 continue
             area = self.area
+            # a wait inside a call may serve another one (re-entry): the outer call's
+            # caller and busy flag come back when the inner one is answered, and at the
+            # top nothing is left naming a channel that may be freed
+            busy, outer = area[RA_BUSY], self.serving
             area[RA_BUSY] = 1
             self.serving = ch
             kind, payload = disp.serve(self, ch, req)
-            area[RA_BUSY] = 0
+            area[RA_BUSY] = busy
+            self.serving = outer
             ch.post_response(kind, payload)
             (waker or self.waker_for(ch.caller)).wake()
             n += 1

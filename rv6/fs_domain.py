@@ -228,8 +228,9 @@ class FsDomain(FileSystem):
         _check_int(mode, "mode", 0, 0o7777)
         path = _check_path(path)
         self._close_gone()
+        owner = self._caller()  # now: the open may serve another client's call while it waits on the device
         fd = self._call(self.fs.open, path, flags, mode)
-        self.owners[fd] = self._caller()
+        self.owners[fd] = owner
         return fd
 
     def close(self, fd: int) -> None:
