@@ -46,7 +46,7 @@ def test_a_body_that_fails_in_an_outage_runs_again_after_it():
     assert wl.stop(5.0)
     assert wl.runs == 2 and wl.instances == ["inst", "inst"]
     assert rec.crashed is None
-    assert [(k, m) for _t, k, m in rec.errors] == [("SupervisorLost", "ConnectionError: the supervisor is gone")]
+    assert [(k, m) for _t, k, m, _what in rec.errors] == [("SupervisorLost", "ConnectionError: the supervisor is gone")]
 
 
 def test_a_quiet_loop_leaves_at_its_gate():
