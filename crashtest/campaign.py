@@ -615,10 +615,7 @@ class Campaign:
             heap = self.ctl.request("heap", check=True)
             problems += inv.heap_problems(heap, rows)
             problems += inv.channel_problems(heap, rows)
-            # inv.mapping_problems(_mapped_segments(rows), rows, heap) is not checked yet: a
-            # driver killed under the NVMe shadow leaves the shadow mapping one more channel
-            # segment each time (open bug, reproducer in RELIABILITY.md), which it would
-            # report after every such wave
+            problems += inv.mapping_problems(_mapped_segments(rows), rows, heap)
             for res, did, _w in self._gone_clients:
                 problems += inv.dead_client_problems(res.target, did, heap, rows)
         except ControlError as e:

@@ -95,6 +95,7 @@ class SegmentError(OSError):
 
 
 _libc = None
+MAP_FIXED = 0x10  # <sys/mman.h> on Linux; the mmap module does not export it
 
 
 def _map_fd(fd: int, size: int) -> memoryview:
@@ -124,8 +125,34 @@ def _map_fd(fd: int, size: int) -> memoryview:
         pass
 
     arr = _Segment.from_address(addr)
+    arr.rl_mapped = size  # release_segment's mark: a mapping of ours, not yet given back
     weakref.finalize(arr, _libc.munmap, addr, size)
     return memoryview(arr).cast("B")
+
+
+def release_segment(buf: memoryview) -> None:
+    """Give a closed channel's memory back now, whatever views of it are still alive.
+
+    A view outlives its channel wherever Python keeps it: a traceback's frame that
+    held a reply, an exception kept in a reference cycle until the next collection.
+    Each such view would keep the dead channel's segment mapped, and so allocated.
+    Mapping fresh anonymous memory over it (MAP_FIXED replaces the mapping in one
+    step) drops the segment's pages at once while every view stays valid: it reads
+    a channel that says CLOSED, and what it writes goes nowhere.  The finalizer of
+    _map_fd later unmaps the anonymous memory.  Idempotent; a buffer that is not a
+    mapping of ours (a test's bytearray) is left alone."""
+    import ctypes
+
+    seg = buf.obj
+    size = getattr(seg, "rl_mapped", 0)
+    if not size:
+        return
+    addr = _libc.mmap(ctypes.addressof(seg), size, mmap.PROT_READ | mmap.PROT_WRITE,
+                      mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        return  # left mapped: the finalizer gives it back with the last view
+    seg.rl_mapped = 0
+    _U32.pack_into(buf, STATE, CLOSED)
 
 
 def create_segment(size: int) -> tuple[str, int, memoryview]:

@@ -32,6 +32,7 @@ from .control import ControlClient
 from .doorbell import RA_BUSY, RA_CALLS_MADE, RA_CALLS_SERVED, RA_HEARTBEAT, RA_SLEEPING, Bell, PeerWaker, fence
 from .errors import ControlError, DomainCrashed, DomainUnavailable, InstanceGone, RpcTimeout
 from .interface import spec_of
+from .marshal import packb
 from .paths import InstancePaths
 from .proxy import Dispatcher, FaultArm, make_proxy, panic
 
@@ -49,6 +50,10 @@ PUSH_CHECK_NS = 5_000_000
 IDLE_POLL_MS = 100  # a sleeping host still wakes this often (heartbeat, control)
 IDLE_SLEEP_MS = 1000  # a domain with nothing to do: its doorbell or a signal wakes it sooner
 SUPERVISOR_CHECK_NS = 200_000_000  # a call waiting this long checks that the supervisor lives
+
+
+#: the answer to a call its callee dropped with the channel before taking it
+_CLOSED_UNSERVED = packb(("CallRejected", "the channel was closed before its callee took the call"))
 
 
 class Link:
@@ -244,15 +249,29 @@ class Runtime:
         self.channels[chan_id] = ch
         return ch
 
-    def close_channel(self, ch: chan.Channel) -> None:
+    def close_channel(self, ch: chan.Channel, release: bool = True) -> None:
+        """Forget a channel, tell the supervisor, and (`release`) unmap its memory now
+        rather than when its last view is collected (chan.release_segment).  A caller
+        still waiting on it passes release=False: an answer posted before the callee
+        died must still be read; its Link releases it when it reconnects."""
         self.channels.pop(ch.chan_id, None)
         entry = self.inbound_by_id.pop(ch.chan_id, None)
         if entry is not None:
             self.inbound = [e for e in self.inbound if e[0].chan_id != ch.chan_id]
+            posted = _U64.unpack_from(ch.buf, chan.REQ_SEQ)[0]
+            if posted > ch.seq:
+                # a call posted and never taken (its caller died waiting): answer it
+                # unserved, so the supervisor sees it ended and releases what it lent
+                ch.seq = posted
+                ch.post_response(chan.REJECTED, _CLOSED_UNSERVED)
+            elif _U64.unpack_from(ch.buf, chan.RESP_SEQ)[0] < posted:
+                release = False  # served further up this stack: its answer must reach the segment
         try:
             self.ctl.request("close_channel", channel=ch.chan_id)
         except ControlError:
             pass
+        if release:
+            chan.release_segment(ch.buf)
 
     def waker_for(self, peer: int) -> PeerWaker:
         w = self.wakers.get(peer)
@@ -287,7 +306,8 @@ class Runtime:
                 ch = self.channels.get(msg["channel"])
                 if ch is not None:
                     self.wakers.pop(msg.get("peer", -1), None)
-                    self.close_channel(ch)
+                    waited = any(getattr(ln, "ch", None) is ch and ln.lock.locked() for ln in self.links.values())
+                    self.close_channel(ch, release=not waited)
             elif kind == "stop":
                 self.stop = True
             elif kind == "child_exit":
@@ -328,7 +348,8 @@ class Runtime:
 
     def serve_own(self) -> int:
         n = 0
-        for ch, disp, waker in self.inbound:
+        inbound = self.inbound
+        for ch, disp, waker in inbound:
             req = ch.pending_request()
             if req is None:
                 continue
@@ -343,6 +364,8 @@ class Runtime:
             area[RA_BUSY] = busy
             self.serving = outer
             ch.post_response(kind, payload)
+            if self.inbound is not inbound and ch.chan_id not in self.inbound_by_id:
+                chan.release_segment(ch.buf)  # closed while this call was served (close_channel)
             (waker or self.waker_for(ch.caller)).wake()
             n += 1
             if self.deferred:

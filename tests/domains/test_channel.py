@@ -1,3 +1,5 @@
+import os
+
 from redleaf.domains import channel as chan
 
 
@@ -67,3 +69,29 @@ def test_the_ends_come_from_the_supervisor_not_from_the_header():
     chan._U32.pack_into(buf, chan.CALLEE, 1)
     callee = chan.Channel(buf, 1, caller=5, callee=7)
     assert (callee.caller, callee.callee) == (5, 7)
+
+
+def _maps_tag(tag: str) -> bool:
+    with open("/proc/self/maps") as fh:
+        return any(f"redleaf-chan-{tag}" in line for line in fh)
+
+
+def test_a_released_segment_is_unmapped_while_a_view_of_it_lives_on():
+    """A view a traceback keeps (a reply's frame) must not keep a closed channel's
+    memory mapped: release_segment gives the pages back at once, and the view reads
+    a closed channel instead of dangling."""
+    desc, fd, buf = chan.create_segment(chan.channel_size(1024))
+    os.close(fd)
+    tag = desc.rsplit("/", 1)[1]
+    chan.init_channel(buf, caller=5, callee=7, payload=1024)
+    ch = chan.Channel(buf, 1)
+    kept = buf[chan.HEADER:chan.HEADER + 16]  # as a reply view in a frame would be
+    buf[chan.HEADER] = 7
+    assert _maps_tag(tag)
+    chan.release_segment(buf)
+    assert not _maps_tag(tag)
+    assert ch.state == chan.CLOSED
+    assert kept[0] == 0  # fresh memory: nothing of the channel's is left readable
+    kept[0] = 9  # and writing to it goes nowhere, harmlessly
+    chan.release_segment(buf)  # twice is harmless
+    chan.release_segment(memoryview(bytearray(4096)))  # not a mapping of ours: left alone

@@ -1,14 +1,11 @@
-"""Open bug, found by `redleaf crashtest --clients 2` (the no-leaked-channel check):
-a caller killed with a borrowing call posted but not yet served leaks that call's
-lent object and the channel, when the callee drops the channel (on the supervisor's
+"""Found by `redleaf crashtest --clients 2` (the no-leaked-channel check): a caller
+killed with a borrowing call posted but not yet served leaked that call's lent
+object and the channel when the callee dropped the channel (on the supervisor's
 channel_closed notice) without serving the call.  `Channels.settle_deferred` frees
 the lent slot and runs the pending sweep only once the call is answered or the
-callee dies, and neither ever happens: the record stays with no end, one deferred
-slot and a sweep pending, and the dead caller's object stays in the heap.
-
-The fix belongs to the supervisor (releasing when the callee has dropped its end
-must not free a slot a callee is still reading in a nested call); until then this
-test documents it and fails (XPASS) once it is fixed, so the marker is removed."""
+callee dies, and neither happened.  Now the callee answers a call it drops untaken
+(Runtime.close_channel), so the supervisor sees it end; a call it is serving is
+answered by the serve, so no slot is freed under a callee still reading it."""
 
 import os
 import signal
@@ -42,8 +39,6 @@ def _client_gone(inst, pid):
         time.sleep(0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: a dead caller's queued borrowing call leaks its lent object "
-                                       "and the channel (supervisor/channels.py settle_deferred)")
 def test_a_caller_killed_with_a_queued_borrowing_call_leaks_nothing(echo_instance):
     import time
 
@@ -63,14 +58,16 @@ def test_a_caller_killed_with_a_queued_borrowing_call_leaks_nothing(echo_instanc
                 p.kill()
                 p.wait()
                 _client_gone(inst, p.pid)
+                # looked at while echo is still stopped: once it runs, it settles the call
+                chans = inst.request("heap", check=True)["channels"]["channels"]
+                posted = any(c["sweep_after"] or c["deferred"] for c in chans)
             finally:
                 os.kill(echo, signal.SIGCONT)
         finally:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        chans = inst.request("heap", check=True)["channels"]["channels"]
-        if any(c["sweep_after"] or c["deferred"] for c in chans):
+        if posted:
             break  # the kill landed with the call posted: what the bug needs
     else:
         pytest.skip("the client's call was never posted before its kill")
