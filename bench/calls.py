@@ -5,7 +5,8 @@ move-4KiB, move-1MiB, move-64MiB; hot (back-to-back) and cold (the callee has go
 to sleep between calls).  Peers on the same cases in the same run: inprocess,
 pyzmq-reqrep-ipc, mp-pipe, socketpair (for the move cases they send the bytes).
 
-redleaf-colocated (DESIGN §7a): the same calls between two domains of one group,
+redleaf-colocated (DESIGN §7a): the same calls (all but null-cold: a co-located
+callee never sleeps apart from its caller) between two domains of one group,
 Echo and a CallLoad domain (bench/colo.py) that runs the timing loop on the group's
 thread and hands the samples back in the heap.
 """
@@ -31,7 +32,7 @@ target = "redleaf.domains.builtin.echo:EchoDomain"
 """
 COLO_MANIFEST = """
 [heap]
-size = "64MiB"
+size = "320MiB"
 records = 65536
 [[domain]]
 name = "echo"
@@ -43,7 +44,7 @@ target = "redleaf.bench.colo:CallLoadDomain"
 uses = ["echo"]
 group = "calls"
 """
-COLO_CASES = (("null", 0), ("int", 0), ("rref", 64), ("borrow", 64))
+COLO_CASES = (("null", 0), ("int", 0), ("rref", 64), ("borrow", 64), *SIZES.items())
 
 
 def _iters(size: int, n: int) -> int:
@@ -112,7 +113,7 @@ def run(argv: list[str]) -> list[dict]:
         with inst.attach() as d:
             load = d.lookup("load", CallLoad)
             for case, size in COLO_CASES:
-                v = load.measure(case, n, size)
+                v = load.measure(case, _iters(size, n), size)
                 add(case, "redleaf-colocated", v.np.tolist())
                 v.drop()
 
@@ -141,5 +142,7 @@ def run(argv: list[str]) -> list[dict]:
     ratio("null", "redleaf/redleaf-colocated", ("null", "redleaf"), ("null", "redleaf-colocated"))
     ratio("move-64MiB", "redleaf-64MiB/redleaf-64B", ("move-64MiB", "redleaf"), ("move-64B", "redleaf"))
     ratio("move-64MiB", "mp-pipe/redleaf", ("move-64MiB", "mp-pipe"), ("move-64MiB", "redleaf"))
+    ratio("move-64MiB", "redleaf-colocated-64MiB/redleaf-colocated-64B", ("move-64MiB", "redleaf-colocated"),
+          ("move-64B", "redleaf-colocated"))
     ratio("null-cold", "redleaf/socketpair", ("null-cold", "redleaf"), ("null-cold", "socketpair"))
     return rows

@@ -58,10 +58,10 @@ class CallLoadDomain(CallLoad):
             fn = e.null
         elif case == "int":
             fn = lambda: e.inc(1)  # noqa: E731
-        elif case in ("rref", "borrow"):
+        elif case in ("rref", "borrow") or case.startswith("move-"):
             box = [heap.alloc_vec(np.uint8, size)]
             box[0].np[:1] = 1
-            if case == "rref":
+            if case != "borrow":  # rref and move-<size>: moved to Echo and moved back
                 def fn():
                     box[0] = e.roundtrip(box[0])
             else:
@@ -71,7 +71,7 @@ class CallLoadDomain(CallLoad):
         for _ in range(min(n, 2000)):  # warm-up, as the attached benchmark's
             fn()
         xs = time_calls(fn, n)
-        if case in ("rref", "borrow"):
+        if case != "null" and case != "int":
             box[0].drop()
         return _samples(heap, xs)
 
