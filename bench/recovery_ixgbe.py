@@ -3,8 +3,12 @@
 An l2fwd domain forwards 64-byte frames from the pktgen wire (batch 32) for N
 seconds (`--seconds`, default 10) through the shadowed driver.  In one run the
 driver domain is killed with SIGKILL once a second; the other run is the same
-without crashes.  The same pair of runs without the shadow shows what the shadow
-hides: there every crash reaches the forwarder as an error.
+without crashes.  Both instances are up together and take turns in one-second
+slices (the crashing one's driver is killed half-way through each of its slices),
+so that the shared machine's changing load hits both runs alike, as in the NVMe
+experiment; a rate is per second of a run's own forwarding time.  The same pair
+of runs without the shadow shows what the shadow hides: there every crash reaches
+the forwarder as an error.
 
 Rows: forwarding rate of each run and the crash/no-crash ratio, client-visible
 errors (calls that failed in the forwarder; 0 with the shadow), kills, and the
@@ -20,6 +24,7 @@ client), rows `redleaf-colocated` and `redleaf-colocated-kill1s`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import threading
 import time
@@ -75,24 +80,6 @@ def manifest(shadow: bool, colocated: bool = False) -> str:
                             app_group='group = "net"\n' if colocated else "")
 
 
-class _Killer(threading.Thread):
-    def __init__(self, inst, name: str, every: float, stop_after: float):
-        super().__init__(daemon=True)
-        self.inst, self.name, self.every, self.stop_after = inst, name, every, stop_after
-        self.halt = threading.Event()
-        self.times: list[tuple[int, int]] = []   # monotonic ns around each kill request
-
-    def run(self) -> None:
-        end = time.monotonic() + self.stop_after
-        while not self.halt.wait(self.every) and time.monotonic() < end:
-            t = time.monotonic_ns()
-            try:
-                self.inst.request("kill", name=self.name, how="sigkill")
-                self.times.append((t, time.monotonic_ns()))
-            except Exception:
-                pass   # the driver is still restarting from the previous kill
-
-
 def recovery_times_ms(kills: list[tuple[int, int]], start: int, bin_ns: int, bins: np.ndarray) -> list[float]:
     """For each kill (requested at t0, request answered at t1: the driver is dead by
     then): ms from t0 to the first bin with forwarded packets that begins at least
@@ -107,28 +94,78 @@ def recovery_times_ms(kills: list[tuple[int, int]], start: int, bin_ns: int, bin
     return out
 
 
-def _one(shadow: bool, seconds: float, crash: bool, batch: int, colocated: bool = False):
-    from redleaf.drivers.ixgbe.app import decode_timeline
-    from redleaf.drivers.net import NetApp
-    from redleaf.supervisor.instance import Instance
+SLICE_S = 1.0  # each run's turn; the crashing run's driver is killed half-way through
 
-    with Instance(manifest(shadow, colocated)) as inst, inst.attach() as c:
-        app = c.lookup("app", NetApp)
-        app.run_app("fwd", batch, 0.3, 0)      # warm up
-        killer = None
-        if crash:
-            killer = _Killer(inst, "ixgbe0.driver" if shadow else "ixgbe0", 1.0, seconds - 0.5)
-            killer.start()
+
+class _Run:
+    """One instance of a pair and what its slices forwarded: counts, wall time,
+    errors, the kills (monotonic ns around each kill request) and the timeline of
+    each slice (packets per bin) for the recovery times and the plot."""
+
+    def __init__(self, stack, shadow: bool, colocated: bool, crash: bool, batch: int):
+        from redleaf.drivers.net import NetApp
+        from redleaf.supervisor.instance import Instance
+
+        self.inst = stack.enter_context(Instance(manifest(shadow, colocated)))
+        self.app = stack.enter_context(self.inst.attach()).lookup("app", NetApp)
+        self.app.run_app("fwd", batch, 0.3, 0)  # warm up
+        self.victim = ("ixgbe0.driver" if shadow else "ixgbe0") if crash else None
+        self.batch = batch
+        self.n = self.errors = 0
+        self.wall = 0  # ns
+        self.kills: list[tuple[int, int]] = []
+        self.slices: list[tuple[int, int, np.ndarray, list]] = []  # (start, bin, bins, kills in it)
+
+    def turn(self) -> None:
+        from redleaf.drivers.ixgbe.app import decode_timeline
+
+        timer, mine = None, []
+        if self.victim is not None:
+            def kill():
+                t = time.monotonic_ns()
+                try:
+                    self.inst.request("kill", name=self.victim, how="sigkill")
+                    mine.append((t, time.monotonic_ns()))
+                except Exception:
+                    pass  # still restarting from the previous kill
+            timer = threading.Timer(SLICE_S / 2, kill)
+            timer.start()
         try:
-            n, _cpu, wall, errors = app.run_app("fwd", batch, seconds, 0)
+            n, _cpu, wall, errors = self.app.run_app("fwd", self.batch, SLICE_S, 0)
         finally:
-            if killer is not None:
-                killer.halt.set()
-                killer.join()
-        start, bin_ns, bins = decode_timeline(app.timeline())
-        kills = killer.times if killer else []
-        return {"mpps": n / wall * 1e3, "errors": errors, "kills": kills, "start": start, "bin_ns": bin_ns,
-                "bins": bins.copy(), "recovery_ms": recovery_times_ms(kills, start, bin_ns, bins)}
+            if timer is not None:
+                timer.cancel()
+                timer.join()
+        self.n += n
+        self.wall += wall
+        self.errors += errors
+        self.kills += mine
+        start, bin_ns, bins = decode_timeline(self.app.timeline())
+        self.slices.append((start, bin_ns, bins.copy(), mine))
+
+    def result(self) -> dict:
+        rec = [ms for start, bin_ns, bins, kills in self.slices
+               for ms in recovery_times_ms(kills, start, bin_ns, bins)]
+        # the slices end to end, for the plot: each run's own forwarding time
+        bin_ns = self.slices[0][1] if self.slices else 1_000_000
+        bins = np.concatenate([b for _s, _b, b, _k in self.slices]) if self.slices else np.zeros(0, np.int32)
+        kills, off = [], 0
+        for start, b_ns, b, ks in self.slices:
+            kills += [(off + (t0 - start), off + (t1 - start)) for t0, t1 in ks]
+            off += b.size * b_ns
+        return {"mpps": self.n / self.wall * 1e3 if self.wall else 0.0, "errors": self.errors, "kills": self.kills,
+                "start": 0, "bin_ns": bin_ns, "bins": bins, "plot_kills": kills, "recovery_ms": rec}
+
+
+def _pair(shadow: bool, seconds: float, batch: int, colocated: bool = False) -> tuple[dict, dict]:
+    """The crash-free run and the run killed once a second, taking turns."""
+    with contextlib.ExitStack() as stack:
+        calm = _Run(stack, shadow, colocated, False, batch)
+        crash = _Run(stack, shadow, colocated, True, batch)
+        for _ in range(max(1, round(seconds / SLICE_S))):
+            calm.turn()
+            crash.turn()
+        return calm.result(), crash.result()
 
 
 def plot(path: str, runs: dict, seconds: float) -> None:
@@ -143,7 +180,7 @@ def plot(path: str, runs: dict, seconds: float) -> None:
         bins = r["bins"][: len(r["bins"]) // w * w].reshape(-1, w).sum(axis=1)
         t = np.arange(bins.size) * w * r["bin_ns"] / 1e9
         ax.plot(t, bins / (w * r["bin_ns"] / 1e9) / 1e6, label=label, lw=1)
-        for k, _k1 in r["kills"]:
+        for k, _k1 in r["plot_kills"]:
             ax.axvline((k - r["start"]) / 1e9, color="red", lw=0.6, ls=":" if "no shadow" in label else "--")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("forwarded (Mpps, 20 ms windows)")
@@ -173,8 +210,7 @@ def run(argv: list[str]) -> list[dict]:
     configs = ([(True, False, "redleaf-shadow")] + ([] if a.no_unshadowed else [(False, False, "redleaf")])
                + ([(True, True, "redleaf-colocated")] if a.colocated else []))
     for shadow, colocated, system in configs:
-        calm = _one(shadow, seconds, False, a.batch, colocated)
-        crash = _one(shadow, seconds, True, a.batch, colocated)
+        calm, crash = _pair(shadow, seconds, a.batch, colocated)
         runs[f"{system}, no crashes"] = calm
         runs[f"{system}, killed 1/s" + ("" if shadow else " (no shadow)")] = crash
         case = f"fwd-b{a.batch}"
