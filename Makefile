@@ -2,7 +2,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test clean bench sysdeps
+.PHONY: run test install install-test install-profile clean bench sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,8 +30,14 @@ sysdeps:
 	echo "sysdeps: installing$$missing"; \
 	apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null
 
+# py-spy, for sampling profiles of running domains (py-spy record --pid PID)
+$(VENV)/.installed-profile: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[profile]'
+	touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-profile: $(VENV)/.installed-profile
 
 run: install sysdeps
 	$(BIN)/redleaf up

@@ -662,14 +662,11 @@ def _mapped_segments(rows: list[dict]) -> dict[int, int]:
     """pid -> distinct channel segments (memfds "redleaf-chan-<tag>") it maps, for
     every live process of the table (this one too: the workload's client)."""
     out = {}
+    # (this process too: a channel closed here, or by an earlier campaign's attach in the
+    # same process, is unmapped at once, whatever views of it an exception's frames keep;
+    # see Runtime.close_channel.  No collection is needed, which with a long campaign's
+    # growing records would cost more at every wave.)
     pids = {r["pid"] for r in rows if r.get("pid") and r["state"] == "running"}
-    if os.getpid() in pids:
-        # this process: a closed channel's mapping goes when its last view does, which
-        # for views caught in reference cycles (an exception's frames, an earlier
-        # campaign's attach in the same process) is the next cyclic collection: now
-        import gc
-
-        gc.collect()
     for pid in pids:
         tags = set()
         try:

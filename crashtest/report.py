@@ -122,6 +122,10 @@ def write_dir(rec, s: dict, path: str) -> list[str]:
     return out
 
 
+#: up to this many faults, each is a line on the throughput plot; beyond, their rate
+MARK_MAX = 300
+
+
 def plot(rec, path: str) -> str:
     import matplotlib
 
@@ -135,10 +139,23 @@ def plot(rec, path: str) -> str:
         ys = [rec.buckets.get(i, 0) / rec.bucket_s for i in range(n)]
         a1.plot(xs, ys, lw=0.8, label="workload calls/s")
     # the workload's clock starts just before the campaign's: close enough at this scale
-    for f in rec.faults:
-        if not f.how.startswith("skipped") and "(not fired" not in f.how:
-            a1.axvline(f.fired_at, color="red", alpha=0.3, lw=0.6)
-    a1.set_xlabel("time (s); red: faults")
+    fired = [f.fired_at for f in rec.faults if not f.how.startswith("skipped") and "(not fired" not in f.how]
+    if len(fired) <= MARK_MAX:
+        for t in fired:
+            a1.axvline(t, color="red", alpha=0.3, lw=0.6)
+        a1.set_xlabel("time (s); red: faults")
+    else:  # a line a fault would paint the whole plot red: faults per second instead
+        w = max(rec.bucket_s, max(fired) / 200)
+        counts: dict[int, int] = {}
+        for t in fired:
+            counts[int(t // w)] = counts.get(int(t // w), 0) + 1
+        n = max(counts) + 1
+        a3 = a1.twinx()
+        a3.plot([i * w for i in range(n)], [counts.get(i, 0) / w for i in range(n)], color="red", lw=0.8,
+                alpha=0.7)
+        a3.set_ylabel("faults/s", color="red")
+        a3.set_ylim(bottom=0)
+        a1.set_xlabel(f"time (s); red: faults per second ({len(fired)} in all, {w:.3g} s windows)")
     a1.set_ylabel("calls/s")
     a1.set_title(f"crashtest {rec.options['workload']}: throughput with faults marked")
     ttr = [f.recovered_s * 1000 for f in rec.faults if f.recovered_s is not None and f.restarted]

@@ -644,6 +644,9 @@ class Runtime:
         self.bell.close()
         for w in self.wakers.values():
             w.bell.close()
+        for ch in self.channels.values():  # unused from now on: their memory goes now, not at a collection
+            chan.release_segment(ch.buf)
+        self.channels.clear()
 
 
 def _drain_fd(fd: int) -> None:
