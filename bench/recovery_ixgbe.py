@@ -99,8 +99,8 @@ SLICE_S = 1.0  # each run's turn; the crashing run's driver is killed half-way t
 
 class _Run:
     """One instance of a pair and what its slices forwarded: counts, wall time,
-    errors, the kills (monotonic ns around each kill request) and the timeline of
-    each slice (packets per bin) for the recovery times and the plot."""
+    errors, and per slice its timeline (packets per bin) and its kills (monotonic ns
+    around each kill request), for the recovery times and the plot."""
 
     def __init__(self, stack, shadow: bool, colocated: bool, crash: bool, batch: int):
         from redleaf.drivers.net import NetApp
@@ -113,7 +113,6 @@ class _Run:
         self.batch = batch
         self.n = self.errors = 0
         self.wall = 0  # ns
-        self.kills: list[tuple[int, int]] = []
         self.slices: list[tuple[int, int, np.ndarray, list]] = []  # (start, bin, bins, kills in it)
 
     def turn(self) -> None:
@@ -139,7 +138,6 @@ class _Run:
         self.n += n
         self.wall += wall
         self.errors += errors
-        self.kills += mine
         start, bin_ns, bins = decode_timeline(self.app.timeline())
         self.slices.append((start, bin_ns, bins.copy(), mine))
 
@@ -153,7 +151,8 @@ class _Run:
         for start, b_ns, b, ks in self.slices:
             kills += [(off + (t0 - start), off + (t1 - start)) for t0, t1 in ks]
             off += b.size * b_ns
-        return {"mpps": self.n / self.wall * 1e3 if self.wall else 0.0, "errors": self.errors, "kills": self.kills,
+        return {"mpps": self.n / self.wall * 1e3 if self.wall else 0.0, "errors": self.errors,
+                "kills": [k for _s, _b, _bins, ks in self.slices for k in ks],
                 "start": 0, "bin_ns": bin_ns, "bins": bins, "plot_kills": kills, "recovery_ms": rec}
 
 
